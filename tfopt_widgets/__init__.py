@@ -1,0 +1,52 @@
+"""tfopt-widgets: interactive model optimization for TensorFlow/Keras in notebooks.
+
+>>> import tfopt_widgets as tw
+>>> info = tw.inspect(model)
+>>> plan = tw.Plan().quantize("conv1", "dense").prune("dense", sparsity=0.75)
+>>> opt = tw.optimize(model, plan, (x_train, y_train), epochs=2)
+>>> tfl = tw.convert(opt.model, target="edgetpu", representative_data=x_train[:100])
+>>> tw.evaluate(tfl, data=(x_test, y_test))
+
+TensorFlow is imported on first use of an engine function, so importing the package is fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .errors import Cancelled, ConversionError, DataError, Error, ModelError, PlanError, TargetError
+from .plan import Plan
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it; loaded on first access so `import tfopt_widgets` does not import TF.
+_LAZY = {
+    "inspect": "inspection",
+    "ModelInfo": "inspection",
+    "LayerInfo": "inspection",
+    "Support": "inspection",
+    "optimize": "optimization",
+    "OptimizedModel": "optimization",
+    "convert": "conversion",
+    "TFLiteModel": "conversion",
+    "TARGETS": "targets",
+    "evaluate": "evaluation",
+    "Metrics": "evaluation",
+    "demo": None,
+}
+
+__all__ = ["Cancelled", "ConversionError", "DataError", "Error", "ModelError", "PlanError", "Plan",
+           "TargetError", *_LAZY]
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'tfopt_widgets' has no attribute {name!r}")
+    module = importlib.import_module(f".{_LAZY[name] or name}", __name__)
+    value = module if _LAZY[name] is None else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

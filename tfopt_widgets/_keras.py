@@ -1,0 +1,86 @@
+"""The one place that imports TensorFlow, tf_keras and tfmot.
+
+tfmot works only with Keras 2 (``tf_keras``). Since TF 2.16 a plain ``import keras`` gives Keras 3, whose models
+reach tfmot and fail with messages that never mention Keras 3, so models are checked here first.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# tfmot sets this on import anyway; setting it first makes `tf.keras` mean tf_keras whatever the import order.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+import tensorflow_model_optimization as tfmot  # noqa: E402
+
+from .errors import ModelError  # noqa: E402
+
+__all__ = ["tf", "keras", "tfmot", "np", "check_model", "copy_model", "is_keras3_model", "layer_origins",
+           "ORIGINS_ATTRIBUTE"]
+
+# Set by tw.optimize on the model it returns: {layer name in that model: the user's layer name}.
+ORIGINS_ATTRIBUTE = "_tfopt_layer_origins"
+
+
+def is_keras3_model(obj) -> bool:
+    """True for a Keras 3 model or layer (``import keras`` on TF >= 2.16), which tfmot cannot handle."""
+    for cls in type(obj).__mro__:
+        module = cls.__module__ or ""
+        if module.startswith("tf_keras"):
+            return False
+        if module == "keras" or module.startswith("keras."):
+            return True
+    return False
+
+
+def check_model(model, *, purpose: str = "optimize") -> None:
+    """Raise :class:`ModelError` unless ``model`` is a built tf_keras Sequential or Functional model."""
+    if is_keras3_model(model):
+        raise ModelError(
+            f"{model.__class__.__name__} {getattr(model, 'name', '')!r} is a Keras 3 model; the TensorFlow Model "
+            "Optimization Toolkit works only with Keras 2. Build or load the model with `import tf_keras as keras` "
+            "(pip package tf-keras), or set TF_USE_LEGACY_KERAS=1 before importing TensorFlow.",
+            field="model")
+    if not isinstance(model, keras.Model):
+        raise ModelError(
+            f"Expected a tf_keras Model, got {type(model).__module__}.{type(model).__name__}. Pass the Keras model "
+            "itself (for a saved file, load it with tf_keras.models.load_model first).", field="model")
+    is_graph = isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)
+    if not is_graph:
+        raise ModelError(
+            f"Model {model.name!r} is a subclassed model ({type(model).__name__}); tfmot can {purpose} only "
+            "Sequential or Functional models. Rebuild it with the Functional API (keras.Input -> layers -> "
+            "keras.Model) and copy the weights across.", field="model")
+    if not model.built or not model.inputs:
+        raise ModelError(
+            f"Model {model.name!r} is not built: its input shape is unknown. Give the first layer an input shape "
+            "(keras.Input(shape=...)) or call model.build(input_shape) first.", field="model")
+
+
+def copy_model(model):
+    """An independent copy of ``model``: new layers, same config and weights.
+
+    ``clone_model`` with a ``clone_function`` shares unchanged layers with its source, so fine-tuning the result
+    would silently train the user's model too. This copy shares nothing.
+    """
+    copy = keras.models.clone_model(model)
+    copy.set_weights([np.array(w, copy=True) for w in model.get_weights()])
+    return copy
+
+
+def layer_origins(model) -> dict[str, str]:
+    """Map each layer name of ``model`` to the user's layer it came from.
+
+    tfmot renames layers (``quant_conv1``) and splits some (SeparableConv2D into two). ``tw.optimize`` records
+    the map on the model it returns; for any other model, wrapper layers are unwrapped to their inner layer's name.
+    """
+    recorded = getattr(model, ORIGINS_ATTRIBUTE, None) or {}
+    origins = {}
+    for layer in model.layers:
+        inner = getattr(layer, "layer", None)
+        origins[layer.name] = recorded.get(layer.name) or (inner.name if inner is not None else layer.name)
+    return origins

@@ -1,0 +1,335 @@
+"""Inspect a model: every layer, its weights, and which techniques tfmot can apply to it (and why not).
+
+>>> info = tw.inspect(model)
+>>> info.layers[1].supports("cluster")
+Support(ok=True, reason='')
+>>> info.to_dataframe()
+
+The module is called ``inspection`` rather than ``inspect`` so that importing it never shadows ``tw.inspect``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+from dataclasses import dataclass, field
+
+from . import _keras
+from ._keras import keras, tfmot
+from .errors import ModelError
+
+TECHNIQUES = ("quantize", "prune", "cluster")
+
+# Why tfmot 0.8.1 cannot apply a technique to a layer class, where its own registries are wrong or silent about it.
+# Checked on real layers (FIELD-NOTES): these are the cases that fail or silently do nothing.
+_NOT_SUPPORTED = {
+    "DepthwiseConv2D": {
+        "prune": "tfmot 0.8.1 prunes no weights of a DepthwiseConv2D (its registry lists none); prune the "
+                 "pointwise Conv2D that follows it, or quantize this layer.",
+        "cluster": "tfmot deliberately does not cluster DepthwiseConv2D: per-channel 3x3 kernels have too few "
+                   "weights to share; quantize this layer instead.",
+    },
+    "BatchNormalization": {
+        "prune": "BatchNormalization holds per-channel scales, not a weight matrix; tfmot prunes none of them. "
+                 "It folds into the preceding convolution when converted.",
+        "cluster": "BatchNormalization holds per-channel scales, not a weight matrix; tfmot clusters none of them. "
+                   "It folds into the preceding convolution when converted.",
+    },
+    "LayerNormalization": {
+        "prune": "LayerNormalization holds per-channel scales; tfmot prunes none of them.",
+        "cluster": "LayerNormalization holds per-channel scales; tfmot clusters none of them.",
+    },
+}
+_NOT_IN_QAT_REGISTRY = ("{cls} is not in tfmot's default 8-bit quantization-aware-training registry. Prune or "
+                        "cluster it, or leave it out of the plan and let tw.convert quantize it after training "
+                        "(target 'cpu' with representative data, or quantization='int8').")
+# Whole-model transforms in quantize_apply handle these although the registry says no (checked: SeparableConv2D
+# becomes a quantized DepthwiseConv2D + Conv2D pair).
+_QUANTIZED_BY_TRANSFORM = {"SeparableConv2D"}
+# A BatchNormalization (and an activation right after it) is quantized only folded into the convolution before it.
+_FOLDING_HEADS = ("Conv2D", "DepthwiseConv2D")
+_FOLDED_ACTIVATIONS = ("ReLU", "Activation")
+
+
+@dataclass(frozen=True)
+class Support:
+    """Whether a technique can be applied to a layer; ``reason`` says why not and what to do instead."""
+
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+@dataclass(frozen=True)
+class WeightInfo:
+    """One weight variable of a layer (no values: only what a table shows)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    bytes: int
+
+
+@dataclass
+class LayerInfo:
+    """One layer of the model as the tool sees it."""
+
+    name: str
+    class_name: str
+    params: int
+    output_shape: tuple | None
+    weights: list[WeightInfo]
+    inbound: list[str] = field(default_factory=list)
+    group: str | None = None  # the convolution a BatchNormalization/activation folds into when quantized
+    support: dict[str, Support] = field(default_factory=dict)
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(w.bytes for w in self.weights)
+
+    def supports(self, technique: str) -> Support:
+        """Can ``technique`` ("quantize", "prune" or "cluster") be applied to this layer?"""
+        if technique not in TECHNIQUES:
+            raise ValueError(f"Unknown technique {technique!r}; use one of {', '.join(TECHNIQUES)}.")
+        return self.support[technique]
+
+
+class ModelInfo:
+    """Every layer of a model with its weights and per-technique support. Shows as a table in notebooks.
+
+    ``params`` and ``weight_bytes`` (as stored in Keras, float32: 4 bytes a parameter) are for the whole model.
+    """
+
+    def __init__(self, name: str, layers: list[LayerInfo], input_shapes: list, params: int, weight_bytes: int):
+        self.name = name
+        self.layers = layers
+        self.params = params
+        self.weight_bytes = weight_bytes
+        self.input_shapes = input_shapes
+        self._by_name = {layer.name: layer for layer in layers}
+
+    def get(self, name: str) -> LayerInfo | None:
+        return self._by_name.get(name)
+
+    def __getitem__(self, name: str) -> LayerInfo:
+        layer = self._by_name.get(name)
+        if layer is None:
+            raise KeyError(f"Model {self.name!r} has no layer {name!r}")
+        return layer
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def closest_names(self, name: str) -> list[str]:
+        """Layer names that look like ``name``, for 'did you mean' hints."""
+        return difflib.get_close_matches(name, list(self._by_name), n=3, cutoff=0.6)
+
+    def quantize_group_head(self, name: str) -> str | None:
+        """The convolution that layer ``name`` is quantized with (folded into), or None if it stands alone."""
+        layer = self._by_name.get(name)
+        return layer.group if layer is not None else None
+
+    def group_members(self, head: str) -> list[str]:
+        """The layers quantized together with convolution ``head`` (its BatchNormalization and activation)."""
+        return [layer.name for layer in self.layers if layer.group == head]
+
+    def to_dataframe(self):
+        """One row per layer: name, type, output shape, params, weight bytes, and support per technique."""
+        import pandas as pd
+
+        rows = []
+        for layer in self.layers:
+            row = {"layer": layer.name, "type": layer.class_name, "output_shape": layer.output_shape,
+                   "params": layer.params, "weight_bytes": layer.weight_bytes}
+            for technique in TECHNIQUES:
+                row[technique] = layer.supports(technique).ok
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("layer")
+
+    def __repr__(self) -> str:
+        return f"<ModelInfo {self.name!r}: {len(self.layers)} layers, {self.params:,} params>"
+
+    def _repr_html_(self) -> str:
+        # Layer names come from the user's model and may contain markup: escape everything.
+        esc = html.escape
+        mark = {True: "&#10003;", False: "&ndash;"}
+        head = "".join(f"<th>{h}</th>" for h in ("layer", "type", "output shape", "params", "weights", *TECHNIQUES))
+        body = []
+        for layer in self.layers:
+            cells = [esc(layer.name), esc(layer.class_name), esc(str(layer.output_shape)), f"{layer.params:,}",
+                     _format_bytes(layer.weight_bytes)]
+            support = [f'<td title="{esc(s.reason, quote=True)}">{mark[s.ok]}</td>'
+                       for s in (layer.supports(t) for t in TECHNIQUES)]
+            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "".join(support) + "</tr>")
+        caption = (f"{esc(self.name)}: {len(self.layers)} layers, {self.params:,} params, "
+                   f"{_format_bytes(self.weight_bytes)} of weights")
+        return (f"<table><caption>{caption}</caption><thead><tr>{head}</tr></thead>"
+                f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def _format_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def inspect(model) -> ModelInfo:
+    """Describe every layer of a tf_keras model and what tfmot can do with it.
+
+    Layers of a model nested inside ``model`` are listed as ``outer/inner``; they cannot be optimized in place.
+    """
+    if _keras.is_keras3_model(model):
+        _keras.check_model(model)  # raises the Keras 3 explanation
+    if not isinstance(model, keras.Model):
+        raise ModelError(f"tw.inspect expects a tf_keras Model, got {type(model).__name__}.", field="model")
+    if not model.built:
+        _keras.check_model(model, purpose="inspect")
+    subclassed = not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False))
+    inbound = {} if subclassed else _inbound_names(model)
+    layers = []
+    for layer in model.layers:
+        layers.extend(_describe(layer, inbound.get(layer.name, []), subclassed=subclassed))
+    _assign_groups(layers)
+    for info in layers:
+        if info.class_name == "BatchNormalization" and info.group is None and "/" not in info.name:
+            info.support["quantize"] = Support(
+                False, "A BatchNormalization is quantized only folded into a Conv2D or DepthwiseConv2D right "
+                       "before it; this one follows no convolution. Leave it float.")
+        elif info.group is not None:
+            info.support["quantize"] = Support(
+                True, f"Quantized folded into {info.group!r}: quantizing {info.group!r} includes it.")
+    input_shapes = [tuple(t.shape.as_list()) for t in (model.inputs or [])]
+    weight_bytes = sum(int(w.shape.num_elements() or 0) * w.dtype.size for w in model.weights)
+    return ModelInfo(model.name, layers, input_shapes, model.count_params(), weight_bytes)
+
+
+def _inbound_names(model) -> dict[str, list[str]]:
+    """{layer name: names of the layers feeding it} from the model's own config (Sequential: the previous one)."""
+    if isinstance(model, keras.Sequential):
+        names = [layer.name for layer in model.layers]
+        return {name: names[i - 1:i] for i, name in enumerate(names)}
+    result = {}
+    for entry in model.get_config()["layers"]:
+        sources = []
+        for node in entry.get("inbound_nodes") or []:
+            for item in (node if isinstance(node, list) else []):
+                if isinstance(item, list) and item and isinstance(item[0], str):
+                    sources.append(item[0])
+        result[entry["name"]] = sources
+    return result
+
+
+def _describe(layer, inbound: list[str], *, subclassed: bool, parent: str | None = None) -> list[LayerInfo]:
+    name = f"{parent}/{layer.name}" if parent else layer.name
+    if isinstance(layer, keras.Model):
+        reason = (f"{name!r} is a model nested inside this one; tfmot cannot annotate the layers inside it. "
+                  "Rebuild the model flat (call the inner layers directly on the outer model's tensors).")
+        nested = [LayerInfo(name, type(layer).__name__, layer.count_params(), _output_shape(layer), [],
+                            inbound, support={t: Support(False, reason) for t in TECHNIQUES})]
+        for inner in layer.layers:
+            for info in _describe(inner, [], subclassed=True, parent=name):
+                info.support = {t: Support(False, f"Inside nested model {name!r}: {reason}") for t in TECHNIQUES}
+                nested.append(info)
+        return nested
+    weights = [WeightInfo(w.name, tuple(w.shape.as_list()), w.dtype.name if hasattr(w.dtype, "name") else str(w.dtype),
+                          int(w.shape.num_elements() or 0) * w.dtype.size) for w in layer.weights]
+    info = LayerInfo(name, type(layer).__name__, layer.count_params(), _output_shape(layer), weights, inbound)
+    if subclassed:
+        reason = ("The model is subclassed; tfmot optimizes only Sequential or Functional models. Rebuild it "
+                  "with the Functional API.")
+        info.support = {t: Support(False, reason) for t in TECHNIQUES}
+    else:
+        info.support = {t: _support(layer, t) for t in TECHNIQUES}
+    return [info]
+
+
+def _output_shape(layer):
+    try:
+        shape = layer.output_shape
+    except (AttributeError, RuntimeError):
+        return None
+    return tuple(shape) if isinstance(shape, tuple) else shape
+
+
+def _support(layer, technique: str) -> Support:
+    cls = type(layer).__name__
+    if isinstance(layer, keras.layers.InputLayer):
+        return Support(False, "The input layer has nothing to optimize.")
+    if technique == "quantize":
+        return _quantize_support(layer, cls)
+    verb = {"prune": "prune", "cluster": "cluster"}[technique]
+    if not layer.weights:
+        return Support(False, f"{cls} has no weights to {verb}; only layers with kernels (Conv, Dense, ...) can be.")
+    reason = _NOT_SUPPORTED.get(cls, {}).get(technique)
+    if reason:
+        return Support(False, reason)
+    registry = (tfmot.sparsity.keras.PrunableLayer, _prune_registry()) if technique == "prune" else \
+        (tfmot.clustering.keras.ClusterableLayer, _cluster_registry())
+    base, reg = registry
+    if isinstance(layer, base):
+        return Support(True)
+    if not reg.supports(layer):
+        return Support(False, f"tfmot 0.8.1 has no {verb} rule for {cls}. Leave it out of the plan, or make it a "
+                              f"tfmot {base.__name__} (custom layer).")
+    if _registry_weight_names(reg, layer) == []:
+        return Support(False, f"tfmot 0.8.1 {verb}s none of the weights of a {cls}.")
+    return Support(True)
+
+
+def _quantize_support(layer, cls: str) -> Support:
+    if isinstance(layer, tfmot.quantization.keras.QuantizeWrapper):
+        return Support(False, "Already wrapped for quantization-aware training.")
+    if cls in _QUANTIZED_BY_TRANSFORM:
+        return Support(True)
+    if cls == "BatchNormalization":
+        return Support(True)  # narrowed in inspect() once the layer's neighbours are known
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import \
+        default_8bit_quantize_registry as registry
+
+    if registry.Default8BitQuantizeRegistry().supports(layer):
+        return Support(True)
+    return Support(False, _NOT_IN_QAT_REGISTRY.format(cls=cls))
+
+
+def _assign_groups(layers: list[LayerInfo]) -> None:
+    """Mark BatchNormalization (and the activation after it) that fold into the convolution before them."""
+    by_name = {layer.name: layer for layer in layers}
+    consumers: dict[str, list[str]] = {}
+    for layer in layers:
+        for source in layer.inbound:
+            consumers.setdefault(source, []).append(layer.name)
+    for layer in layers:
+        if layer.class_name != "BatchNormalization" or len(layer.inbound) != 1:
+            continue
+        head = by_name.get(layer.inbound[0])
+        if head is None or head.class_name not in _FOLDING_HEADS or len(consumers.get(head.name, [])) != 1:
+            continue
+        layer.group = head.name
+        after = consumers.get(layer.name, [])
+        if len(after) == 1 and by_name[after[0]].class_name in _FOLDED_ACTIVATIONS:
+            by_name[after[0]].group = head.name
+
+
+def _prune_registry():
+    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
+
+    return PruneRegistry
+
+
+def _cluster_registry():
+    from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import \
+        ClusteringRegistry
+
+    return ClusteringRegistry
+
+
+def _registry_weight_names(registry, layer) -> list[str] | None:
+    """The weight attributes tfmot's registry names for ``layer``; None when it decides otherwise (RNN, MHA)."""
+    return registry._LAYERS_WEIGHTS_MAP.get(layer.__class__)

@@ -1,0 +1,412 @@
+"""Plan: which layers to quantize, prune or cluster, and how.
+
+A plan is the spec; ``tw.optimize`` carries it out and the widgets only show and edit it. It is keyed by the
+user's layer names, holds no TensorFlow objects, and round-trips through JSON.
+
+>>> plan = Plan().quantize("conv1", "dense").prune("dense", sparsity=0.75)
+>>> plan.cluster("conv2", clusters=16)
+>>> Plan.from_json(plan.to_json()) == plan
+True
+
+Techniques on one layer combine into tfmot's collaborative schemes: prune + quantize is pruning-preserving QAT
+(PQAT), cluster + quantize is cluster-preserving QAT (CQAT), prune + cluster is sparsity-preserving clustering, and
+all three is PCQAT.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import MISSING, asdict, dataclass, replace
+from typing import Callable, Iterator
+
+from .errors import PlanError
+
+TECHNIQUES = ("quantize", "prune", "cluster")
+SCHEDULES = ("polynomial", "constant")
+CLUSTER_INITS = ("kmeans++", "linear", "density", "random")
+
+FORMAT = "tfopt-widgets/plan"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    """Magnitude pruning of one layer's weights to ``sparsity`` (the fraction of zeros).
+
+    The schedule runs over the fine-tuning: from ``begin`` to ``end`` as fractions of the training steps, or from
+    ``begin_step`` to ``end_step`` when those are given. ``polynomial`` ramps sparsity up from 0; ``constant``
+    prunes to the target at once. ``block_size`` prunes blocks of weights together (e.g. (1, 4)).
+    """
+
+    sparsity: float
+    schedule: str = "polynomial"
+    begin: float = 0.0
+    end: float = 0.8
+    begin_step: int | None = None
+    end_step: int | None = None
+    block_size: tuple[int, int] = (1, 1)
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Weight clustering (sharing) of one layer into ``clusters`` distinct values.
+
+    ``init`` is how centroids start: kmeans++, linear, density or random. ``preserve_sparsity`` keeps zeros at
+    zero; it is implied when the same layer is also pruned.
+    """
+
+    clusters: int
+    init: str = "kmeans++"
+    preserve_sparsity: bool = False
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """What the plan does to one layer."""
+
+    layer: str
+    quantize: bool = False
+    prune: PruneSpec | None = None
+    cluster: ClusterSpec | None = None
+
+    @property
+    def techniques(self) -> tuple[str, ...]:
+        """The techniques planned for this layer, in the order they are applied."""
+        return tuple(t for t, on in (("prune", self.prune), ("cluster", self.cluster), ("quantize", self.quantize))
+                     if on)
+
+    @property
+    def scheme(self) -> str:
+        """The tfmot name of this layer's combination: QAT, PQAT, CQAT, PCQAT, pruning, clustering, ..."""
+        return {
+            ("quantize",): "QAT",
+            ("prune",): "pruning",
+            ("cluster",): "clustering",
+            ("prune", "quantize"): "PQAT",
+            ("cluster", "quantize"): "CQAT",
+            ("prune", "cluster"): "sparsity-preserving clustering",
+            ("prune", "cluster", "quantize"): "PCQAT",
+        }.get(self.techniques, "none")
+
+    def is_empty(self) -> bool:
+        return not self.techniques
+
+
+def _check_layer_names(layers: tuple, technique: str) -> None:
+    if not layers:
+        raise PlanError(f"plan.{technique}() needs at least one layer name, e.g. plan.{technique}('dense').",
+                        field="layers")
+    for name in layers:
+        if not isinstance(name, str) or not name:
+            raise PlanError(f"Layer names are non-empty strings; plan.{technique}() got {name!r}.", field="layers")
+
+
+def _prune_spec(sparsity, schedule, begin, end, begin_step, end_step, block_size, layer=None) -> PruneSpec:
+    def fail(message, field):
+        raise PlanError(message, layer=layer, field=field)
+
+    where = f" for layer {layer!r}" if layer else ""
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 < sparsity < 1.0:
+        fail(f"sparsity{where} must be a fraction of zeros strictly between 0 and 1 (e.g. 0.75); got {sparsity!r}.",
+             "sparsity")
+    if schedule not in SCHEDULES:
+        fail(f"schedule{where} must be one of {', '.join(SCHEDULES)}; got {schedule!r}.", "schedule")
+    for name, value in (("begin", begin), ("end", end)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            fail(f"{name}{where} is a fraction of the training steps between 0 and 1; got {value!r}. "
+                 f"Use {name}_step= for an absolute step.", name)
+    if begin >= end:
+        fail(f"begin ({begin}) must come before end ({end}){where}.", "begin")
+    for name, value in (("begin_step", begin_step), ("end_step", end_step)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            fail(f"{name}{where} must be a non-negative integer step or None; got {value!r}.", name)
+    if begin_step is not None and end_step is not None and begin_step >= end_step:
+        fail(f"begin_step ({begin_step}) must be smaller than end_step ({end_step}){where}.", "begin_step")
+    try:
+        block = tuple(int(b) for b in block_size)
+    except (TypeError, ValueError):
+        block = ()
+    if len(block) != 2 or min(block) < 1 or tuple(block_size) != block:
+        fail(f"block_size{where} must be two positive integers such as (1, 1) or (1, 4); got {block_size!r}.",
+             "block_size")
+    return PruneSpec(float(sparsity), schedule, float(begin), float(end), begin_step, end_step, block)
+
+
+def _cluster_spec(clusters, init, preserve_sparsity, layer=None) -> ClusterSpec:
+    where = f" for layer {layer!r}" if layer else ""
+    if isinstance(clusters, bool) or not isinstance(clusters, int) or clusters < 2:
+        raise PlanError(f"clusters{where} must be an integer of at least 2 (e.g. 16); got {clusters!r}.",
+                        layer=layer, field="clusters")
+    if init not in CLUSTER_INITS:
+        raise PlanError(f"init{where} must be one of {', '.join(CLUSTER_INITS)}; got {init!r}.",
+                        layer=layer, field="init")
+    if not isinstance(preserve_sparsity, bool):
+        raise PlanError(f"preserve_sparsity{where} must be True or False; got {preserve_sparsity!r}.",
+                        layer=layer, field="preserve_sparsity")
+    return ClusterSpec(clusters, init, preserve_sparsity)
+
+
+class Plan:
+    """Per-layer optimization choices, keyed by the user's layer names.
+
+    Methods that change the plan return the plan, so calls chain. ``on_change`` lets views follow edits.
+    """
+
+    def __init__(self, entries: Iterator[LayerPlan] | None = None):
+        self._entries: dict[str, LayerPlan] = {}
+        self._observers: list[Callable[[Plan], None]] = []
+        # Widget callbacks may arrive on another thread (JupyterLab comm subshells) while a cell edits the plan.
+        self._lock = threading.RLock()
+        for entry in entries or ():
+            self._entries[entry.layer] = entry
+
+    # -- editing ---------------------------------------------------------------------------------------------
+    def quantize(self, *layers: str, enabled: bool = True) -> Plan:
+        """Quantization-aware training (int8) on these layers."""
+        _check_layer_names(layers, "quantize")
+        return self._update(layers, quantize=bool(enabled))
+
+    def prune(self, *layers: str, sparsity: float, schedule: str = "polynomial", begin: float = 0.0,
+              end: float = 0.8, begin_step: int | None = None, end_step: int | None = None,
+              block_size: tuple[int, int] = (1, 1)) -> Plan:
+        """Magnitude pruning of these layers to ``sparsity``; see :class:`PruneSpec` for the schedule."""
+        _check_layer_names(layers, "prune")
+        spec = _prune_spec(sparsity, schedule, begin, end, begin_step, end_step, block_size)
+        return self._update(layers, prune=spec)
+
+    def cluster(self, *layers: str, clusters: int, init: str = "kmeans++", preserve_sparsity: bool = False) -> Plan:
+        """Weight clustering of these layers into ``clusters`` shared values."""
+        _check_layer_names(layers, "cluster")
+        return self._update(layers, cluster=_cluster_spec(clusters, init, preserve_sparsity))
+
+    def remove(self, layer: str, technique: str | None = None) -> Plan:
+        """Drop ``technique`` (or everything) planned for ``layer``; removing what is not planned is a no-op."""
+        if technique is not None and technique not in TECHNIQUES:
+            raise PlanError(f"Unknown technique {technique!r}; use one of {', '.join(TECHNIQUES)}.",
+                            layer=layer, field="technique")
+        with self._lock:
+            entry = self._entries.get(layer)
+            if entry is None:
+                return self
+            if technique is None:
+                del self._entries[layer]
+            else:
+                self._set(replace(entry, **{technique: False if technique == "quantize" else None}))
+        self._notify()
+        return self
+
+    def clear(self) -> Plan:
+        """Remove every entry."""
+        with self._lock:
+            self._entries.clear()
+        self._notify()
+        return self
+
+    def _update(self, layers, **changes) -> Plan:
+        with self._lock:
+            for name in layers:
+                self._set(replace(self._entries.get(name, LayerPlan(name)), **changes))
+        self._notify()
+        return self
+
+    def _set(self, entry: LayerPlan) -> None:
+        if entry.is_empty():
+            self._entries.pop(entry.layer, None)
+        else:
+            self._entries[entry.layer] = entry
+
+    # -- reading ---------------------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[LayerPlan]:
+        with self._lock:
+            return iter(list(self._entries.values()))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, layer: str) -> bool:
+        return layer in self._entries
+
+    def __getitem__(self, layer: str) -> LayerPlan:
+        """The entry for ``layer`` (an empty LayerPlan when nothing is planned for it)."""
+        return self._entries.get(layer, LayerPlan(layer))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Plan) and self._entries == other._entries
+
+    def layers(self, technique: str) -> list[str]:
+        """Names of the layers that ``technique`` is planned for, in plan order."""
+        return [e.layer for e in self if technique in e.techniques]
+
+    def copy(self) -> Plan:
+        """An independent plan with the same entries (and no observers)."""
+        return Plan(iter(self))
+
+    def __repr__(self) -> str:
+        if not self._entries:
+            return "Plan()"
+        lines = [f"  {e.layer}: {' + '.join(self._describe(e))}" for e in self]
+        return "Plan(\n" + "\n".join(lines) + "\n)"
+
+    @staticmethod
+    def _describe(entry: LayerPlan) -> list[str]:
+        parts = []
+        if entry.prune:
+            parts.append(f"prune {entry.prune.sparsity:g} ({entry.prune.schedule})")
+        if entry.cluster:
+            parts.append(f"cluster {entry.cluster.clusters} ({entry.cluster.init})")
+        if entry.quantize:
+            parts.append("quantize int8")
+        return parts
+
+    # -- observers -------------------------------------------------------------------------------------------
+    def on_change(self, callback: Callable[[Plan], None], remove: bool = False) -> None:
+        """Call ``callback(plan)`` after every edit (or stop calling it with ``remove=True``)."""
+        if remove:
+            self._observers = [c for c in self._observers if c is not callback]
+        else:
+            self._observers.append(callback)
+
+    def _notify(self) -> None:
+        for callback in list(self._observers):
+            callback(self)
+
+    # -- validation ------------------------------------------------------------------------------------------
+    def validate(self, model) -> None:
+        """Raise :class:`PlanError` naming the first layer the plan cannot be applied to, and why.
+
+        Checks that every layer exists in ``model`` and supports each technique planned for it.
+        """
+        from .inspection import inspect
+
+        info = inspect(model)
+        for entry in self:
+            layer = info.get(entry.layer)
+            if layer is None:
+                close = info.closest_names(entry.layer)
+                hint = f" Did you mean {', '.join(repr(n) for n in close)}?" if close else ""
+                raise PlanError(f"The plan names layer {entry.layer!r}, which model {info.name!r} does not have."
+                                f"{hint} See tw.inspect(model).layers for the names.",
+                                layer=entry.layer, field="layer")
+            for technique in entry.techniques:
+                support = layer.supports(technique)
+                if not support.ok:
+                    raise PlanError(f"Cannot {technique} layer {entry.layer!r} ({layer.class_name}): "
+                                    f"{support.reason}", layer=entry.layer, field=technique)
+            if entry.quantize:
+                group = info.quantize_group_head(entry.layer)
+                if group is not None and not self[group].quantize:
+                    raise PlanError(
+                        f"Layer {entry.layer!r} ({layer.class_name}) is quantized only folded into {group!r}; "
+                        f"quantize {group!r} too (its BatchNormalization and activation follow it).",
+                        layer=entry.layer, field="quantize")
+
+    # -- JSON ------------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """A JSON-ready dict with the format name and version."""
+        layers = {}
+        for entry in self:
+            item = {}
+            if entry.quantize:
+                item["quantize"] = True
+            if entry.prune:
+                item["prune"] = {**asdict(entry.prune), "block_size": list(entry.prune.block_size)}
+            if entry.cluster:
+                item["cluster"] = asdict(entry.cluster)
+            layers[entry.layer] = item
+        return {"format": FORMAT, "version": FORMAT_VERSION, "layers": layers}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Plan:
+        """Build a plan from :meth:`to_dict` output; raises :class:`PlanError` on anything malformed."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise PlanError(f"Not a tfopt-widgets plan: expected an object with \"format\": \"{FORMAT}\".",
+                            field="format")
+        version = data.get("version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise PlanError("The plan has no integer \"version\".", field="version")
+        if version > FORMAT_VERSION:
+            raise PlanError(f"This plan has format version {version}, newer than this tfopt-widgets understands "
+                            f"({FORMAT_VERSION}). Upgrade tfopt-widgets to read it.", field="version")
+        layers = data.get("layers")
+        if not isinstance(layers, dict):
+            raise PlanError("The plan's \"layers\" must be an object keyed by layer name.", field="layers")
+        entries = []
+        for name, item in layers.items():
+            if not isinstance(item, dict):
+                raise PlanError(f"The entry for layer {name!r} must be an object.", layer=name, field="layers")
+            unknown = set(item) - set(TECHNIQUES)
+            if unknown:
+                raise PlanError(f"Unknown technique {sorted(unknown)[0]!r} for layer {name!r}; use "
+                                f"{', '.join(TECHNIQUES)}.", layer=name, field=sorted(unknown)[0])
+            entries.append(LayerPlan(name, quantize=cls._read_quantize(name, item.get("quantize", False)),
+                                     prune=cls._read_spec(name, "prune", item.get("prune")),
+                                     cluster=cls._read_spec(name, "cluster", item.get("cluster"))))
+        return cls(e for e in entries if not e.is_empty())
+
+    @staticmethod
+    def _read_quantize(name, value) -> bool:
+        if not isinstance(value, bool):
+            raise PlanError(f"\"quantize\" for layer {name!r} must be true or false; got {value!r}.",
+                            layer=name, field="quantize")
+        return value
+
+    @staticmethod
+    def _read_spec(name, technique, value):
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise PlanError(f"\"{technique}\" for layer {name!r} must be an object.", layer=name, field=technique)
+        make, spec_type = (_prune_spec, PruneSpec) if technique == "prune" else (_cluster_spec, ClusterSpec)
+        fields = spec_type.__dataclass_fields__
+        unknown = set(value) - set(fields)
+        if unknown:
+            raise PlanError(f"Unknown {technique} setting {sorted(unknown)[0]!r} for layer {name!r}; "
+                            f"known: {', '.join(fields)}.", layer=name, field=sorted(unknown)[0])
+        required = [f for f, d in fields.items() if d.default is MISSING and d.default_factory is MISSING]
+        for f in required:
+            if f not in value:
+                raise PlanError(f"\"{technique}\" for layer {name!r} needs \"{f}\".", layer=name, field=f)
+        settings = {f: value.get(f, d.default) for f, d in fields.items()}
+        return make(*settings.values(), layer=name)
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        """Parse :meth:`to_json` output."""
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise PlanError(f"The plan is not valid JSON: {exc}.", field="json") from None
+        return cls.from_dict(data)
+
+    def save(self, path) -> None:
+        """Write the plan as JSON to ``path``."""
+        from pathlib import Path
+
+        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path) -> Plan:
+        """Read a plan written by :meth:`save`."""
+        from pathlib import Path
+
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+def pruning_steps(spec: PruneSpec, total_steps: int) -> tuple[int, int, int]:
+    """``(begin_step, end_step, frequency)`` for tfmot's schedule over ``total_steps`` of fine-tuning.
+
+    tfmot prunes only on steps ``begin + k * frequency``; the end step is put on that grid so the last pruning
+    step reaches the target sparsity exactly.
+    """
+    total_steps = max(int(total_steps), 1)
+    begin = spec.begin_step if spec.begin_step is not None else int(spec.begin * total_steps)
+    end = spec.end_step if spec.end_step is not None else max(begin + 1, int(math.ceil(spec.end * total_steps)) - 1)
+    end = min(end, max(total_steps - 1, begin + 1))
+    frequency = max(1, min(100, (end - begin) // 10 or 1))
+    end = begin + frequency * max(1, (end - begin) // frequency)
+    return begin, end, frequency
