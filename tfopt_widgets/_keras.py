@@ -20,7 +20,7 @@ import tensorflow_model_optimization as tfmot  # noqa: E402
 from .errors import ModelError  # noqa: E402
 
 __all__ = ["tf", "keras", "tfmot", "np", "check_model", "copy_model", "is_keras3_model", "layer_origins",
-           "ORIGINS_ATTRIBUTE"]
+           "record_origins", "ORIGINS_ATTRIBUTE"]
 
 # Set by tw.optimize on the model it returns: {layer name in that model: the user's layer name}.
 ORIGINS_ATTRIBUTE = "_tfopt_layer_origins"
@@ -84,3 +84,9 @@ def layer_origins(model) -> dict[str, str]:
         inner = getattr(layer, "layer", None)
         origins[layer.name] = recorded.get(layer.name) or (inner.name if inner is not None else layer.name)
     return origins
+
+
+def record_origins(model, origins: dict[str, str]) -> None:
+    """Store ``layer_origins`` on ``model`` so that later steps (conversion) can name the user's layers."""
+    # object.__setattr__ skips Keras attribute tracking: the map is metadata, not part of the model's state.
+    object.__setattr__(model, ORIGINS_ATTRIBUTE, dict(origins))

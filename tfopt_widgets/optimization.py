@@ -1,0 +1,310 @@
+"""Apply a Plan with tfmot: prune, then cluster, then quantization-aware training, fine-tuning after each.
+
+The order follows tfmot's collaborative-optimization guides: pruning first (its zeros are preserved by the later
+stages), clustering next (sparsity-preserving on pruned layers), and QAT last with the scheme that preserves what
+came before (PQAT, CQAT or PCQAT). The user's model is copied first and never touched.
+
+>>> opt = tw.optimize(model, plan, (x_train, y_train), epochs=2)
+>>> opt.model            # ready for tw.convert
+>>> opt.layer_stats()    # sparsity and unique values per planned layer
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import _keras
+from ._data import TrainingData, training_data
+from ._keras import keras, np, tfmot
+from .errors import Error, ModelError, PlanError
+from .plan import ClusterSpec, Plan, PruneSpec, pruning_steps
+
+_CENTROID_INIT = {
+    "kmeans++": "KMEANS_PLUS_PLUS",
+    "linear": "LINEAR",
+    "density": "DENSITY_BASED",
+    "random": "RANDOM",
+}
+KERNEL_ATTRIBUTES = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class OptimizedModel:
+    """The result of :func:`optimize`.
+
+    ``model`` is stripped of pruning/clustering wrappers and ready for ``tw.convert`` (QAT wrappers stay: the
+    converter needs them). ``layer_origins`` maps each of its layer names to the user's layer name (QAT renames
+    ``dense`` to ``quant_dense`` and splits a SeparableConv2D in two). ``history`` holds each stage's Keras history.
+    """
+
+    model: object
+    plan: Plan
+    history: dict[str, dict] = field(default_factory=dict)
+    layer_origins: dict[str, str] = field(default_factory=dict)
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """{user layer name: main kernel as a float32 array}, for layers that have one."""
+        return kernels(self.model, self.layer_origins)
+
+    def layer_stats(self):
+        """A DataFrame per planned layer: techniques, kernel sparsity and number of unique values."""
+        import pandas as pd
+
+        weights = self.weights()
+        rows = []
+        for entry in self.plan:
+            kernel = weights.get(entry.layer)
+            rows.append({
+                "layer": entry.layer,
+                "scheme": entry.scheme,
+                "sparsity": float(np.mean(kernel == 0)) if kernel is not None else None,
+                "unique_values": int(np.unique(kernel).size) if kernel is not None else None,
+            })
+        return pd.DataFrame(rows).set_index("layer")
+
+    def __repr__(self) -> str:
+        stages = ", ".join(self.history) or "none"
+        return f"<OptimizedModel {self.model.name!r}: {len(self.plan)} planned layers; stages: {stages}>"
+
+
+def kernels(model, origins: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+    """{user layer name: the layer's main kernel as the model computes with it} for layers that have one.
+
+    For a QAT layer that is the fake-quantized kernel (for CQAT/PCQAT: centroids gathered and masked), which is
+    what the int8 file will hold; its ``kernel`` variable alone is stale there.
+    """
+    origins = origins or _keras.layer_origins(model)
+    quantize_wrapper = tfmot.quantization.keras.QuantizeWrapper
+    if any(isinstance(layer, quantize_wrapper) for layer in model.layers):
+        # An eager forward pass makes each wrapper set its inner layer's kernel to the quantized tensor.
+        model(np.zeros([1, *[d or 1 for d in model.inputs[0].shape[1:]]], "float32"), training=False)
+    result = {}
+    for layer in model.layers:
+        inner = layer.layer if isinstance(layer, quantize_wrapper) else layer
+        for attribute in KERNEL_ATTRIBUTES:
+            value = getattr(inner, attribute, None)
+            if value is not None and hasattr(value, "numpy"):
+                # A SeparableConv2D has two kernels; the pointwise one, listed later, holds most weights.
+                result[origins.get(layer.name, layer.name)] = np.array(value.numpy(), dtype="float32")
+    return result
+
+
+def optimize(model, plan: Plan, train_data, epochs: int = 2, validation_data=None, callbacks=None,
+             learning_rate: float | None = None, progress: Progress | None = None, batch_size: int = 32,
+             loss=None, metrics=None, steps_per_epoch: int | None = None) -> OptimizedModel:
+    """Apply ``plan`` to a copy of ``model`` with tfmot, fine-tune, strip, and return the result.
+
+    ``train_data`` is ``(x, y)`` numpy arrays or a batched ``tf.data.Dataset`` of ``(x, y)``; each stage
+    (prune, cluster, quantize: those the plan uses) fine-tunes for ``epochs``. The model's compiled loss, metrics
+    and optimizer are reused (``loss=``/``metrics=``/``learning_rate=`` override them). ``progress(stage, step,
+    total)`` is called after every training step; raising ``tw.Cancelled`` from it stops cleanly.
+    """
+    _keras.check_model(model, purpose="optimize")
+    if not isinstance(plan, Plan):
+        raise PlanError(f"Expected a tw.Plan, got {type(plan).__name__}.", field="plan")
+    if len(plan) == 0:
+        raise PlanError("The plan is empty: nothing to optimize. Add layers with plan.quantize(...), "
+                        "plan.prune(...) or plan.cluster(...); for a baseline, call tw.convert(model) directly.",
+                        field="plan")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise Error(f"epochs must be a positive integer (fine-tuning is what makes the plan work: quantization "
+                    f"ranges and pruning masks are learned); got {epochs!r}.", field="epochs")
+    plan.validate(model)
+    plan = plan.copy()
+    if plan.layers("quantize"):
+        nested = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
+        if nested:
+            raise ModelError(f"Model {model.name!r} contains the nested model {nested[0]!r}; tfmot cannot apply "
+                             "quantization-aware training to a model with a model inside it. Rebuild it flat, or "
+                             "plan only pruning and clustering.", layer=nested[0], field="model")
+    train = training_data(train_data, model, "train_data", batch_size, steps_per_epoch)
+    validation = training_data(validation_data, model, "validation_data", batch_size) \
+        if validation_data is not None else None
+    compile_args = _compile_args(model, loss, metrics, learning_rate)
+
+    runner = _Stages(train, validation, epochs, callbacks or [], progress, compile_args)
+    work = _keras.copy_model(model)
+    user_names = [layer.name for layer in model.layers]
+    if plan.layers("prune"):
+        work = runner.prune(work, {e.layer: e.prune for e in plan if e.prune})
+    if plan.layers("cluster"):
+        pruned = set(plan.layers("prune"))
+        work = runner.cluster(work, {e.layer: e.cluster for e in plan if e.cluster}, pruned)
+    if plan.layers("quantize"):
+        work = runner.quantize(work, plan)
+    origins = _origins(work, user_names)
+    _keras.record_origins(work, origins)
+    return OptimizedModel(work, plan, runner.history, origins)
+
+
+class _Stages:
+    """Runs the annotate -> fine-tune -> strip stages on our own copy of the model."""
+
+    def __init__(self, train: TrainingData, validation: TrainingData | None, epochs: int, callbacks: list,
+                 progress: Progress | None, compile_args: dict):
+        self.train = train
+        self.validation = validation
+        self.epochs = epochs
+        self.callbacks = callbacks
+        self.progress = progress
+        self.compile_args = compile_args
+        self.history: dict[str, dict] = {}
+
+    @property
+    def total_steps(self) -> int:
+        return self.train.steps_per_epoch * self.epochs
+
+    def prune(self, model, specs: dict[str, PruneSpec]):
+        sparsity = tfmot.sparsity.keras
+
+        def annotate(layer):
+            spec = specs.get(layer.name)
+            if spec is None:
+                return layer
+            return sparsity.prune_low_magnitude(layer, pruning_schedule=self._schedule(spec),
+                                                block_size=spec.block_size)
+
+        annotated = keras.models.clone_model(model, clone_function=annotate)
+        self._fit("prune", annotated, [sparsity.UpdatePruningStep()])
+        return sparsity.strip_pruning(annotated)
+
+    def _schedule(self, spec: PruneSpec):
+        begin, end, frequency = pruning_steps(spec, self.total_steps)
+        schedules = tfmot.sparsity.keras
+        if spec.schedule == "constant":
+            return schedules.ConstantSparsity(spec.sparsity, begin_step=begin, end_step=end, frequency=frequency)
+        return schedules.PolynomialDecay(initial_sparsity=0.0, final_sparsity=spec.sparsity, begin_step=begin,
+                                         end_step=end, frequency=frequency)
+
+    def cluster(self, model, specs: dict[str, ClusterSpec], pruned: set[str]):
+        clustering = tfmot.clustering.keras
+
+        def annotate(layer):
+            spec = specs.get(layer.name)
+            if spec is None:
+                return layer
+            init = getattr(clustering.CentroidInitialization, _CENTROID_INIT[spec.init])
+            return clustering.cluster_weights(layer, number_of_clusters=spec.clusters,
+                                              cluster_centroids_init=init,
+                                              preserve_sparsity=spec.preserve_sparsity or layer.name in pruned)
+
+        annotated = keras.models.clone_model(model, clone_function=annotate)
+        self._fit("cluster", annotated, [])
+        return clustering.strip_clustering(annotated)
+
+    def quantize(self, model, plan: Plan):
+        from .inspection import inspect
+
+        quantization = tfmot.quantization.keras
+        info = inspect(model)
+        names = set()
+        for layer in plan.layers("quantize"):
+            names.add(layer)
+            names.update(info.group_members(layer))
+        annotated = keras.models.clone_model(
+            model, clone_function=lambda l: quantization.quantize_annotate_layer(l) if l.name in names else l)
+        with quantization.quantize_scope():
+            quantized = quantization.quantize_apply(annotated, scheme=_quantize_scheme(plan))
+        self._fit("quantize", quantized, [])
+        return quantized
+
+    def _fit(self, stage: str, model, extra_callbacks: list):
+        args = dict(self.compile_args)
+        args["optimizer"] = args["optimizer"]()
+        model.compile(**args)
+        callbacks = [*extra_callbacks, *self.callbacks]
+        if self.progress is not None:
+            callbacks.append(_ProgressCallback(stage, self.train.steps_per_epoch, self.total_steps, self.progress))
+        history = model.fit(self.train.dataset, epochs=self.epochs, steps_per_epoch=self.train.fit_steps,
+                            validation_data=self.validation.dataset if self.validation else None,
+                            callbacks=callbacks, verbose=0)
+        self.history[stage] = dict(history.history)
+
+
+def _quantize_scheme(plan: Plan):
+    """tfmot's collaborative scheme for what the quantized layers went through before QAT."""
+    combine = tfmot.experimental.combine
+    quantized = [entry for entry in plan if entry.quantize]
+    if any(entry.cluster for entry in quantized):
+        preserve_sparsity = any(entry.prune for entry in quantized if entry.cluster)
+        return combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=preserve_sparsity)
+    if any(entry.prune for entry in quantized):
+        return combine.Default8BitPrunePreserveQuantizeScheme()
+    return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
+
+
+class _ProgressCallback(keras.callbacks.Callback):
+    def __init__(self, stage: str, steps_per_epoch: int, total: int, progress: Progress):
+        super().__init__()
+        self.stage, self.steps_per_epoch, self.total, self.progress = stage, steps_per_epoch, total, progress
+        self.epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self.progress(self.stage, 0, self.total)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.progress(self.stage, min(self.epoch * self.steps_per_epoch + batch + 1, self.total), self.total)
+
+
+def _compile_args(model, loss, metrics, learning_rate) -> dict:
+    """Loss, metrics and an optimizer factory for fine-tuning, taken from the user's compiled model."""
+    compiled = {}
+    if getattr(model, "optimizer", None) is not None and getattr(model, "compiled_loss", None) is not None:
+        try:
+            compiled = model._get_compile_args(user_metrics=True)
+        except (AttributeError, TypeError):
+            compiled = {}
+    loss = loss if loss is not None else compiled.get("loss")
+    if loss is None:
+        raise ModelError(f"Model {model.name!r} is not compiled, so the loss for fine-tuning is unknown. Compile it "
+                         "first (model.compile(loss=...)) or pass loss= to tw.optimize.", field="loss")
+    metrics = metrics if metrics is not None else compiled.get("metrics")
+    source = compiled.get("optimizer")
+    config = source.get_config() if source is not None and hasattr(source, "get_config") else None
+    optimizer_class = type(source) if config is not None else keras.optimizers.Adam
+
+    def make_optimizer():
+        settings = dict(config) if config is not None else {}
+        if learning_rate is not None:
+            settings["learning_rate"] = float(learning_rate)
+        settings.pop("name", None)
+        return optimizer_class.from_config(settings) if settings else optimizer_class()
+
+    return {"optimizer": make_optimizer, "loss": loss, "metrics": metrics,
+            "loss_weights": compiled.get("loss_weights"), "weighted_metrics": compiled.get("weighted_metrics")}
+
+
+def _origins(model, user_names: list[str]) -> dict[str, str]:
+    """Map each layer of the optimized model back to the user's layer name.
+
+    Wrappers name their inner layer; layers tfmot created by splitting one (SeparableConv2D becomes a
+    DepthwiseConv2D + Conv2D pair with new names) sit where the user's layer that disappeared used to be.
+    """
+    known = set(user_names)
+    order = {name: i for i, name in enumerate(user_names)}
+    present = set()
+    origins = {}
+    for layer in model.layers:
+        inner = getattr(layer, "layer", None)
+        for candidate in (layer.name, getattr(inner, "name", None)):
+            if candidate in known:
+                origins[layer.name] = candidate
+                present.add(candidate)
+                break
+    missing = [name for name in user_names if name not in present]
+    last_position = -1
+    for layer in model.layers:
+        if layer.name in origins:
+            last_position = order[origins[layer.name]]
+            continue
+        after = [name for name in missing if order[name] > last_position]
+        if after and isinstance(layer, tfmot.quantization.keras.QuantizeWrapper):
+            origins[layer.name] = after[0]
+    return origins
