@@ -1,0 +1,28 @@
+"""Shared fixtures: the digits demo, trained once per test session."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """(model, (x_train, y_train), (x_test, y_test)): the demo CNN, trained for a few epochs."""
+    from tfopt_widgets.demo import digits_data, digits_model
+
+    return digits_model(epochs=5), *digits_data()
+
+
+@pytest.fixture
+def frozen(digits):
+    """Asserts after the test that the digits model's weights are bit-identical to before it."""
+    model = digits[0]
+    before = [np.array(w, copy=True) for w in model.get_weights()]
+    yield model
+    after = model.get_weights()
+    assert len(before) == len(after)
+    for old, new in zip(before, after):
+        assert old.dtype == new.dtype and np.array_equal(old, new), "the user's model was changed"
