@@ -1,0 +1,79 @@
+"""The :class:`Target` record and the quantization modes a target can be asked for.
+
+A target is data: converter settings plus, later, its op rules. Functions that read targets live next to the data
+(``Target.quantization_for``) so that ``tw.convert`` holds no per-target branches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from ..errors import TargetError
+
+# The post-training modes of the TFLite converter, in the words a UI shows next to them.
+QUANTIZATIONS: Mapping[str, str] = MappingProxyType({
+    "none": "float32 weights and activations (no quantization)",
+    "dynamic": "int8 weights, float activations quantized on the fly (dynamic range)",
+    "float16": "float16 weights, float32 activations",
+    "int8": "int8 weights and activations (full integer; needs representative data unless the model is QAT)",
+    "int16x8": "int8 weights, int16 activations (needs representative data; slow on CPU)",
+})
+
+
+@dataclass(frozen=True)
+class Target:
+    """A hardware target: what a converted file must look like to run there.
+
+    >>> from tfopt_widgets.targets import get_target
+    >>> get_target("edgetpu").allowed_quantizations
+    ('int8',)
+
+    ``refusals`` says, per mode the target cannot run, why not; ``ops`` is the target's op table (empty until op
+    rules are tabulated: then every TFLite builtin op is assumed to run).
+    """
+
+    name: str
+    title: str
+    summary: str
+    default_quantization: str
+    allowed_quantizations: tuple[str, ...]
+    int8_io: bool = False  # True: the file's inputs and outputs are int8 (the caller quantizes); False: float32
+    fixed_batch: bool = False  # True: the batch dimension is fixed to 1 in the file
+    calibrated_quantization: str | None = None  # mode used instead of the default when calibration is possible
+    refusals: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    source: str = ""
+    ops: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self):
+        for mode in (self.default_quantization, *self.allowed_quantizations, *self.refusals):
+            if mode not in QUANTIZATIONS:
+                raise ValueError(f"target {self.name!r}: unknown quantization mode {mode!r}")
+        if self.default_quantization not in self.allowed_quantizations:
+            raise ValueError(f"target {self.name!r}: default {self.default_quantization!r} is not allowed")
+        # Read-only views, so a shared TARGETS entry cannot be edited by accident.
+        object.__setattr__(self, "refusals", MappingProxyType(dict(self.refusals)))
+        object.__setattr__(self, "ops", MappingProxyType(dict(self.ops)))
+
+    def quantization_for(self, requested: str | None, *, calibrated: bool) -> str:
+        """The mode to convert with: ``requested`` if this target runs it, else the target's default.
+
+        ``calibrated`` is True when int8 ranges are available (representative data, or a fully
+        quantization-aware-trained model); it switches a target with ``calibrated_quantization`` to that mode.
+        Raises :class:`TargetError` for an unknown mode or one this target cannot run, with the reason.
+        """
+        if requested is None:
+            if calibrated and self.calibrated_quantization:
+                return self.calibrated_quantization
+            return self.default_quantization
+        mode = str(requested).lower()
+        if mode not in QUANTIZATIONS:
+            raise TargetError(f"Unknown quantization {requested!r}. Use one of: {', '.join(QUANTIZATIONS)}.",
+                              field="quantization")
+        if mode not in self.allowed_quantizations:
+            reason = self.refusals.get(mode, f"{self.title} does not run {QUANTIZATIONS[mode]}")
+            raise TargetError(f"Target {self.name!r} cannot use quantization={mode!r}: {reason}. Allowed here: "
+                              f"{', '.join(self.allowed_quantizations)}.", field="quantization")
+        return mode
