@@ -26,3 +26,24 @@ def frozen(digits):
     assert len(before) == len(after)
     for old, new in zip(before, after):
         assert old.dtype == new.dtype and np.array_equal(old, new), "the user's model was changed"
+
+
+@pytest.fixture(scope="session")
+def converted(digits):
+    """``converted(target, quantization=None, calibrate=False)``: the digits model as a TFLiteModel, cached per session.
+
+    ``calibrate=True`` passes 200 training images as representative data (int8 and int16x8 need them).
+    """
+    from tfopt_widgets import convert
+
+    model, (x_train, _), _ = digits
+    cache = {}
+
+    def get(target, quantization=None, calibrate=False):
+        key = (target, quantization, calibrate)
+        if key not in cache:
+            cache[key] = convert(model, target, representative_data=x_train[:200] if calibrate else None,
+                                 quantization=quantization)
+        return cache[key]
+
+    return get

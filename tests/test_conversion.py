@@ -1,0 +1,261 @@
+"""tw.convert on the digits demo: every target and mode, dtypes read back from the file, refusals, layer mapping."""
+
+import types
+
+import numpy as np
+import pytest
+
+import tfopt_widgets as tw
+from tfopt_widgets.targets import TARGETS, Target, get_target
+
+# (target, quantization, calibrate) -> the mode the file must say it used.
+CONVERSIONS = {
+    ("float32", None, False): "none",
+    ("cpu", None, False): "dynamic",
+    ("cpu", None, True): "int8",
+    ("cpu", "none", False): "none",
+    ("cpu", "float16", False): "float16",
+    ("cpu", "int16x8", True): "int16x8",
+    ("gpu", None, False): "float16",
+    ("gpu", "int8", True): "int8",
+    ("edgetpu", None, True): "int8",
+    ("hexagon", None, True): "int8",
+}
+# mode -> (kernel dtype as stored, activation dtype between layers)
+DTYPES = {
+    "none": ("float32", "float32"),
+    "dynamic": ("int8", "float32"),
+    "float16": ("float16", "float32"),
+    "int8": ("int8", "int8"),
+    "int16x8": ("int8", "int16"),
+}
+DIGITS_OPS = [("CONV_2D", "conv1"), ("CONV_2D", "conv2"), ("MAX_POOL_2D", "pool"), ("RESHAPE", "flatten"),
+              ("FULLY_CONNECTED", "dense"), ("FULLY_CONNECTED", "classifier"), ("SOFTMAX", "classifier")]
+
+
+def layer_op(tfl, layer, op="CONV_2D"):
+    return next(o for o in tfl.ops if o.layer == layer and o.op == op)
+
+
+def kernel_tensor(tfl, op):
+    """The stored kernel of ``op``, looking through the DEQUANTIZE that float16 files put in front of it."""
+    producers = {t: o for o in tfl.ops for t in o.outputs}
+    index = op.inputs[1]
+    if index in producers and producers[index].op == "DEQUANTIZE":
+        index = producers[index].inputs[0]
+    return tfl.tensors[index]
+
+
+def test_targets_are_data_with_sources():
+    assert list(TARGETS) == ["float32", "cpu", "gpu", "edgetpu", "hexagon"]
+    for target in TARGETS.values():
+        assert isinstance(target, Target) and target.source and target.summary and target.title
+        assert target.default_quantization in target.allowed_quantizations
+    edgetpu = get_target("Edge TPU")
+    assert (edgetpu.allowed_quantizations, edgetpu.int8_io, edgetpu.fixed_batch) == (("int8",), True, True)
+    assert get_target("hexagon").allowed_quantizations == ("int8",)
+    assert get_target("cpu").quantization_for(None, calibrated=True) == "int8"
+    assert get_target("gpu").quantization_for(None, calibrated=True) == "float16"
+
+
+@pytest.mark.parametrize("key", list(CONVERSIONS), ids=lambda key: "-".join(str(k) for k in key))
+def test_every_target_and_mode_reads_back_true_dtypes(converted, key):
+    tfl = converted(*key)
+    mode = CONVERSIONS[key]
+    assert (tfl.target, tfl.quantization) == (key[0], mode)
+    kernel_dtype, activation_dtype = DTYPES[mode]
+    for layer, op_name in [("conv2", "CONV_2D"), ("dense", "FULLY_CONNECTED")]:
+        op = layer_op(tfl, layer, op_name)
+        assert kernel_tensor(tfl, op).dtype == kernel_dtype, (layer, mode)
+        assert tfl.tensors[op.outputs[0]].dtype == activation_dtype, (layer, mode)
+    if mode in ("int8", "dynamic", "int16x8"):
+        assert kernel_tensor(tfl, layer_op(tfl, "conv2")).quantized
+    if mode == "dynamic":  # kernels under 1,024 values stay float32: the file, not the mode, says what was quantized
+        assert kernel_tensor(tfl, layer_op(tfl, "conv1")).dtype == "float32"
+    assert tfl.size == len(tfl.content) and 0 < tfl.gzip_size < tfl.size
+
+
+def test_sizes_shrink_against_the_float_baseline(converted):
+    baseline = converted("float32").size
+    assert converted("cpu").size < baseline / 3  # int8 weights
+    assert converted("gpu").size < baseline * 0.6  # float16 weights
+    assert converted("edgetpu", calibrate=True).size < baseline / 3
+
+
+@pytest.mark.parametrize("target", ["edgetpu", "hexagon"])
+def test_int8_targets_get_int8_io(converted, target):
+    tfl = converted(target, calibrate=True)
+    for tensor in tfl.inputs + tfl.outputs:
+        assert tensor.dtype == "int8" and tensor.quantized
+    # every activation is integer: nothing falls back to float on the accelerator
+    assert {t.dtype for t in tfl.tensors if not t.constant} == {"int8"}
+
+
+def test_edgetpu_fixes_the_batch_to_one(converted):
+    tfl = converted("edgetpu", calibrate=True)
+    assert tfl.inputs[0].shape_signature == (1, 8, 8, 1)
+    assert tfl.outputs[0].shape_signature == (1, 10)
+    assert converted("cpu").inputs[0].shape_signature == (-1, 8, 8, 1)  # dynamic elsewhere
+
+
+@pytest.mark.parametrize("key", [("float32", None, False), ("edgetpu", None, True), ("cpu", "int16x8", True)],
+                         ids=["float32", "edgetpu-int8", "int16x8"])
+def test_ops_map_to_the_users_layers(converted, key):
+    tfl = converted(*key)
+    core = [(op.op, op.layer) for op in tfl.ops if op.op not in ("QUANTIZE", "DEQUANTIZE")]
+    assert core == DIGITS_OPS
+    assert layer_op(tfl, "conv2").layers == ("conv2", "bn2", "relu2")  # BatchNormalization and ReLU folded in
+    assert all(op.layer is None for op in tfl.ops if op.op in ("QUANTIZE", "DEQUANTIZE"))  # I/O casts only
+
+
+def test_op_options_are_read_from_the_file(converted):
+    tfl = converted("float32")
+    conv1 = layer_op(tfl, "conv1")
+    assert conv1.options["padding"] == "SAME" and conv1.options["stride_w"] == 1
+    assert conv1.options["fused_activation_function"] == "RELU"
+    pool = layer_op(tfl, "pool", "MAX_POOL_2D")
+    assert (pool.options["filter_width"], pool.options["stride_h"]) == (2, 2)
+    assert tfl.tensors[conv1.inputs[1]].shape == (16, 3, 3, 1)  # filter size: TFLite's (out, h, w, in)
+
+
+def test_weights_are_dequantized_kernels_in_keras_layout(digits, converted):
+    model = digits[0]
+    names = ("conv1", "dense", "classifier")
+    float_weights = converted("float32").weights()
+    int8_weights = converted("edgetpu", calibrate=True).weights()
+    assert set(float_weights) == set(int8_weights) == {"conv1", "conv2", "dense", "classifier"}
+    for name in names:
+        kernel = model.get_layer(name).kernel.numpy()
+        assert np.array_equal(float_weights[name], kernel)
+        assert int8_weights[name].dtype == np.float32 and int8_weights[name].shape == kernel.shape
+        # per-channel int8: each value within half a quantization step of the Keras kernel
+        step = np.abs(kernel).max() / 127
+        assert np.abs(int8_weights[name] - kernel).max() <= step
+        assert len(np.unique(int8_weights[name])) < len(np.unique(kernel)) or kernel.size < 256
+    assert converted("gpu").weights()["dense"].dtype == np.float32  # float16 in the file, float32 out
+
+
+def test_convert_never_changes_the_users_model(frozen, digits):
+    _, (x_train, _), _ = digits
+    optimizer = frozen.optimizer
+    layers = [layer.name for layer in frozen.layers]
+    for target in ("edgetpu", "cpu"):  # the concrete-function path and the from_keras_model path
+        tw.convert(frozen, target, representative_data=x_train[:50])
+    assert [layer.name for layer in frozen.layers] == layers and frozen.optimizer is optimizer
+
+
+def test_accepts_an_optimized_model_wrapper(digits):
+    tfl = tw.convert(types.SimpleNamespace(model=digits[0]), "float32")
+    assert [(op.op, op.layer) for op in tfl.ops] == DIGITS_OPS
+
+
+def test_save_load_and_repr(converted, tmp_path):
+    tfl = converted("edgetpu", calibrate=True)
+    path = tfl.save(tmp_path / "out" / "digits.tflite")
+    assert path.read_bytes() == tfl.content
+    loaded = tw.TFLiteModel.load(path)
+    assert [op.op for op in loaded.ops] == [op.op for op in tfl.ops]
+    assert loaded.ops[0].layer is None  # without the Keras model the names are unknown
+    assert "edgetpu" in repr(tfl) and "int8[1,8,8,1]" in repr(tfl)
+
+
+@pytest.fixture(scope="module")
+def qat_model(digits):
+    """The digits model after whole-model quantization-aware training (one short epoch), on a copy."""
+    from tfopt_widgets._keras import copy_model, tfmot
+
+    model, (x_train, y_train), _ = digits
+    qat = tfmot.quantization.keras.quantize_model(copy_model(model))
+    qat.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    qat.fit(x_train, y_train, epochs=1, batch_size=64, verbose=0)
+    return qat
+
+
+def test_qat_model_converts_to_int8_without_representative_data(qat_model):
+    tfl = tw.convert(qat_model, "edgetpu")
+    assert tfl.quantization == "int8"
+    assert {t.dtype for t in tfl.tensors if not t.constant} == {"int8"}
+    assert [(op.op, op.layer) for op in tfl.ops] == DIGITS_OPS  # quant_conv1 -> conv1
+    assert tw.convert(qat_model, "cpu").quantization == "int8"  # QAT ranges make int8 the CPU default
+
+
+def test_partly_quantized_model_still_needs_data(digits):
+    from tfopt_widgets._keras import copy_model, keras, tfmot
+
+    q = tfmot.quantization.keras
+    annotated = keras.models.clone_model(
+        copy_model(digits[0]),
+        clone_function=lambda layer: q.quantize_annotate_layer(layer) if layer.name == "dense" else layer)
+    with pytest.raises(tw.DataError, match="representative_data") as error:
+        tw.convert(q.quantize_apply(annotated), "edgetpu")
+    assert error.value.field == "representative_data"
+
+
+def test_refusals_say_why(frozen, digits):
+    _, (x_train, _), _ = digits
+    with pytest.raises(tw.TargetError, match="8-bit") as error:
+        tw.convert(frozen, "edgetpu", x_train, quantization="float16")
+    assert error.value.field == "quantization"
+    with pytest.raises(tw.TargetError, match="int16x8"):
+        tw.convert(frozen, "gpu", x_train, quantization="int16x8")
+    with pytest.raises(tw.TargetError, match="baseline"):
+        tw.convert(frozen, "float32", quantization="dynamic")
+    with pytest.raises(tw.TargetError, match="float32, cpu, gpu, edgetpu, hexagon") as error:
+        tw.convert(frozen, "tpu")
+    assert error.value.field == "target"
+    with pytest.raises(tw.TargetError, match="Unknown quantization"):
+        tw.convert(frozen, "cpu", quantization="int4")
+
+
+def test_bad_representative_data(frozen, digits):
+    from tfopt_widgets._keras import tf
+
+    _, (x_train, y_train), _ = digits
+    with pytest.raises(tw.DataError, match="representative_data=x_train") as error:
+        tw.convert(frozen, "edgetpu")
+    assert error.value.field == "representative_data"
+    with pytest.raises(tw.DataError, match=r"representative_data"):
+        tw.convert(frozen, "cpu", quantization="int16x8")
+    with pytest.raises(tw.DataError, match=r"\(1348, 8, 8\).*\(n, 8, 8, 1\)") as error:
+        tw.convert(frozen, "edgetpu", x_train[..., 0])
+    assert error.value.field == "representative_data"
+    with pytest.raises(tw.DataError, match="empty"):
+        tw.convert(frozen, "edgetpu", x_train[:0])
+    wrong = tf.data.Dataset.from_tensor_slices((x_train[..., 0], y_train)).batch(8)
+    with pytest.raises(tw.DataError, match=r"\(None, 8, 8\).*\(None, 8, 8, 1\)"):
+        tw.convert(frozen, "edgetpu", wrong)
+
+
+def test_tf_data_representative_data(digits):
+    from tfopt_widgets._keras import tf
+
+    model, (x_train, y_train), _ = digits
+    tfl = tw.convert(model, "hexagon", tf.data.Dataset.from_tensor_slices((x_train, y_train)).batch(32))
+    assert tfl.quantization == "int8" and tfl.inputs[0].dtype == "int8"
+
+
+def test_bad_models(frozen):
+    import keras as keras3
+
+    from tfopt_widgets._keras import keras
+
+    with pytest.raises(tw.ModelError, match="Keras 3"):
+        tw.convert(keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(2)]))
+    with pytest.raises(tw.ModelError):
+        tw.convert("model.keras")
+    inputs = keras.Input((None, None, 1))
+    resizable = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs)))
+    with pytest.raises(tw.ModelError, match=r"\(None, None, None, 1\)") as error:
+        tw.convert(resizable, "edgetpu", np.zeros((4, 8, 8, 1), np.float32))
+    assert error.value.field == "model"
+    assert tw.convert(resizable, "cpu").inputs[0].shape_signature == (-1, -1, -1, 1)  # fine where shapes may vary
+
+
+def test_converter_failures_are_conversion_errors():
+    from tfopt_widgets._keras import keras, tf
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda t: tf.math.erf(t), name="erf")(inputs))
+    with pytest.raises(tw.ConversionError, match=r"(?s)TF Select ops: Erf.*replace the layer") as error:
+        tw.convert(model, "float32")
+    assert error.value.field == "model" and error.value.__cause__ is not None  # the converter's full text

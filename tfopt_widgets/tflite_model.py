@@ -1,0 +1,380 @@
+"""TFLiteModel: a converted .tflite file and what it holds, read back from the flatbuffer itself.
+
+Ops, tensors, their true dtypes and quantization parameters are read from the file (with LiteRT's generated
+flatbuffer schema), never assumed from the plan or the converter settings: an annotated layer can stay float.
+This module needs no TensorFlow, so a saved file can be inspected in a light process.
+
+>>> tfl = TFLiteModel.load("digits_int8.tflite")
+>>> [(op.op, op.layer) for op in tfl.ops][:2]
+[('CONV_2D', 'conv1'), ('CONV_2D', 'conv2')]
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+__all__ = ["Op", "TFLiteModel", "Tensor"]
+
+
+def _enum_names(enum_class) -> dict[int, str]:
+    return {value: name for name, value in vars(enum_class).items() if not name.startswith("_")}
+
+
+_OP_NAMES = _enum_names(schema.BuiltinOperator)
+_TYPE_NAMES = _enum_names(schema.TensorType)
+# Op option fields that hold an enum: shown by name ("SAME", "RELU") rather than number.
+_OPTION_ENUMS = {
+    "padding": _enum_names(schema.Padding),
+    "fused_activation_function": _enum_names(schema.ActivationFunctionType),
+    "weights_format": _enum_names(schema.FullyConnectedOptionsWeightsFormat),
+    "mode": _enum_names(schema.MirrorPadMode),
+    "quantized_bias_type": {code: name.lower() for code, name in _TYPE_NAMES.items()},
+}
+# TFLite types without a numpy dtype of the same name keep TFLite's name, lower-cased (e.g. "int4", "bfloat16").
+_NUMPY_TYPES = {"FLOAT32", "FLOAT16", "FLOAT64", "INT8", "UINT8", "INT16", "UINT16", "INT32", "UINT32", "INT64",
+                "UINT64", "BOOL", "COMPLEX64", "COMPLEX128"}
+
+# Ops whose weights are one layer's main kernel: op -> (input position, transpose from TFLite to Keras layout).
+# TFLite stores conv filters as (out, h, w, in) and dense kernels as (out, in); Keras as (h, w, in, out) and (in, out).
+_KERNELS = {
+    "CONV_2D": (1, (1, 2, 3, 0)),
+    "TRANSPOSE_CONV": (1, (1, 2, 0, 3)),  # Keras Conv2DTranspose: (h, w, out, in)
+    "FULLY_CONNECTED": (1, (1, 0)),
+    "DEPTHWISE_CONV_2D": (1, None),  # (1, h, w, in * multiplier): reshaped in _keras_layout
+    "CONV_3D": (1, None),  # same layout as Keras
+    "EMBEDDING_LOOKUP": (1, None),
+}
+# Ops that only change the representation of a value (float <-> int): they belong to the layer on their other side.
+_CASTS = {"QUANTIZE", "DEQUANTIZE"}
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One tensor of the file's main graph, as stored.
+
+    ``shape`` is the stored shape; ``shape_signature`` marks dynamic dimensions with -1 (the batch of a file
+    converted without a fixed batch). ``dtype`` is a numpy dtype name ("float32", "int8", "float16"). ``scale`` and
+    ``zero_point`` are empty for float tensors, one value for per-tensor and one per channel (along
+    ``quantized_dimension``) for per-channel quantization. ``constant`` tensors hold data in the file (weights).
+    """
+
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    shape_signature: tuple[int, ...]
+    dtype: str
+    scale: tuple[float, ...] = ()
+    zero_point: tuple[int, ...] = ()
+    quantized_dimension: int = 0
+    constant: bool = False
+
+    @property
+    def quantized(self) -> bool:
+        """True when the tensor carries quantization parameters (int8, int16, ... with a scale)."""
+        return bool(self.scale)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operator of the file's main graph, in execution order.
+
+    ``op`` is the TFLite builtin name ("CONV_2D"); ``inputs``/``outputs`` are tensor indices (-1: an optional input
+    left out). ``layer`` is the user's Keras layer the op computes, where the tensor names tell it; ``layers`` lists
+    every user layer folded into the op (Conv2D + BatchNormalization + ReLU give one CONV_2D). ``options`` are the
+    op's builtin options with snake_case keys (``stride_w``, ``padding``: "SAME",
+    ``fused_activation_function``: "RELU").
+    """
+
+    index: int
+    op: str
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    layer: str | None = None
+    layers: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    version: int = 1
+    custom_code: str | None = None
+
+
+class TFLiteModel:
+    """A converted TensorFlow Lite file: its bytes plus what was read back from them.
+
+    ``tw.convert`` returns one; :meth:`load` reads a saved file. ``target`` and ``quantization`` say how it was
+    converted (None when unknown). ``layer_origins`` maps layer names of the converted Keras model, in model order,
+    to the user's layer names; without it ``Op.layer`` is None.
+    """
+
+    def __init__(self, content: bytes, *, target: str | None = None, quantization: str | None = None,
+                 layer_origins: Mapping[str, str] | None = None):
+        self.content = bytes(content)
+        self.target = target
+        self.quantization = quantization
+        self._origins = dict(layer_origins or {})
+
+    @classmethod
+    def load(cls, path, **kwargs) -> TFLiteModel:
+        """Read a .tflite file; ``kwargs`` as for the constructor (target, quantization, layer_origins)."""
+        return cls(Path(path).read_bytes(), **kwargs)
+
+    @property
+    def size(self) -> int:
+        """Bytes of the file."""
+        return len(self.content)
+
+    @cached_property
+    def gzip_size(self) -> int:
+        """Bytes after gzip level 9: where pruning and clustering show (the raw size does not change)."""
+        return len(gzip.compress(self.content, compresslevel=9, mtime=0))
+
+    def save(self, path) -> Path:
+        """Write the file to ``path`` (parent folders are created) and return the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.content)
+        return path
+
+    @cached_property
+    def _flatbuffer(self):
+        return schema.ModelT.InitFromPackedBuf(self.content, 0)
+
+    @property
+    def _graph(self):
+        return self._flatbuffer.subgraphs[0]
+
+    @cached_property
+    def tensors(self) -> list[Tensor]:
+        """Every tensor of the main graph (subgraph 0), indexed as the ops refer to them."""
+        return [self._tensor(index, raw) for index, raw in enumerate(self._graph.tensors or [])]
+
+    @property
+    def inputs(self) -> list[Tensor]:
+        """The graph's input tensors (their dtype says whether the caller feeds int8 or float)."""
+        return [self.tensors[i] for i in self._graph.inputs]
+
+    @property
+    def outputs(self) -> list[Tensor]:
+        """The graph's output tensors."""
+        return [self.tensors[i] for i in self._graph.outputs]
+
+    @cached_property
+    def ops(self) -> list[Op]:
+        """Every op of the main graph in execution order, with the user's Keras layer each came from."""
+        model, graph = self._flatbuffer, self._graph
+        raw_ops = graph.operators or []
+        names = [self._op_name(model.operatorCodes[raw.opcodeIndex]) for raw in raw_ops]
+        producers = {int(t): i for i, raw in enumerate(raw_ops) for t in _indices(raw.outputs)}
+        layer_names = _LayerNames(self._origins, self.tensors, self._signature_outputs(), names, raw_ops,
+                                  producers, set(_indices(graph.inputs)), set(_indices(graph.outputs)))
+        ops = []
+        for index, (raw, name) in enumerate(zip(raw_ops, names)):
+            code = model.operatorCodes[raw.opcodeIndex]
+            layer, layers = layer_names.of(index)
+            ops.append(Op(index=index, op=name, inputs=_indices(raw.inputs), outputs=_indices(raw.outputs),
+                          layer=layer, layers=layers, options=_options(raw.builtinOptions), version=code.version,
+                          custom_code=code.customCode.decode() if code.customCode else None))
+        return ops
+
+    def tensor_data(self, index: int, dequantize: bool = False) -> np.ndarray | None:
+        """The stored values of constant tensor ``index`` (None for activations).
+
+        With ``dequantize=True`` quantized values become float32 ``(q - zero_point) * scale`` (per channel where
+        stored so) and float16 becomes float32.
+        """
+        tensor = self.tensors[index]
+        raw = self._flatbuffer.buffers[self._graph.tensors[index].buffer]
+        if raw.offset > 1:  # files over 2 GB keep buffers after the flatbuffer
+            data = self.content[raw.offset:raw.offset + raw.size]
+        else:
+            data = None if raw.data is None else raw.data.tobytes()
+        if not data or tensor.dtype.upper() not in _NUMPY_TYPES:
+            return None
+        values = np.frombuffer(data, dtype=tensor.dtype).reshape(tensor.shape).copy()
+        if not dequantize:
+            return values
+        if tensor.quantized:
+            axis_shape = [1] * values.ndim
+            if len(tensor.scale) > 1:
+                axis_shape[tensor.quantized_dimension] = -1
+            scale = np.asarray(tensor.scale, np.float32).reshape(axis_shape if len(tensor.scale) > 1 else ())
+            zero = np.asarray(tensor.zero_point or (0,), np.float32).reshape(
+                axis_shape if len(tensor.zero_point) > 1 else ())
+            return ((values.astype(np.float32) - zero) * scale).astype(np.float32)
+        return values.astype(np.float32) if values.dtype == np.float16 else values
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """{user's Keras layer name: that layer's main kernel, dequantized to float32, as stored in the file}.
+
+        Values are what the file holds (quantization error included; BatchNormalization folded in where the
+        converter folded it), laid out like the Keras kernel ((h, w, in, out) for Conv2D, (in, out) for Dense).
+        A layer converted to several weighted ops (SeparableConv2D) gives its largest kernel.
+        """
+        producers = {t: op for op in self.ops for t in op.outputs}
+        kernels: dict[str, np.ndarray] = {}
+        for op in self.ops:
+            if op.layer is None or op.op not in _KERNELS or len(op.inputs) <= _KERNELS[op.op][0]:
+                continue
+            index = op.inputs[_KERNELS[op.op][0]]
+            source = producers.get(index)
+            if source is not None and source.op == "DEQUANTIZE":  # float16 (or weight-only int8) kernels
+                index = source.inputs[0]
+            values = self.tensor_data(index, dequantize=True) if index >= 0 else None
+            if values is None:
+                continue
+            values = self._keras_layout(op, values)
+            if op.layer not in kernels or values.size > kernels[op.layer].size:
+                kernels[op.layer] = values
+        return kernels
+
+    def _keras_layout(self, op: Op, values: np.ndarray) -> np.ndarray:
+        order = _KERNELS[op.op][1]
+        if order is not None and values.ndim == len(order):
+            return np.ascontiguousarray(values.transpose(order))
+        if op.op == "DEPTHWISE_CONV_2D" and values.ndim == 4:
+            channels_in = self.tensors[op.inputs[0]].shape[-1]
+            _, height, width, total = values.shape
+            if channels_in and total % channels_in == 0:  # channel c * multiplier + m -> Keras (h, w, in, mult)
+                return values.reshape(height, width, channels_in, total // channels_in)
+        return values
+
+    def _tensor(self, index: int, raw) -> Tensor:
+        type_name = _TYPE_NAMES.get(raw.type, str(raw.type))
+        quant = raw.quantization
+        scale = () if quant is None or quant.scale is None else tuple(float(s) for s in quant.scale)
+        zero = () if quant is None or quant.zeroPoint is None else tuple(int(z) for z in quant.zeroPoint)
+        buffer = self._flatbuffer.buffers[raw.buffer] if raw.buffer < len(self._flatbuffer.buffers) else None
+        constant = buffer is not None and ((buffer.data is not None and len(buffer.data) > 0) or buffer.offset > 1)
+        shape = _indices(raw.shape)
+        return Tensor(index=index, name=raw.name.decode(errors="replace") if raw.name else "", shape=shape,
+                      shape_signature=_indices(raw.shapeSignature) if raw.shapeSignature is not None else shape,
+                      dtype=type_name.lower(), scale=scale if any(scale) else (), zero_point=zero if any(scale) else (),
+                      quantized_dimension=int(quant.quantizedDimension) if quant is not None else 0,
+                      constant=constant)
+
+    @staticmethod
+    def _op_name(code) -> str:
+        # Codes below 127 live in the deprecated 8-bit field; the larger of the two is the real one (schema docs).
+        return _OP_NAMES.get(max(code.builtinCode, code.deprecatedBuiltinCode), "UNKNOWN")
+
+    def _signature_outputs(self) -> dict[int, str]:
+        """{tensor index: signature output name}; a Keras conversion names outputs after the output layers."""
+        names = {}
+        for signature in self._flatbuffer.signatureDefs or []:
+            if signature.subgraphIndex == 0:
+                for output in signature.outputs or []:
+                    names[int(output.tensorIndex)] = output.name.decode()
+        return names
+
+    def __repr__(self) -> str:
+        def describe(tensors):
+            return ", ".join(f"{t.dtype}[{','.join('?' if d < 0 else str(d) for d in t.shape_signature)}]"
+                             for t in tensors)
+        return (f"TFLiteModel(target={self.target!r}, quantization={self.quantization!r}, size={self.size:,} B, "
+                f"gzip={self.gzip_size:,} B, ops={len(self.ops)}, in {describe(self.inputs)}, "
+                f"out {describe(self.outputs)})")
+
+
+class _LayerNames:
+    """Finds the user's layer behind each op from the tensor names the converter kept.
+
+    Tensor names are Keras name scopes joined by ';' when ops were fused, e.g.
+    ``digits_cnn/relu2/Relu;digits_cnn/bn2/FusedBatchNormV3;digits_cnn/conv2/Conv2D`` (QAT: ``.../quant_conv2/...``).
+    An op's weights name its layer most reliably, then its outputs; graph outputs are named generically
+    (``StatefulPartitionedCall:0``), so the signature's output names (the Keras output layers) stand in for them.
+    """
+
+    def __init__(self, origins, tensors, signature_outputs, op_names, raw_ops, producers, graph_inputs, graph_outputs):
+        self.origins = origins
+        self.order = {name: i for i, name in enumerate(origins)}
+        self.tensors, self.op_names, self.raw_ops, self.producers = tensors, op_names, raw_ops, producers
+        self.graph_inputs, self.graph_outputs = graph_inputs, graph_outputs
+        self.hints = {}
+        for index, name in signature_outputs.items():
+            if name in origins:
+                for tensor in self._through_casts(index):
+                    self.hints[tensor] = name
+
+    def of(self, op_index: int) -> tuple[str | None, tuple[str, ...]]:
+        """(main user layer, all user layers) of one op."""
+        if not self.origins or self._is_io_cast(op_index):
+            return None, ()
+        raw = self.raw_ops[op_index]
+        params = [n for t in _indices(raw.inputs) if self._is_parameter(t) for n in self._named(t)]
+        outputs = [n for t in _indices(raw.outputs) for n in self._named(t)]
+        hinted = [self.hints[t] for t in _indices(raw.outputs) if t in self.hints]
+        main_from = params or outputs or hinted
+        if not main_from:
+            return None, ()
+        main = min(main_from, key=self.order.__getitem__)
+        every = sorted(set(params) | set(outputs) | set(hinted), key=self.order.__getitem__)
+        users = list(dict.fromkeys(self.origins[name] for name in every))
+        return self.origins[main], tuple(users)
+
+    def _named(self, tensor: int) -> list[str]:
+        """Layer names (of the converted model) in a tensor's name; the first scope is the model's own name."""
+        if tensor < 0:
+            return []
+        found = []
+        for scope in self.tensors[tensor].name.split(";"):
+            for part in scope.split("/")[1:]:
+                if part in self.origins:
+                    found.append(part)
+                    break
+        return found
+
+    def _is_parameter(self, tensor: int) -> bool:
+        """A constant, or a constant turned float by a DEQUANTIZE op (float16 weights)."""
+        if tensor < 0:
+            return False
+        if self.tensors[tensor].constant:
+            return True
+        producer = self.producers.get(tensor)
+        if producer is None or self.op_names[producer] != "DEQUANTIZE":
+            return False
+        source = _indices(self.raw_ops[producer].inputs)[0]
+        return source >= 0 and self.tensors[source].constant
+
+    def _is_io_cast(self, op_index: int) -> bool:
+        """QUANTIZE of a graph input or DEQUANTIZE into a graph output: format glue, no Keras layer."""
+        if self.op_names[op_index] not in _CASTS:
+            return False
+        raw = self.raw_ops[op_index]
+        return bool(set(_indices(raw.inputs)) & self.graph_inputs or set(_indices(raw.outputs)) & self.graph_outputs)
+
+    def _through_casts(self, tensor: int):
+        """The tensor and, walking back through QUANTIZE/DEQUANTIZE ops, the tensors it was cast from."""
+        seen = [tensor]
+        while tensor in self.producers and self.op_names[self.producers[tensor]] in _CASTS:
+            tensor = _indices(self.raw_ops[self.producers[tensor]].inputs)[0]
+            seen.append(tensor)
+        return seen
+
+
+def _indices(values) -> tuple[int, ...]:
+    return () if values is None else tuple(int(v) for v in values)
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + ch.lower() if ch.isupper() else ch for ch in name).lstrip("_")
+
+
+def _options(options) -> dict[str, Any]:
+    """An op's builtin options object as a plain dict with snake_case keys and enum names."""
+    if options is None:
+        return {}
+    result = {}
+    for key, value in vars(options).items():
+        key = _snake(key)
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        elif key in _OPTION_ENUMS and isinstance(value, int):
+            value = _OPTION_ENUMS[key].get(value, value)
+        result[key] = value
+    return result
