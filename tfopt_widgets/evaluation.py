@@ -78,12 +78,13 @@ def evaluate(tflite_model, data, metric=None, runs: int = 50, warmup: int = 5, *
                     field="tflite_model")
     x, y = _labelled(data, len(details[0]["shape_signature"]))
     _check_samples(x, y, details[0])
-    predictions = _predict(interpreter, x)
+    with captured_stderr():  # LiteRT announces its XNNPACK delegate on stderr when it first applies it
+        predictions = _predict(interpreter, x)
+        latency_ms = _latency(model, x[:1], int(runs), int(warmup), num_threads)
     name = "accuracy" if metric is None else getattr(metric, "__name__", type(metric).__name__)
     value = _accuracy(y, predictions) if metric is None else float(metric(y, predictions))
     return Metrics(target=model.target, quantization=model.quantization, size=model.size, gzip_size=model.gzip_size,
-                   metric=name, value=value, latency_ms=_latency(model, x[:1], int(runs), int(warmup), num_threads),
-                   samples=len(x))
+                   metric=name, value=value, latency_ms=latency_ms, samples=len(x))
 
 
 def _as_tflite_model(value) -> TFLiteModel:
@@ -99,8 +100,7 @@ def _as_tflite_model(value) -> TFLiteModel:
 
 def _interpreter(model: TFLiteModel, num_threads: int | None) -> Interpreter:
     try:
-        with captured_stderr():  # LiteRT announces its XNNPACK delegate on stderr once per process
-            return Interpreter(model_content=model.content, num_threads=num_threads)
+        return Interpreter(model_content=model.content, num_threads=num_threads)
     except (ValueError, RuntimeError) as exc:
         raise Error(f"LiteRT could not load the file: {exc}", field="tflite_model") from exc
 
