@@ -4,9 +4,11 @@ Ops, tensors, their true dtypes and quantization parameters are read from the fi
 flatbuffer schema), never assumed from the plan or the converter settings: an annotated layer can stay float.
 This module needs no TensorFlow, so a saved file can be inspected in a light process.
 
->>> tfl = TFLiteModel.load("digits_int8.tflite")
+>>> tfl = tw.convert(model, "edgetpu", representative_data=x_train)   # knows the Keras layer names
 >>> [(op.op, op.layer) for op in tfl.ops][:2]
 [('CONV_2D', 'conv1'), ('CONV_2D', 'conv2')]
+>>> TFLiteModel.load(tfl.save("digits.tflite")).ops[0].layer is None   # a bare file does not
+True
 """
 
 from __future__ import annotations
