@@ -38,7 +38,8 @@ def convert(model, target: str | Target = "cpu", representative_data=None, quant
     ``target`` is one of ``tfopt_widgets.targets.TARGETS`` ("float32", "cpu", "gpu", "edgetpu", "hexagon").
     ``representative_data``: training inputs (numpy array or tf.data yielding inputs or (inputs, labels)) that
     calibrate int8/int16 activation ranges; at most ``calibration_samples`` of them are used, spread over the data.
-    ``quantization`` ("none", "dynamic", "float16", "int8", "int16x8") overrides the target's default mode.
+    ``quantization`` ("none", "dynamic", "float16", "int8", "int16x8") overrides the target's default mode; a
+    model with quantization-aware-trained layers converts to int8 wherever the target allows it.
     ``int8_io`` overrides whether an int8 file takes and returns int8 tensors (default: the target's setting).
 
     Raises ModelError (Keras 3, subclassed, a shape the target cannot fix), TargetError (unknown target, a mode the
@@ -51,6 +52,9 @@ def convert(model, target: str | Target = "cpu", representative_data=None, quant
     samples = None
     if representative_data is not None:
         samples = _calibration_samples(keras_model, representative_data, calibration_samples)
+    if quantization is None and _has_quantization_aware_layers(keras_model) and "int8" in target.allowed_quantizations:
+        # QAT layers carry fake-quant ranges and become int8 whatever float mode is asked for; say what the file is.
+        quantization = "int8"
     mode = target.quantization_for(quantization, calibrated=samples is not None or quantization_aware)
     if samples is None and (mode == "int16x8" or (mode == "int8" and not quantization_aware)):
         raise DataError(
@@ -73,6 +77,10 @@ def _keras_model(model):
         model = model.model
     check_model(model, purpose="convert")
     return model
+
+
+def _has_quantization_aware_layers(model) -> bool:
+    return any(isinstance(layer, tfmot.quantization.keras.QuantizeWrapper) for layer in model.layers)
 
 
 def _fully_quantization_aware(model) -> bool:

@@ -1,0 +1,166 @@
+"""The ``tfopt-widgets`` command: the built-in demo, and optimize-and-convert for CI jobs.
+
+    tfopt-widgets demo [--out DIR]
+    tfopt-widgets inspect MODEL
+    tfopt-widgets optimize MODEL --plan plan.json --target edgetpu --data data.npz --out DIR
+
+``data.npz`` holds ``x`` and ``y`` (training data for fine-tuning and calibration) and, optionally, ``x_test`` and
+``y_test`` (evaluation; without them the training data is evaluated). Errors print one line and exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import DataError, Error, ModelError
+from .plan import Plan
+
+TARGET_ORDER = ("cpu", "gpu", "edgetpu", "hexagon")
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except Error as error:
+        print(f"tfopt-widgets: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tfopt-widgets", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="train the digits demo, optimize it, convert for every target")
+    demo.add_argument("--out", type=Path, default=Path("tfopt-demo"), help="output folder (default: tfopt-demo)")
+    demo.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs per stage (default: 2)")
+    demo.set_defaults(run=_demo)
+
+    inspect = commands.add_parser("inspect", help="list a model's layers and what each technique supports")
+    inspect.add_argument("model", type=Path, help="a tf_keras .keras or .h5 file")
+    inspect.set_defaults(run=_inspect)
+
+    optimize = commands.add_parser("optimize", help="apply a plan to a saved model and convert it")
+    optimize.add_argument("model", type=Path, help="a tf_keras .keras or .h5 file")
+    optimize.add_argument("--plan", type=Path, required=True, help="plan JSON (Plan.save / the Studio's export)")
+    optimize.add_argument("--target", default="cpu", help="cpu, gpu, edgetpu, hexagon or float32 (default: cpu)")
+    optimize.add_argument("--quantization", default=None, help="override the target's post-training mode")
+    optimize.add_argument("--data", type=Path, required=True, help=".npz with x, y and optionally x_test, y_test")
+    optimize.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs per stage (default: 2)")
+    optimize.add_argument("--out", type=Path, required=True, help="output folder")
+    optimize.set_defaults(run=_optimize)
+    return parser
+
+
+def default_plan() -> Plan:
+    """The demo's plan: int8 QAT everywhere; the Dense layer holding 85% of the weights also pruned to 75% and
+    clustered to 16 values (PCQAT)."""
+    return (Plan().quantize("conv1", "conv2", "dense", "classifier")
+            .prune("dense", sparsity=0.75).cluster("dense", clusters=16))
+
+
+def _demo(args) -> int:
+    from . import demo
+    from .conversion import convert
+    from .optimization import optimize
+
+    started = time.perf_counter()
+    (x_train, y_train), (x_test, y_test) = demo.digits_data()
+    model = demo.digits_model()
+    print(f"Trained the digits CNN ({model.count_params():,} params) in {time.perf_counter() - started:.1f} s.")
+    plan = default_plan()
+    print(f"Plan:\n{plan!r}")
+    started = time.perf_counter()
+    optimized = optimize(model, plan, (x_train, y_train), epochs=args.epochs, validation_data=(x_test, y_test))
+    print(f"Optimized (stages: {', '.join(optimized.history)}) in {time.perf_counter() - started:.1f} s.")
+    runs = [("float32 baseline", convert(model, "float32"))]
+    for target in TARGET_ORDER:
+        runs.append((target, convert(optimized, target, representative_data=x_train)))
+    _report(runs, (x_test, y_test), args.out, plan)
+    return 0
+
+
+def _inspect(args) -> int:
+    from .inspection import inspect
+
+    print(inspect(_load_model(args.model)).to_dataframe().to_string())
+    return 0
+
+
+def _optimize(args) -> int:
+    import numpy as np
+
+    from .conversion import convert
+    from .optimization import optimize
+
+    model = _load_model(args.model)
+    plan = Plan.load(args.plan) if args.plan.exists() else _missing(args.plan, "plan")
+    if not args.data.exists():
+        _missing(args.data, "data")
+    with np.load(args.data) as arrays:
+        data = {key: arrays[key] for key in arrays.files}
+    for key in ("x", "y"):
+        if key not in data:
+            raise DataError(f"{args.data} has no array {key!r}; it needs x and y (and optionally x_test, y_test). "
+                            "Write it with numpy.savez(path, x=..., y=...).", field="data")
+    test = (data["x_test"], data["y_test"]) if {"x_test", "y_test"} <= set(data) else (data["x"], data["y"])
+    optimized = optimize(model, plan, (data["x"], data["y"]), epochs=args.epochs)
+    runs = [("float32 baseline", convert(model, "float32")),
+            (args.target, convert(optimized, args.target, representative_data=data["x"],
+                                  quantization=args.quantization))]
+    _report(runs, test, args.out, plan)
+    return 0
+
+
+def _report(runs, test_data, out: Path, plan: Plan) -> None:
+    """Evaluate each converted file, print the comparison table, write files, plan and metrics to ``out``."""
+    from .evaluation import evaluate
+
+    out.mkdir(parents=True, exist_ok=True)
+    plan.save(out / "plan.json")
+    rows = []
+    for label, tflite in runs:
+        metrics = evaluate(tflite, test_data)
+        path = tflite.save(out / f"{label.split()[0]}.tflite")
+        rows.append({"run": label, **metrics.as_dict(), "file": path.name})
+    (out / "metrics.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    print(format_table(rows))
+    print(f"Wrote {len(rows)} .tflite files, plan.json and metrics.json to {out}/")
+
+
+def format_table(rows: list[dict]) -> str:
+    """A plain-text comparison table: one line per run, sizes relative to the first (the baseline)."""
+    header = f"{'run':<18}{'mode':<9}{'size':>11}{'gzip':>11}{'vs base':>9}{'accuracy':>10}{'latency':>11}"
+    lines = [header, "-" * len(header)]
+    base = rows[0]["gzip_size"] if rows else 1
+    for row in rows:
+        value = row["accuracy"] if row["accuracy"] is not None else row["value"]
+        lines.append(f"{row['run']:<18}{row['quantization'] or '':<9}{row['size']:>11,}{row['gzip_size']:>11,}"
+                     f"{row['gzip_size'] / base:>8.2f}x{value:>10.3f}{row['latency_ms']:>8.3f} ms")
+    return "\n".join(lines)
+
+
+def _load_model(path: Path):
+    if not path.exists():
+        _missing(path, "model")
+    from ._keras import keras
+
+    try:
+        return keras.models.load_model(path)
+    except (ValueError, OSError, TypeError) as exc:
+        raise ModelError(f"Could not load {path} as a tf_keras model: {exc}. Save it with tf_keras "
+                         "(model.save('model.keras')); a Keras 3 file needs tf_keras-compatible layers.",
+                         field="model") from None
+
+
+def _missing(path: Path, field: str):
+    raise Error(f"{path} does not exist.", field=field)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
