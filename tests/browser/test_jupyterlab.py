@@ -1,0 +1,98 @@
+"""The browser harness itself, on things that do not need the Studio: HTML output and an anywidget round trip.
+
+A model named `<img src=x onerror=alert(1)>` (tf_keras refuses '<' in layer names but allows it in model names)
+must show literally in `tw.inspect(model)`'s table and run nothing.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tfopt_widgets.widgets._frontend import BUNDLE
+
+pytestmark = pytest.mark.browser
+
+MARKUP_NAME = "<img src=x onerror=alert(1)>"
+
+TINY_MODEL = f"""
+import tf_keras as keras
+import tfopt_widgets as tw
+
+inputs = keras.Input(shape=(4,), name="features")
+outputs = keras.layers.Dense(2, name="dense")(inputs)
+model = keras.Model(inputs, outputs, name={MARKUP_NAME!r})
+tw.inspect(model)
+"""
+
+COUNTER = """
+import anywidget
+import traitlets
+
+class Counter(anywidget.AnyWidget):
+    _esm = '''
+    function render({ model, el }) {
+      const button = document.createElement("button");
+      button.setAttribute("aria-label", "count clicks");
+      const show = () => { button.textContent = `clicks: ${model.get("clicks")}`; };
+      button.addEventListener("click", () => { model.set("clicks", model.get("clicks") + 1); model.save_changes(); });
+      model.on("change:clicks", show);
+      show();
+      el.replaceChildren(button);
+    }
+    export default { render };
+    '''
+    clicks = traitlets.Int(0).tag(sync=True)
+
+counter = Counter()
+counter
+"""
+
+
+def test_inspect_html_shows_markup_in_names_as_text(open_notebook, page, page_log, shot):
+    notebook = open_notebook([TINY_MODEL])
+    caption = notebook.output(0).locator("table caption")
+    caption.wait_for()
+    shot("inspect", notebook.output(0))
+
+    assert caption.inner_text().startswith(f"{MARKUP_NAME}: 2 layers")
+    assert notebook.output(0).locator("img").count() == 0
+    assert notebook.output(0).locator("td", has_text="dense").count() >= 1
+    assert not page_log.dialogs and not page_log.external_requests
+
+
+def test_anywidget_click_reaches_python_and_back(open_notebook, page, page_log, shot):
+    notebook = open_notebook([COUNTER])
+    button = page.get_by_role("button", name="count clicks")
+    button.wait_for()
+    button.click()
+    button.click()
+    page.get_by_text("clicks: 2").wait_for()
+    # Python sees the clicks (they may arrive on a comm subshell: poll briefly rather than read once).
+    assert notebook.execute(
+        "import time\nfor _ in range(50):\n    if counter.clicks == 2: break\n    time.sleep(0.1)\nprint(counter.clicks)"
+    ).strip() == "2"
+    notebook.execute("counter.clicks = 41")
+    page.get_by_text("clicks: 41").wait_for()
+    shot("counter", notebook.output(0))
+    assert not page_log.dialogs and not page_log.external_requests
+
+
+@pytest.mark.skipif(not BUNDLE.is_file() or "tfopt-summary" not in BUNDLE.read_text(errors="replace"),
+                    reason="the placeholder view was replaced by the Studio's views")
+def test_placeholder_bundle_renders_summary_as_text(open_notebook, page, page_log, shot):
+    notebook = open_notebook([f"""
+import anywidget
+import traitlets
+from tfopt_widgets.widgets._frontend import bundle
+
+class Placeholder(anywidget.AnyWidget):
+    _esm = bundle()
+    summary = traitlets.Unicode({MARKUP_NAME!r}).tag(sync=True)
+
+Placeholder()
+"""])
+    summary = notebook.output(0).locator("pre.tfopt-summary")
+    summary.wait_for()
+    shot("placeholder", notebook.output(0))
+    assert summary.inner_text() == MARKUP_NAME
+    assert not page_log.dialogs and not page_log.external_requests
