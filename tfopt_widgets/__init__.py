@@ -6,6 +6,7 @@
 >>> opt = tw.optimize(model, plan, (x_train, y_train), epochs=2)
 >>> tfl = tw.convert(opt.model, target="edgetpu", representative_data=x_train[:100])
 >>> tw.evaluate(tfl, data=(x_test, y_test))
+>>> tw.Studio(model, train_data=(x_train, y_train), validation_data=(x_test, y_test))   # in a notebook
 
 TensorFlow is imported on first use of an engine function, so importing the package is fast.
 """
@@ -33,10 +34,18 @@ _LAZY = {
     "evaluate": "evaluation",
     "Metrics": "evaluation",
     "demo": None,
+    "Studio": "widgets.studio",
 }
 
 __all__ = ["Cancelled", "ConversionError", "DataError", "Error", "ModelError", "PlanError", "Plan",
            "TargetError", *_LAZY]
+
+
+def load_ipython_extension(ipython):
+    """``%load_ext tfopt_widgets``: adds the ``%tfopt model [--target T] [--train X] [--validation Y]`` magic."""
+    from .widgets.magic import register
+
+    register(ipython)
 
 
 def __getattr__(name):

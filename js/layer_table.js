@@ -1,0 +1,348 @@
+// The layer table view: one row per layer with quantize / prune / cluster controls that edit the synced
+// `plan_state` trait (Python turns it into the live tw.Plan). Rows are virtualised: only the rows in view are
+// in the DOM, so a model with thousands of layers stays responsive.
+// Layer names come from user models and may contain markup: they are only ever set with textContent.
+
+import { CSS } from "./layer_table_css.js";
+
+const ROW_HEIGHT = 30;
+const OVERSCAN = 8;
+const SUPPORT = { quantize: 1, prune: 2, cluster: 4 };
+const COLUMNS = [
+  // key, heading, row field index (for sorting), numeric
+  ["name", "layer", 0, false],
+  ["type", "type", 1, false],
+  ["shape", "output shape", 2, false],
+  ["params", "params", 3, true],
+  ["bytes", "weights", 4, true],
+];
+
+function element(tag, props = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "text") node.textContent = value;
+    else if (key === "className") node.className = value;
+    else if (key.startsWith("aria-") || key === "role" || key === "title" || key === "data-key") {
+      if (value !== undefined && value !== null) node.setAttribute(key, value);
+    } else node[key] = value;
+  }
+  node.append(...children);
+  return node;
+}
+
+export function formatBytes(n) {
+  if (n < 1000) return `${n} B`;
+  if (n < 1e6) return `${(n / 1e3).toFixed(1)} KB`;
+  return `${(n / 1e6).toFixed(2)} MB`;
+}
+
+export function renderLayerTable({ model, el }) {
+  const view = { sortKey: null, sortDescending: false, filter: "", order: [], start: -1, end: -1 };
+  const style = element("style", { text: CSS });
+  const root = element("div", { className: "tfopt-table" });
+
+  // -- toolbar: filter, select by type, bulk edit ------------------------------------------------------------
+  const filter = element("input", { type: "search", placeholder: "filter by name or type", "aria-label": "filter layers" });
+  const typePicker = element("select", { "aria-label": "layer type to select" });
+  const selectType = element("button", { text: "select all of type", type: "button" });
+  const clearSelection = element("button", { text: "clear selection", type: "button" });
+  const bulkQuantize = element("select", { "aria-label": "bulk quantize for selected layers" }, [
+    element("option", { value: "", text: "quantize: leave" }),
+    element("option", { value: "1", text: "quantize: on" }),
+    element("option", { value: "0", text: "quantize: off" }),
+  ]);
+  const bulkSparsity = element("input", {
+    type: "number", min: 0, max: 0.99, step: 0.05, placeholder: "sparsity",
+    "aria-label": "bulk prune sparsity for selected layers", title: "blank: leave; 0: no pruning",
+  });
+  const bulkClusters = element("input", {
+    type: "number", min: 0, step: 1, placeholder: "clusters",
+    "aria-label": "bulk cluster count for selected layers", title: "blank: leave; 0: no clustering",
+  });
+  const bulkInit = element("select", { "aria-label": "bulk cluster init for selected layers" });
+  const bulkApply = element("button", { text: "apply to selected", type: "button", className: "tfopt-primary" });
+  const status = element("span", { className: "tfopt-status", role: "status" });
+  root.append(
+    element("div", { className: "tfopt-toolbar" }, [filter, typePicker, selectType, clearSelection]),
+    element("div", { className: "tfopt-toolbar" }, [
+      element("span", { text: "bulk edit:", className: "tfopt-muted" }),
+      bulkQuantize, bulkSparsity, bulkClusters, bulkInit, bulkApply, status,
+    ]),
+  );
+
+  // -- header and virtualised body ---------------------------------------------------------------------------
+  const header = element("div", { className: "tfopt-row tfopt-head", role: "row" });
+  const selectAll = element("input", { type: "checkbox", "aria-label": "select all shown layers" });
+  const sortButtons = {};
+  header.append(element("span", { role: "columnheader" }, [selectAll]));
+  for (const [key, heading] of COLUMNS) {
+    const button = element("button", { type: "button", text: heading, className: "tfopt-sort" });
+    button.addEventListener("click", () => {
+      view.sortDescending = view.sortKey === key ? !view.sortDescending : false;
+      view.sortKey = key;
+      refreshOrder();
+    });
+    sortButtons[key] = element("span", { role: "columnheader", "aria-sort": "none" }, [button]);
+    header.append(sortButtons[key]);
+  }
+  for (const heading of ["quantize", "prune sparsity", "clusters", "cluster init"]) {
+    header.append(element("span", { role: "columnheader", text: heading }));
+  }
+  const placementHeading = element("span", { role: "columnheader", text: "placement" });
+  header.append(placementHeading);
+  const body = element("div", { className: "tfopt-body", role: "rowgroup" });
+  const spacer = element("div", { className: "tfopt-spacer" });
+  const rowsBox = element("div", { className: "tfopt-rows" });
+  body.append(spacer, rowsBox);
+  root.append(element("div", { className: "tfopt-grid", role: "table", "aria-label": "layers" }, [header, body]));
+  el.replaceChildren(style, root);
+
+  // -- state helpers -----------------------------------------------------------------------------------------
+  const rows = () => model.get("layers") || [];
+  const reasons = () => model.get("reasons") || [];
+  const plan = () => model.get("plan_state") || {};
+  const inits = () => model.get("cluster_inits") || ["kmeans++"];
+  const checked = () => new Set(model.get("checked") || []);
+  const reasonText = (index) => (index >= 0 ? reasons()[index] || "" : "");
+
+  function editPlan(names, change) {
+    const state = { ...plan() };
+    for (const name of names) {
+      const entry = [...(state[name] || [0, 0, 0, inits()[0]])];
+      change(entry, name);
+      if (!entry[0] && !entry[1] && !entry[2]) delete state[name];
+      else state[name] = entry;
+    }
+    model.set("plan_state", state);
+    model.save_changes();
+  }
+
+  function setChecked(names) {
+    model.set("checked", [...names]);
+    model.save_changes();
+  }
+
+  function refreshOrder() {
+    const all = rows();
+    const needle = view.filter.trim().toLowerCase();
+    let order = all.map((_, i) => i);
+    if (needle) {
+      order = order.filter((i) => all[i][0].toLowerCase().includes(needle) || all[i][1].toLowerCase().includes(needle));
+    }
+    if (view.sortKey) {
+      const [, , field, numeric] = COLUMNS.find((c) => c[0] === view.sortKey);
+      const sign = view.sortDescending ? -1 : 1;
+      order.sort((a, b) => {
+        const x = all[a][field], y = all[b][field];
+        return sign * (numeric ? x - y : String(x).localeCompare(String(y))) || a - b;
+      });
+    }
+    for (const [key, cell] of Object.entries(sortButtons)) {
+      cell.setAttribute("aria-sort", key !== view.sortKey ? "none" : view.sortDescending ? "descending" : "ascending");
+    }
+    view.order = order;
+    spacer.style.height = `${order.length * ROW_HEIGHT}px`;
+    status.textContent = `${order.length} of ${all.length} layers shown, ${checked().size} selected`;
+    renderRows(true);
+  }
+
+  function refreshTypes() {
+    const counts = new Map();
+    for (const row of rows()) counts.set(row[1], (counts.get(row[1]) || 0) + 1);
+    const types = [...counts.entries()].sort((a, b) => b[1] - a[1]);
+    typePicker.replaceChildren(...types.map(([type, n]) => element("option", { value: type, text: `${type} (${n})` })));
+    bulkInit.replaceChildren(
+      element("option", { value: "", text: "init: leave" }),
+      ...inits().map((init) => element("option", { value: init, text: `init: ${init}` })),
+    );
+  }
+
+  // -- one row -----------------------------------------------------------------------------------------------
+  function renderRow(index, position) {
+    const row = rows()[index];
+    const [name, type, shape, params, bytes, mask, quantizeReason, pruneReason, clusterReason] = row;
+    const entry = plan()[name] || [0, 0, 0, inits()[0]];
+    const disabled = model.get("disabled");
+    const supports = (technique) => (mask & SUPPORT[technique]) !== 0;
+    const tip = (technique, reason) => (supports(technique) ? reasonText(reason) || undefined : reasonText(reason) || `cannot ${technique} this layer`);
+    const key = (control) => `${control}\u0000${name}`;
+
+    const select = element("input", { type: "checkbox", checked: checked().has(name), "aria-label": `select ${name}`, "data-key": key("select") });
+    select.addEventListener("change", () => {
+      const names = checked();
+      if (select.checked) names.add(name);
+      else names.delete(name);
+      setChecked(names);
+    });
+    const show = element("button", {
+      type: "button", className: "tfopt-name", text: name, title: name,
+      "aria-label": `show weights of ${name}`, "aria-pressed": String(model.get("selected") === name), "data-key": key("show"),
+    });
+    show.addEventListener("click", () => {
+      model.set("selected", name);
+      model.save_changes();
+    });
+    const quantize = element("input", {
+      type: "checkbox", checked: !!entry[0], disabled: disabled || !supports("quantize"),
+      "aria-label": `quantize ${name}`, title: tip("quantize", quantizeReason), "data-key": key("quantize"),
+    });
+    quantize.addEventListener("change", () => editPlan([name], (e) => { e[0] = quantize.checked ? 1 : 0; }));
+    const sparsity = element("input", {
+      type: "number", min: 0, max: 0.99, step: 0.05, placeholder: "off", value: entry[1] ? String(entry[1]) : "",
+      disabled: disabled || !supports("prune"), "aria-label": `prune sparsity for ${name}`,
+      title: tip("prune", pruneReason) || "fraction of weights set to zero (blank or 0: no pruning)", "data-key": key("prune"),
+    });
+    sparsity.addEventListener("change", () => editPlan([name], (e) => { e[1] = sparsity.value === "" ? 0 : Number(sparsity.value); }));
+    const clusters = element("input", {
+      type: "number", min: 0, step: 1, placeholder: "off", value: entry[2] ? String(entry[2]) : "",
+      disabled: disabled || !supports("cluster"), "aria-label": `cluster count for ${name}`,
+      title: tip("cluster", clusterReason) || "number of shared weight values (blank or 0: no clustering)", "data-key": key("clusters"),
+    });
+    clusters.addEventListener("change", () => editPlan([name], (e) => { e[2] = clusters.value === "" ? 0 : Number(clusters.value); }));
+    const init = element("select", {
+      disabled: disabled || !supports("cluster") || !entry[2], "aria-label": `cluster init for ${name}`,
+      title: tip("cluster", clusterReason) || "how cluster centroids start", "data-key": key("init"),
+    }, inits().map((value) => element("option", { value, text: value })));
+    init.value = entry[3] || inits()[0];
+    init.addEventListener("change", () => editPlan([name], (e) => { e[3] = init.value; }));
+
+    const place = (model.get("placement") || {})[name];
+    let badge = element("span");
+    if (place) {
+      const [accelerated, reasonIndex] = place;
+      const reason = reasonIndex >= 0 ? (model.get("placement_reasons") || [])[reasonIndex] : "";
+      const words = accelerated === 1 ? "accelerator" : accelerated === 0 ? "CPU fallback" : "unknown";
+      badge = element("span", {
+        className: `tfopt-badge tfopt-badge-${accelerated === 1 ? "yes" : accelerated === 0 ? "no" : "unknown"}`,
+        text: words, title: reason || words, "aria-label": `placement of ${name}: ${words}${reason ? `: ${reason}` : ""}`,
+      });
+    }
+    const line = element("div", {
+      className: `tfopt-row${model.get("selected") === name ? " tfopt-selected" : ""}${position % 2 ? " tfopt-odd" : ""}`,
+      role: "row",
+    }, [
+      element("span", { role: "cell" }, [select]),
+      element("span", { role: "cell", className: "tfopt-cell-name" }, [show]),
+      element("span", { role: "cell", text: type, title: type }),
+      element("span", { role: "cell", text: shape, title: shape }),
+      element("span", { role: "cell", className: "tfopt-num", text: params.toLocaleString("en-US") }),
+      element("span", { role: "cell", className: "tfopt-num", text: bytes ? formatBytes(bytes) : "" }),
+      element("span", { role: "cell", className: "tfopt-center", title: tip("quantize", quantizeReason) }, [quantize]),
+      element("span", { role: "cell", title: tip("prune", pruneReason) }, [sparsity]),
+      element("span", { role: "cell", title: tip("cluster", clusterReason) }, [clusters]),
+      element("span", { role: "cell" }, [init]),
+      element("span", { role: "cell" }, [badge]),
+    ]);
+    line.style.transform = `translateY(${position * ROW_HEIGHT}px)`;
+    return line;
+  }
+
+  function renderRows(force = false) {
+    const visible = Math.ceil((body.clientHeight || 360) / ROW_HEIGHT);
+    const start = Math.max(0, Math.floor(body.scrollTop / ROW_HEIGHT) - OVERSCAN);
+    const end = Math.min(view.order.length, start + visible + 2 * OVERSCAN);
+    if (!force && start === view.start && end === view.end) return;
+    view.start = start;
+    view.end = end;
+    // Keep keyboard focus on the same control of the same layer across re-renders.
+    const focused = rowsBox.contains(document.activeElement) ? document.activeElement.getAttribute("data-key") : null;
+    const lines = [];
+    for (let position = start; position < end; position++) lines.push(renderRow(view.order[position], position));
+    rowsBox.replaceChildren(...lines);
+    if (focused) {
+      const again = [...rowsBox.querySelectorAll("[data-key]")].find((node) => node.getAttribute("data-key") === focused);
+      if (again) again.focus({ preventScroll: true });
+    }
+    body.style.height = `${Math.min(view.order.length * ROW_HEIGHT + 2, 12 * ROW_HEIGHT + 2)}px`;
+    const title = model.get("target_title");
+    placementHeading.textContent = title ? `placement (${title})` : "placement";
+    bulkApply.disabled = model.get("disabled");
+  }
+
+  // Up/down arrows move between rows on checkboxes and name buttons (number inputs keep their own arrows).
+  body.addEventListener("keydown", (event) => {
+    const target = event.target;
+    const key = target.getAttribute && target.getAttribute("data-key");
+    if (!key || !["ArrowUp", "ArrowDown"].includes(event.key) || target.type === "number" || target.tagName === "SELECT") return;
+    const control = key.split("\u0000")[0];
+    const name = key.slice(control.length + 1);
+    const position = view.order.findIndex((i) => rows()[i][0] === name);
+    const next = position + (event.key === "ArrowDown" ? 1 : -1);
+    if (position < 0 || next < 0 || next >= view.order.length) return;
+    event.preventDefault();
+    const nextKey = `${control}\u0000${rows()[view.order[next]][0]}`;
+    const top = next * ROW_HEIGHT;
+    if (top < body.scrollTop) body.scrollTop = top;
+    else if (top + ROW_HEIGHT > body.scrollTop + body.clientHeight) body.scrollTop = top + ROW_HEIGHT - body.clientHeight;
+    renderRows(true);
+    const node = [...rowsBox.querySelectorAll("[data-key]")].find((n) => n.getAttribute("data-key") === nextKey);
+    if (node) node.focus();
+  });
+
+  // -- toolbar actions ---------------------------------------------------------------------------------------
+  filter.addEventListener("input", () => {
+    view.filter = filter.value;
+    refreshOrder();
+  });
+  selectType.addEventListener("click", () => {
+    const names = checked();
+    for (const row of rows()) if (row[1] === typePicker.value) names.add(row[0]);
+    setChecked(names);
+  });
+  clearSelection.addEventListener("click", () => setChecked([]));
+  selectAll.addEventListener("change", () => {
+    const names = checked();
+    for (const i of view.order) {
+      if (selectAll.checked) names.add(rows()[i][0]);
+      else names.delete(rows()[i][0]);
+    }
+    setChecked(names);
+  });
+  bulkApply.addEventListener("click", () => {
+    const byName = new Map(rows().map((row) => [row[0], row]));
+    const names = [...checked()].filter((name) => byName.has(name));
+    let skipped = 0;
+    editPlan(names, (entry, name) => {
+      const mask = byName.get(name)[5];
+      const can = (technique) => (mask & SUPPORT[technique]) !== 0;
+      if (bulkQuantize.value !== "") {
+        if (can("quantize")) entry[0] = Number(bulkQuantize.value);
+        else skipped++;
+      }
+      if (bulkSparsity.value !== "") {
+        if (can("prune")) entry[1] = Number(bulkSparsity.value);
+        else skipped++;
+      }
+      if (bulkClusters.value !== "") {
+        if (can("cluster")) entry[2] = Number(bulkClusters.value);
+        else skipped++;
+      }
+      if (bulkInit.value !== "" && can("cluster")) entry[3] = bulkInit.value;
+    });
+    status.textContent = `applied to ${names.length} selected layers` + (skipped ? `; ${skipped} settings skipped where a layer does not support them` : "");
+  });
+
+  body.addEventListener("scroll", () => renderRows(false), { passive: true });
+
+  const onRows = () => { refreshTypes(); refreshOrder(); };
+  const onState = () => renderRows(true);
+  const onChecked = () => {
+    selectAll.checked = view.order.length > 0 && view.order.every((i) => checked().has(rows()[i][0]));
+    status.textContent = `${view.order.length} of ${rows().length} layers shown, ${checked().size} selected`;
+    renderRows(true);
+  };
+  const stateEvents = "change:plan_state change:selected change:placement change:disabled change:target_title";
+  model.on("change:layers change:reasons change:cluster_inits", onRows);
+  model.on(stateEvents, onState);
+  model.on("change:checked", onChecked);
+  onRows();
+  // The element has no size until it is attached; render again once it has one.
+  const resize = new ResizeObserver(() => renderRows(false));
+  resize.observe(body);
+  return () => {
+    resize.disconnect();
+    model.off("change:layers change:reasons change:cluster_inits", onRows);
+    model.off(stateEvents, onState);
+    model.off("change:checked", onChecked);
+  };
+}

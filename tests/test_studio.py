@@ -1,0 +1,228 @@
+"""Widget protocol tests of the Studio: set traits as the front-end does, then assert on the Plan and results.
+
+No browser here (tests/browser/ drives JupyterLab); the run is real (tfmot fine-tuning, conversion, LiteRT).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+import tfopt_widgets as tw
+from tfopt_widgets.inspection import LayerInfo, ModelInfo, Support, WeightInfo
+from tfopt_widgets.widgets.layer_table import LayerTable
+from tfopt_widgets.widgets.weight_view import WeightView
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+def studio(digits):
+    model, train, test = digits
+    return tw.Studio(model, train_data=train, validation_data=test, target="cpu")
+
+
+def edit(widget, **traits):
+    """What the front-end does: set synced traits from JSON (a round trip makes them plain JSON values)."""
+    for name, value in traits.items():
+        setattr(widget, name, json.loads(json.dumps(value)))
+
+
+def synced_bytes(widget) -> int:
+    """Bytes of the widget's synced state as JSON, without the ES module (sent once per page, not per model)."""
+    state = widget.get_state()
+    state.pop("_esm", None)
+    return len(json.dumps(state, separators=(",", ":")))
+
+
+def test_table_edits_change_the_plan(studio):
+    row = {r[0]: r for r in studio.table.layers}
+    assert row["dense"][1:5] == ["Dense", "64", 32832, 131328]
+    assert row["dense"][5] == 7 and row["pool"][5] == 1  # quantize|prune|cluster; pooling can only be quantized
+    assert "no weights to prune" in studio.table.reasons[row["pool"][7]]
+
+    edit(studio.table, plan_state={"dense": [1, 0.75, 16, "linear"]})
+    entry = studio.plan["dense"]
+    assert entry.quantize and entry.prune.sparsity == 0.75 and entry.cluster.clusters == 16
+    assert entry.cluster.init == "linear" and entry.scheme == "PCQAT"
+
+    # Quantizing conv2 quantizes the BatchNormalization and ReLU folded into it; unticking them unticks the group.
+    edit(studio.table, plan_state={**studio.table.plan_state, "conv2": [1, 0, 0, "kmeans++"]})
+    assert studio.plan.layers("quantize") == ["dense", "conv2", "bn2", "relu2"]
+    assert studio.table.plan_state["bn2"][0] == 1
+    state = dict(studio.table.plan_state)
+    state.pop("bn2")
+    edit(studio.table, plan_state=state)
+    assert studio.plan.layers("quantize") == ["dense"]
+
+    # Sparsity off keeps the rest; other prune settings survive a sparsity edit.
+    studio.plan.prune("classifier", sparsity=0.5, schedule="constant")
+    edit(studio.table, plan_state={**studio.table.plan_state, "classifier": [0, 0.6, 0, "kmeans++"]})
+    assert studio.plan["classifier"].prune.schedule == "constant" and studio.plan["classifier"].prune.sparsity == 0.6
+    edit(studio.table, plan_state={**studio.table.plan_state, "dense": [1, 0, 16, "linear"]})
+    assert studio.plan["dense"].prune is None and studio.plan["dense"].cluster.clusters == 16
+    assert studio.error == ""
+
+
+def test_rejected_edit_shows_the_error_and_reverts_the_table(studio):
+    studio.plan.quantize("dense")
+    edit(studio.table, plan_state={"dense": [1, 0, 0, "kmeans++"], "pool": [0, 0.5, 0, "kmeans++"]})
+    assert "Cannot prune layer 'pool'" in studio.error and "no weights" in studio.error
+    assert "pool" not in studio.plan and studio.table.plan_state == {"dense": [1, 0, 0, "kmeans++"]}
+
+    edit(studio.table, plan_state={"dense": [1, 1.5, 0, "kmeans++"]})
+    assert "sparsity" in studio.error and "'dense'" in studio.error and studio.plan["dense"].prune is None
+    assert "display" in studio._error_box.layout.keys and studio._error_box.layout.display == "flex"
+
+
+def test_python_plan_edits_and_assignment_reach_the_table(studio):
+    studio.plan.prune("dense", sparsity=0.5).cluster("conv1", clusters=8, init="density")
+    assert studio.table.plan_state == {"dense": [0, 0.5, 0, "kmeans++"], "conv1": [0, 0, 8, "density"]}
+    old = studio.plan
+    studio.plan = tw.Plan().quantize("classifier")
+    assert studio.table.plan_state == {"classifier": [1, 0, 0, "kmeans++"]}
+    old.quantize("dense")  # the replaced plan is no longer followed
+    assert "dense" not in studio.table.plan_state
+    edit(studio.table, plan_state={})
+    assert len(studio.plan) == 0
+
+
+def test_target_and_mode_pickers(studio):
+    assert studio.quantization == "int8"  # the CPU's natural mode when training data can calibrate
+    assert studio._mode_picker.layout.display is None and len(studio._mode_picker.options) == 5
+    studio.quantization = "dynamic"
+    assert studio._mode_picker.value == "dynamic"
+    studio._target_picker.value = "edgetpu"  # the dropdown, as a click does
+    assert studio.target == "edgetpu" and studio.quantization == "int8"
+    assert studio._mode_picker.layout.display == "none" and "fixed batch" in studio._summary.value
+    with pytest.raises(tw.TargetError, match="edgetpu"):
+        studio.quantization = "float16"
+    with pytest.raises(tw.TargetError):
+        studio.target = "float32"
+
+
+def test_run_fills_results_histograms_and_badges(studio, frozen, tmp_path):
+    edit(studio.table, plan_state={"dense": [1, 0.75, 16, "kmeans++"], "conv1": [1, 0, 0, "kmeans++"],
+                                   "conv2": [1, 0, 0, "kmeans++"], "classifier": [1, 0, 0, "kmeans++"]})
+    studio.panel.epochs = 1
+    stages = []
+    studio.panel.observe(lambda change: stages.append(change["new"]), "stage")
+    rows = []
+    studio.on_result(rows.append)
+    studio.run(wait=True)
+
+    assert studio.error == "", studio.error
+    results = studio.results
+    assert results["run"].tolist()[0] == "float32 baseline" and len(results) == 2
+    assert rows[0]["run"] == results["run"][1]
+    base, run = results.iloc[0], results.iloc[1]
+    assert (base["target"], base["mode"]) == ("float32", "none") and (run["target"], run["mode"]) == ("cpu", "int8")
+    assert run["size"] < base["size"] / 3 and run["gzip_size"] < run["size"] and run["accuracy"] > 0.8
+    assert run["latency_ms"] > 0 and run["epochs"] == 1 and run["plan"]["dense"]["cluster"]["clusters"] == 16
+    assert {"baseline", "prune", "cluster", "quantize", "convert", "evaluate"} <= set(stages)
+    assert studio.panel.message.startswith("Done") and not studio.panel.running and not studio.table.disabled
+
+    studio.table.selected = "dense"  # a click on the layer name
+    histogram = studio.weights.histogram
+    assert set(histogram["counts"]) == {"float", "optimized", "tflite"} and len(histogram["edges"]) == 41
+    assert all(sum(counts) == 64 * 512 for counts in histogram["counts"].values())
+    stats = histogram["stats"]
+    assert stats["float"]["sparsity"] < 0.01 and stats["optimized"]["sparsity"] >= 0.74
+    assert stats["optimized"]["unique_values"] <= 16 and 0 <= stats["tflite"]["error_max"] < 0.05
+    assert all(bars.visible for bars in studio.weights._bars)
+    if hasattr(studio.tflite, "compatibility"):  # placement badges once the targets work has landed
+        assert studio.table.placement and studio.table.target_title == "CPU"
+    saved = studio.save_tflite(tmp_path / "digits.tflite")
+    assert saved.read_bytes() == studio.tflite.content
+
+
+def test_cancel_mid_run_leaves_the_model_unchanged(digits, frozen):
+    model, train, test = digits
+    studio = tw.Studio(model, train_data=train, validation_data=test, target="edgetpu",
+                       plan=tw.Plan().prune("dense", sparsity=0.5))
+    studio.panel.epochs = 3
+
+    def cancel_on_step(change):
+        if studio.panel.stage == "prune" and change["new"] >= 2:
+            studio.panel.cancel()  # what a click on "Cancel" does
+
+    studio.panel.observe(cancel_on_step, "step")
+    studio.panel.run()  # a click on "Optimize and convert": returns at once, the run is in a thread
+    assert studio.panel.running
+    studio.wait(timeout=120)
+    assert studio.panel.message.startswith("Cancelled") and studio.error == ""
+    assert list(studio.results["run"]) == ["float32 baseline"] and studio.tflite is None
+    assert not studio.panel.running and not studio.table.disabled
+
+
+def test_errors_of_a_run_show_in_the_widget(digits, frozen):
+    model, _, test = digits
+    studio = tw.Studio(model, validation_data=test, plan=tw.Plan().quantize("dense"))
+    errors = []
+    studio.on_error(errors.append)
+    studio.run(wait=True)
+    assert "needs train_data" in studio.error and isinstance(errors[0], tw.DataError)
+    assert studio.panel.message.startswith("Failed") and studio._error_box.layout.display == "flex"
+    with pytest.raises(tw.Error, match="no converted model"):
+        studio.save_tflite()
+
+
+def test_constructor_rejects_unknown_arguments(digits):
+    with pytest.raises(TypeError, match="epoch"):
+        tw.Studio(digits[0], epoch=3)
+
+
+def test_export_saves_the_plan(studio, tmp_path):
+    studio.plan.prune("dense", sparsity=0.5)
+    path = studio.save_plan(tmp_path / "plan.json")
+    assert tw.Plan.load(path) == studio.plan
+
+
+def test_layer_names_are_sent_as_text_and_escaped_in_html():
+    info = ModelInfo("m", [LayerInfo(XSS, "Dense", 12, (None, 3), [WeightInfo("k", (3, 4), "float32", 48)],
+                                     support={t: Support(True) for t in ("quantize", "prune", "cluster")})],
+                     [], 12, 48)
+    table = LayerTable(info)
+    assert table.layers[0][0] == XSS  # raw in the state; the front-end sets it with textContent only
+    edit(table, plan_state={XSS: [1, 0, 0, "kmeans++"]})
+    assert table.plan[XSS].quantize
+    view = WeightView()
+    view.set_weights({XSS: np.ones((3, 4), "float32")})
+    view.layer = XSS
+    assert XSS not in view.title.value and "&lt;img" in view.title.value
+
+
+def test_500_layer_model_table_state_is_fast_and_small():
+    from tfopt_widgets._keras import keras
+
+    inputs = keras.Input((4,))
+    x = inputs
+    for i in range(500):
+        x = keras.layers.Dense(4, name=f"dense_{i}")(x)
+    model = keras.Model(inputs, x)
+    started = time.perf_counter()
+    table = LayerTable(tw.inspect(model))
+    elapsed = time.perf_counter() - started
+    table.plan.prune(*[f"dense_{i}" for i in range(0, 500, 2)], sparsity=0.5)
+    size = synced_bytes(table)
+    # A row is about 50 bytes ([name, type, shape, params, bytes, mask, 3 reason ids]) and a planned layer about
+    # 30: 501 rows + 250 planned layers fit in 60 KB, i.e. 120 B a layer, with room for longer names.
+    assert size < 60_000, size
+    assert elapsed < 5, elapsed
+
+
+def test_magic_builds_a_studio_from_named_variables(digits):
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.user_ns.update(net=digits[0], train=digits[1])
+    shell.run_line_magic("load_ext", "tfopt_widgets")
+    studio = shell.run_line_magic("tfopt", "net --target edgetpu --train train")
+    assert isinstance(studio, tw.Studio) and studio.target == "edgetpu" and studio.train_data is digits[1]
+    assert studio.validation_data is None
+    with pytest.raises(UsageError, match="no variable named 'missing'"):
+        shell.run_line_magic("tfopt", "net --train missing")

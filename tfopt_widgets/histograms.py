@@ -1,0 +1,67 @@
+"""Binned weight distributions and their stats: what the weight view shows, computed in Python with numpy.
+
+Only these bins and numbers travel to the browser, never the weights themselves.
+
+>>> import numpy as np
+>>> h = compare({"float": np.array([0.0, 0.5, 1.0]), "tflite": np.array([0.0, 0.5, 1.0])}, bins=4)
+>>> h["edges"], h["counts"]["float"]
+([0.0, 0.25, 0.5, 0.75, 1.0], [1, 0, 1, 1])
+>>> h["stats"]["float"]["unique_values"]
+3
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+__all__ = ["BINS", "compare", "stats"]
+
+BINS = 40  # fine enough to show clusters and the spike at zero, small enough to send per click
+
+
+def stats(values: np.ndarray, reference: np.ndarray | None = None) -> dict:
+    """Sparsity (fraction of exact zeros), unique values, min, max, std and size of ``values``.
+
+    With ``reference`` (the same weights before conversion, same shape) it adds ``error_max`` and ``error_rms``:
+    how far the stored values are from the reference, which for an int8 file is its quantization error.
+    """
+    flat = np.asarray(values, dtype=np.float32).ravel()
+    result = {
+        "size": int(flat.size),
+        "sparsity": float(np.mean(flat == 0)) if flat.size else 0.0,
+        "unique_values": int(np.unique(flat).size),
+        "min": float(flat.min()) if flat.size else 0.0,
+        "max": float(flat.max()) if flat.size else 0.0,
+        "std": float(flat.std()) if flat.size else 0.0,
+    }
+    if reference is not None and np.shape(reference) == np.shape(values) and flat.size:
+        diff = flat - np.asarray(reference, dtype=np.float32).ravel()
+        result["error_max"] = float(np.abs(diff).max())
+        result["error_rms"] = float(np.sqrt(np.mean(diff * diff)))
+    return result
+
+
+def compare(series: Mapping[str, np.ndarray | None], bins: int = BINS,
+            references: Mapping[str, str] | None = None) -> dict:
+    """Histograms of several versions of one layer's weights on shared bin edges, plus each one's stats.
+
+    ``series``: {label: array or None}; None entries (not computed yet) are left out. ``references``: {label:
+    label of the series it is compared against} for the error stats (e.g. {"tflite": "optimized"}).
+    Returns ``{"edges": [bins + 1 floats], "counts": {label: [bins ints]}, "stats": {label: stats}}``.
+    """
+    arrays = {label: np.asarray(a, dtype=np.float32).ravel() for label, a in series.items() if a is not None}
+    finite = [a[np.isfinite(a)] for a in arrays.values() if a.size]
+    low = min((float(a.min()) for a in finite if a.size), default=0.0)
+    high = max((float(a.max()) for a in finite if a.size), default=1.0)
+    if high <= low:  # a constant kernel: give it a visible bin around its value
+        low, high = low - 0.5, high + 0.5
+    edges = np.linspace(low, high, int(bins) + 1)
+    counts = {label: np.histogram(a[np.isfinite(a)], bins=edges)[0].astype(int).tolist() for label, a in arrays.items()}
+    result_stats = {}
+    for label in arrays:
+        reference_label = (references or {}).get(label)
+        reference = series.get(reference_label) if reference_label else None
+        result_stats[label] = stats(series[label], reference)
+    return {"edges": [round(float(e), 7) for e in edges], "counts": counts, "stats": result_stats}

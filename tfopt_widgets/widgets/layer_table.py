@@ -1,0 +1,236 @@
+"""The layer table: one row per layer with its size and per-row quantize / prune / cluster controls.
+
+It shows and edits a :class:`~tfopt_widgets.Plan` (the spec); the plan stays the one source of truth. State is
+sent compactly so a 500-layer model stays small: rows are lists, support reasons are sent once and referenced by
+index, and the plan holds only the layers that have something planned.
+
+>>> table = LayerTable(tw.inspect(model), plan)
+>>> table.plan_state = {"dense": [1, 0.5, 16, "kmeans++"]}   # what the front-end does on an edit
+>>> plan["dense"].prune.sparsity
+0.5
+"""
+
+from __future__ import annotations
+
+import threading
+
+import anywidget
+import traitlets
+
+from ..errors import Error, PlanError
+from ..plan import CLUSTER_INITS, TECHNIQUES, Plan
+from ._events import register
+from ._frontend import bundle
+
+# Bits of a row's support mask, in TECHNIQUES order.
+SUPPORT_BITS = {technique: 1 << i for i, technique in enumerate(TECHNIQUES)}
+# Row layout of `layers` (the front-end reads the same positions).
+ROW_FIELDS = ("name", "type", "output_shape", "params", "weight_bytes", "support", "quantize_reason",
+              "prune_reason", "cluster_reason")
+
+
+def _shape_text(shape) -> str:
+    """"8, 8, 16" for (None, 8, 8, 16): the batch dimension left out; several outputs joined with " | "."""
+    if shape is None:
+        return ""
+    if isinstance(shape, list):
+        return " | ".join(_shape_text(s) for s in shape)
+    dims = list(shape)[1:] if len(shape) and shape[0] is None else list(shape)
+    return ", ".join("?" if d is None else str(d) for d in dims)
+
+
+def layer_rows(info) -> tuple[list[list], list[str]]:
+    """(rows, reasons) for :attr:`LayerTable.layers` and :attr:`LayerTable.reasons` from a ModelInfo."""
+    reasons: dict[str, int] = {}
+    rows = []
+    for layer in info.layers:
+        mask, notes = 0, []
+        for technique in TECHNIQUES:
+            support = layer.supports(technique)
+            mask |= SUPPORT_BITS[technique] if support.ok else 0
+            notes.append(reasons.setdefault(support.reason, len(reasons)) if support.reason else -1)
+        rows.append([layer.name, layer.class_name, _shape_text(layer.output_shape), int(layer.params), int(layer.weight_bytes), mask, *notes])
+    return rows, list(reasons)
+
+
+def plan_state(plan: Plan) -> dict:
+    """{layer: [quantize 0/1, sparsity or 0, clusters or 0, init]} for the planned layers only."""
+    state = {}
+    for entry in plan:
+        state[entry.layer] = [int(entry.quantize), entry.prune.sparsity if entry.prune else 0,
+                              entry.cluster.clusters if entry.cluster else 0,
+                              entry.cluster.init if entry.cluster else CLUSTER_INITS[0]]
+    return state
+
+
+class LayerTable(anywidget.AnyWidget):
+    """Every layer of a model with per-row quantize / prune / cluster controls that edit a Plan.
+
+    Selecting a row (``selected``) picks the layer the weight view shows. ``placement`` carries each layer's
+    placement badge after a conversion. Edits that the plan rejects are reported through ``on_error``.
+    """
+
+    _esm = bundle()
+    _view = traitlets.Unicode("layer-table", help="which view of the shared front-end bundle renders this").tag(
+        sync=True)
+
+    layers = traitlets.List(help=f"one row per layer: [{', '.join(ROW_FIELDS)}]; reasons are indices into "
+                                 "`reasons` (-1: none)").tag(sync=True)
+    reasons = traitlets.List(traitlets.Unicode(), help="support reasons, each sent once").tag(sync=True)
+    plan_state = traitlets.Dict(help="the plan: {layer: [quantize 0/1, sparsity (0: off), clusters (0: off), "
+                                     "init]}, only planned layers; the front-end sets it on every edit").tag(sync=True)
+    cluster_inits = traitlets.List(traitlets.Unicode(), default_value=list(CLUSTER_INITS),
+                                   help="cluster centroid initializations offered").tag(sync=True)
+    selected = traitlets.Unicode("", help="the layer whose weights the weight view shows").tag(sync=True)
+    checked = traitlets.List(traitlets.Unicode(), help="rows ticked for bulk edits").tag(sync=True)
+    placement = traitlets.Dict(help="after a conversion: {layer: [accelerated 1/0/null, reason index]} with "
+                                    "reasons in `placement_reasons`").tag(sync=True)
+    placement_reasons = traitlets.List(traitlets.Unicode(), help="placement reasons, each sent once").tag(sync=True)
+    target_title = traitlets.Unicode("", help="the accelerator named by placement badges").tag(sync=True)
+    disabled = traitlets.Bool(False, help="True while a run uses the plan: controls are read-only").tag(sync=True)
+
+    def __init__(self, info, plan: Plan | None = None, *, selected: str = ""):
+        rows, reasons = layer_rows(info)
+        super().__init__(layers=rows, reasons=reasons, selected=selected)
+        self._info = info
+        self._lock = threading.RLock()
+        self._error_callbacks = []
+        self._plan = None
+        # One bound method, kept: Plan.on_change(remove=True) compares callbacks by identity, and every attribute
+        # access creates a new bound method.
+        self._follow_plan = self._plan_changed
+        self.plan = plan if plan is not None else Plan()
+
+    # -- the plan, both ways ----------------------------------------------------------------------------------
+    @property
+    def plan(self) -> Plan:
+        """The live Plan this table edits."""
+        return self._plan
+
+    @plan.setter
+    def plan(self, plan: Plan) -> None:
+        if not isinstance(plan, Plan):
+            raise PlanError(f"LayerTable.plan must be a tw.Plan, got {type(plan).__name__}.", field="plan")
+        with self._lock:
+            if self._plan is not None:
+                self._plan.on_change(self._follow_plan, remove=True)
+            self._plan = plan
+            plan.on_change(self._follow_plan)
+            self._plan_changed(plan)
+
+    def _plan_changed(self, plan: Plan) -> None:
+        with self._lock:
+            state = plan_state(plan)
+            if state != self.plan_state:
+                self.set_trait("plan_state", state)
+
+    @traitlets.observe("plan_state")
+    def _table_edited(self, change) -> None:
+        with self._lock:
+            if change["new"] == plan_state(self._plan):
+                return  # our own update echoing back
+            try:
+                self._apply(change["old"] or {}, change["new"] or {})
+            except Error as error:
+                self._report(error)
+            finally:
+                # Whatever was accepted is in the plan; show exactly that (reverting a rejected edit).
+                state = plan_state(self._plan)
+                if state != self.plan_state:
+                    self.set_trait("plan_state", state)
+
+    def _apply(self, old: dict, new: dict) -> None:
+        for layer in sorted(set(old) | set(new)):
+            before, after = old.get(layer, [0, 0, 0, CLUSTER_INITS[0]]), new.get(layer, [0, 0, 0, CLUSTER_INITS[0]])
+            if list(before) == list(after):
+                continue
+            try:
+                self._apply_row(layer, after)
+            except PlanError as error:
+                if error.layer is not None:
+                    raise
+                # Plan's own checks do not know which row sent the value: say so.
+                raise PlanError(f"Layer {layer!r}: {error}", layer=layer, field=error.field) from None
+
+    def _apply_row(self, layer: str, after: list) -> None:
+        plan = self._plan
+        if self._info.get(layer) is None:
+            raise PlanError(f"The table sent an edit for layer {layer!r}, which the model does not have.",
+                            layer=layer, field="layer")
+        quantize, sparsity, clusters, init = (list(after) + [0, 0, 0, CLUSTER_INITS[0]][len(after):])[:4]
+        self._set_quantize(layer, bool(quantize))
+        entry = plan[layer]
+        if not sparsity:
+            plan.remove(layer, "prune")
+        elif entry.prune is None or entry.prune.sparsity != sparsity:
+            self._check(layer, "prune")
+            spec = entry.prune or None
+            options = {} if spec is None else {"schedule": spec.schedule, "begin": spec.begin, "end": spec.end,
+                                               "begin_step": spec.begin_step, "end_step": spec.end_step,
+                                               "block_size": spec.block_size}
+            plan.prune(layer, sparsity=_number(sparsity, layer, "sparsity"), **options)
+        if not clusters:
+            plan.remove(layer, "cluster")
+        elif entry.cluster is None or (entry.cluster.clusters, entry.cluster.init) != (clusters, init):
+            self._check(layer, "cluster")
+            keep = entry.cluster.preserve_sparsity if entry.cluster else False
+            plan.cluster(layer, clusters=_number(clusters, layer, "clusters", integer=True), init=init,
+                         preserve_sparsity=keep)
+
+    def _set_quantize(self, layer: str, on: bool) -> None:
+        """Quantize a layer together with the BatchNormalization/activation that fold into it (or none of them)."""
+        if self._plan[layer].quantize == on:
+            return
+        if on:
+            self._check(layer, "quantize")
+        head = self._info.quantize_group_head(layer) or layer
+        group = [head, *self._info.group_members(head)]
+        if on:
+            self._plan.quantize(*group)
+        else:
+            for name in group:
+                self._plan.remove(name, "quantize")
+
+    def _check(self, layer: str, technique: str) -> None:
+        support = self._info[layer].supports(technique)
+        if not support.ok:
+            raise PlanError(f"Cannot {technique} layer {layer!r} ({self._info[layer].class_name}): {support.reason}",
+                            layer=layer, field=technique)
+
+    # -- placement badges -------------------------------------------------------------------------------------
+    def show_placement(self, placement: dict, target_title: str = "") -> None:
+        """Badges from ``{layer: (accelerated True/False/None, reason)}``; an empty dict clears them."""
+        reasons: dict[str, int] = {}
+        state = {}
+        for layer, (accelerated, reason) in placement.items():
+            index = reasons.setdefault(reason, len(reasons)) if reason else -1
+            state[layer] = [None if accelerated is None else int(bool(accelerated)), index]
+        with self.hold_sync():
+            self.placement_reasons = list(reasons)
+            self.placement = state
+            self.target_title = target_title
+
+    # -- errors -----------------------------------------------------------------------------------------------
+    def on_error(self, callback, remove: bool = False) -> None:
+        """Call ``callback(error)`` when an edit from the table is rejected (or stop with ``remove=True``)."""
+        register(self._error_callbacks, callback, remove)
+
+    def _report(self, error: Error) -> None:
+        for callback in list(self._error_callbacks):
+            callback(error)
+        if not self._error_callbacks:
+            raise error
+
+
+def _number(value, layer: str, field: str, integer: bool = False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PlanError(f"{field} for layer {layer!r} must be a number; got {value!r}.", layer=layer, field=field)
+    if integer:
+        if float(value) != int(value):
+            raise PlanError(f"{field} for layer {layer!r} must be a whole number; got {value!r}.", layer=layer,
+                            field=field)
+        return int(value)
+    return float(value)
+
+
+__all__ = ["LayerTable", "layer_rows", "plan_state"]

@@ -1,0 +1,96 @@
+"""The results: one row per run (the float32 baseline first) and a size-vs-accuracy plot (bqplot).
+
+>>> view = ResultsView()
+>>> view.add({"run": "float32 baseline", "target": "float32", "mode": "none", "size": 147656, ...})
+>>> view.results        # a pandas DataFrame, one row per run
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+
+import bqplot
+import ipywidgets as widgets
+import traitlets
+
+# Columns: key, heading, format of a value (None shows as a dash).
+COLUMNS = (
+    ("run", "run", "{}"),
+    ("target", "target", "{}"),
+    ("mode", "mode", "{}"),
+    ("size", "size", "{:,} B"),
+    ("gzip_size", "gzip size", "{:,} B"),
+    ("accuracy", "accuracy", "{:.3f}"),
+    ("latency_ms", "latency", "{:.3f} ms"),
+    ("accelerated_share", "ops on the accelerator", "{:.0%}"),
+)
+
+
+class ResultsView(widgets.VBox):
+    """A table of every run and a scatter plot of gzip size against accuracy."""
+
+    rows = traitlets.List(help="one dict per run with the keys of COLUMNS (plus plan, epochs)")
+
+    def __init__(self):
+        self._lock = threading.RLock()
+        self.table = widgets.HTML(layout=widgets.Layout(overflow="auto", width="100%"))
+        x_scale, y_scale = bqplot.LinearScale(), bqplot.LinearScale()
+        self._points = bqplot.Scatter(x=[], y=[], names=[], display_names=True, scales={"x": x_scale, "y": y_scale},
+                                      colors=["#1f77b4"], default_size=64,
+                                      tooltip=bqplot.Tooltip(fields=["name", "x", "y"],
+                                                             labels=["run", "gzip KB", "accuracy"],
+                                                             formats=["", ".1f", ".3f"]))
+        axes = [bqplot.Axis(scale=x_scale, label="gzip size (KB)", num_ticks=5, tick_format=".3~s"),
+                bqplot.Axis(scale=y_scale, side="left", label="accuracy", num_ticks=4, tick_format=".3f")]
+        self.plot = bqplot.Figure(marks=[self._points], axes=axes, animation_duration=0,
+                                  fig_margin={"top": 15, "bottom": 45, "left": 60, "right": 20},
+                                  layout=widgets.Layout(width="100%", max_width="460px", height="230px"))
+        super().__init__([self.table, self.plot], layout=widgets.Layout(width="100%"))
+        self.add_class("tfopt-results")
+        self._render()
+
+    def add(self, row: dict) -> None:
+        """Append one run's row."""
+        with self._lock:
+            self.rows = [*self.rows, dict(row)]
+
+    @property
+    def results(self):
+        """The rows as a pandas DataFrame (columns as in the table, plus the plan each run used)."""
+        import pandas as pd
+
+        with self._lock:
+            rows = list(self.rows)
+        return pd.DataFrame(rows, columns=[key for key, _, _ in COLUMNS] + ["epochs", "plan"])
+
+    @traitlets.observe("rows")
+    def _rows_changed(self, change) -> None:
+        self._render()
+
+    def _render(self) -> None:
+        rows = list(self.rows)
+        head = "".join(f"<th style='padding:2px 10px;text-align:{'left' if i < 3 else 'right'}'>{name}</th>"
+                       for i, (_, name, _) in enumerate(COLUMNS))
+        body = "".join(
+            "<tr>" + "".join(f"<td style='padding:2px 10px;text-align:{'left' if i < 3 else 'right'}'>"
+                             f"{html.escape(_cell(row.get(key), fmt))}</td>" for i, (key, _, fmt) in enumerate(COLUMNS))
+            + "</tr>" for row in rows)
+        empty = "" if rows else (f"<tr><td colspan='{len(COLUMNS)}' style='padding:4px 10px;color:#666'>No runs yet: "
+                                 "click “Optimize and convert”.</td></tr>")
+        self.table.value = (f"<table class='tfopt-results-table' style='border-collapse:collapse;font-size:13px'>"
+                            f"<thead><tr>{head}</tr></thead><tbody>{body}{empty}</tbody></table>")
+        scored = [row for row in rows if row.get("accuracy") is not None]
+        with self._points.hold_sync():
+            self._points.x = [row["gzip_size"] / 1000 for row in scored]
+            self._points.y = [row["accuracy"] for row in scored]
+            self._points.names = [row["run"] for row in scored]
+
+
+def _cell(value, fmt: str) -> str:
+    if value is None:
+        return "–"
+    try:
+        return fmt.format(value)
+    except (TypeError, ValueError):
+        return str(value)

@@ -1,0 +1,323 @@
+"""The Studio: the whole tool in one notebook cell, a view and remote control over the engine.
+
+>>> studio = tw.Studio(model, train_data=(x_train, y_train), validation_data=(x_test, y_test), target="cpu")
+>>> studio                          # header, layer table, weight view, run panel, results, export
+>>> studio.plan.prune("dense", sparsity=0.75)   # the table follows
+>>> studio.run(wait=True)           # what "Optimize and convert" does; wait=True blocks until it is done
+>>> studio.results                  # float32 baseline first, then one row per run
+
+Runs happen in a background thread so the kernel stays responsive and "Cancel" can stop fine-tuning; errors are
+shown in the widget (``studio.error``) rather than lost in a log.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from pathlib import Path
+
+import ipywidgets as widgets
+import traitlets
+
+from ..errors import Cancelled, DataError, Error, TargetError
+from ..plan import Plan
+from ..targets import QUANTIZATIONS, TARGETS, get_target
+from ._events import register as _register
+from .export_panel import ExportPanel
+from .layer_table import LayerTable
+from .placement import placement_of
+from .results_view import ResultsView
+from .run_panel import RunPanel
+from .weight_view import WeightView
+
+PICKABLE_TARGETS = ("cpu", "gpu", "edgetpu", "hexagon")  # float32 is the baseline every run is compared with
+_CALIBRATED_MODES = ("int8", "int16x8")
+
+
+class Studio(widgets.VBox):
+    """Per-layer quantize / prune / cluster for a tf_keras model, converted and measured for a hardware target.
+
+    ``train_data`` fine-tunes (and calibrates int8); ``validation_data`` is what accuracy is measured on (the
+    training data when it is absent). ``studio.plan`` is the live :class:`~tfopt_widgets.Plan`.
+    """
+
+    target = traitlets.Unicode("cpu", help="the hardware target converted for: cpu, gpu, edgetpu or hexagon")
+    quantization = traitlets.Unicode("", help="the post-training mode; '' uses the target's natural mode")
+    error = traitlets.Unicode("", help="the last error, shown in the widget; '' when there is none")
+
+    def __init__(self, model, *, train_data=None, validation_data=None, target: str = "cpu",
+                 quantization: str | None = None, plan: Plan | None = None, epochs: int = 2,
+                 learning_rate: float | None = None):
+        from ..inspection import inspect
+        from ..optimization import kernels
+
+        self.model = model
+        self.info = inspect(model)
+        self.train_data, self.validation_data = train_data, validation_data
+        self._lock = threading.RLock()
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._baseline = None
+        self.optimized = None  # the last run's OptimizedModel (None when the plan was empty)
+        self.tflite = None  # the last run's TFLiteModel
+        self._result_callbacks, self._error_callbacks = [], []
+
+        self.table = LayerTable(self.info, plan if plan is not None else Plan(), selected=_largest_layer(self.info))
+        self.table.on_error(self._show_error)
+        self.weights = WeightView(layer=self.table.selected)
+        self.weights.set_weights(kernels(model))
+        traitlets.dlink((self.table, "selected"), (self.weights, "layer"))
+        self.panel = RunPanel(epochs=epochs, learning_rate=learning_rate or 0.0)
+        self.panel.on_run(lambda _: self.run())
+        self.panel.on_cancel(lambda _: self.cancel())
+        self.results_view = ResultsView()
+        self.export = ExportPanel(self)
+        self._error_html = widgets.HTML(layout=widgets.Layout(flex="1 1 auto"))
+        dismiss = widgets.Button(description="Dismiss", layout=widgets.Layout(width="auto"))
+        dismiss.on_click(lambda _: setattr(self, "error", ""))
+        self._error_box = widgets.HBox([self._error_html, dismiss], layout=widgets.Layout(display="none"))
+        self._error_box.add_class("tfopt-error")
+        header = self._header()
+        work = widgets.HBox([widgets.VBox([self.weights], layout=widgets.Layout(flex="1 1 420px", min_width="0")),
+                             widgets.VBox([_heading("Run"), self.panel, _heading("Export"), self.export],
+                                          layout=widgets.Layout(flex="1 1 360px", min_width="0"))],
+                            layout=widgets.Layout(flex_flow="row wrap", width="100%"))
+        super().__init__([header, self._error_box, self.table, work, _heading("Results"), self.results_view],
+                         layout=widgets.Layout(width="100%"))
+        self.add_class("tfopt-studio")
+        self.target = get_target(target).name
+        self.quantization = quantization or ""
+        self._target_changed({"new": self.target})
+
+    # -- header: model facts, target and mode pickers ---------------------------------------------------------
+    def _header(self) -> widgets.Widget:
+        info = self.info
+        facts = widgets.HTML(f"<b style='font-size:15px'>{html.escape(info.name)}</b> &nbsp; "
+                             f"{len(info.layers):,} layers · {info.params:,} params · "
+                             f"{info.weight_bytes / 1e6:,.2f} MB float32 weights")
+        self._target_picker = widgets.Dropdown(options=[(TARGETS[n].title, n) for n in PICKABLE_TARGETS],
+                                               description="Target", layout=widgets.Layout(width="230px"),
+                                               style={"description_width": "50px"})
+        self._mode_picker = widgets.Dropdown(description="Mode", layout=widgets.Layout(width="330px"),
+                                             style={"description_width": "45px"})
+        self._summary = widgets.HTML()
+        widgets.link((self, "target"), (self._target_picker, "value"))
+        self._mode_picker.observe(lambda change: setattr(self, "quantization", change["new"] or ""), "value")
+        return widgets.VBox([facts, widgets.HBox([self._target_picker, self._mode_picker, self._summary],
+                                                 layout=widgets.Layout(flex_flow="row wrap", align_items="center"))])
+
+    @traitlets.validate("target")
+    def _valid_target(self, proposal):
+        name = get_target(proposal["value"]).name
+        if name not in PICKABLE_TARGETS:
+            raise TargetError(f"The Studio converts for {', '.join(PICKABLE_TARGETS)}; float32 is the baseline "
+                              "every run is compared with.", field="target")
+        return name
+
+    @traitlets.observe("target")
+    def _target_changed(self, change) -> None:
+        if not hasattr(self, "_mode_picker"):
+            return
+        target = TARGETS[change["new"]]
+        natural = target.quantization_for(None, calibrated=self.train_data is not None)
+        options = [(f"{mode}: {QUANTIZATIONS[mode]}" + (" (default)" if mode == natural else ""), mode)
+                   for mode in target.allowed_quantizations]
+        self._mode_picker.options = options
+        self._mode_picker.layout.display = None if len(options) > 1 else "none"
+        keep = self.quantization if self.quantization in target.allowed_quantizations else natural
+        self._mode_picker.value = keep
+        self.quantization = keep
+        self._summary.value = f"<span class='tfopt-target-summary'>{html.escape(target.summary)}</span>"
+
+    @traitlets.validate("quantization")
+    def _valid_quantization(self, proposal):
+        mode = proposal["value"]
+        if mode and mode not in TARGETS[self.target].allowed_quantizations:
+            TARGETS[self.target].quantization_for(mode, calibrated=True)  # raises TargetError with the reason
+        return mode
+
+    @traitlets.observe("quantization")
+    def _quantization_changed(self, change) -> None:
+        if hasattr(self, "_mode_picker") and change["new"] and self._mode_picker.value != change["new"]:
+            self._mode_picker.value = change["new"]
+
+    # -- the plan ---------------------------------------------------------------------------------------------
+    @property
+    def plan(self) -> Plan:
+        """The live Plan: table edits change it; editing it (or assigning another) updates the table."""
+        return self.table.plan
+
+    @plan.setter
+    def plan(self, plan: Plan) -> None:
+        self.table.plan = plan
+
+    @property
+    def results(self):
+        """Every run as a pandas DataFrame, the float32 baseline first."""
+        return self.results_view.results
+
+    # -- running ----------------------------------------------------------------------------------------------
+    def run(self, wait: bool = False) -> Studio:
+        """Optimize with the plan, convert for the target and evaluate: what "Optimize and convert" does.
+
+        Runs in a background thread; ``wait=True`` blocks until it is done. Errors go to ``studio.error``.
+        """
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                self._show_error(Error("A run is already in progress; cancel it or wait for it to finish."))
+                return self
+            settings = {"plan": self.plan.copy(), "target": self.target, "quantization": self.quantization or None,
+                        "epochs": int(self.panel.epochs), "learning_rate": float(self.panel.learning_rate) or None}
+            self._cancel.clear()
+            self.error = ""
+            self.panel.running = True
+            self.table.disabled = True
+            self._thread = threading.Thread(target=self._work, args=(settings,), name="tfopt-studio-run",
+                                            daemon=True)
+            self._thread.start()
+        if wait:
+            self.wait()
+        return self
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the current run (if any) has finished."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def cancel(self) -> None:
+        """Stop the current run at the next training step; the user's model is unchanged."""
+        self._cancel.set()
+
+    def _progress(self, stage: str, step: int, total: int) -> None:
+        if self._cancel.is_set():
+            raise Cancelled("Cancelled by the user; your model is unchanged.")
+        self.panel.show_progress(stage, step, total)
+
+    def _work(self, settings: dict) -> None:
+        try:
+            row = self._optimize_convert_evaluate(**settings)
+        except Cancelled:
+            self.panel.finish("Cancelled: your model is unchanged.", "warning")
+        except Error as error:
+            self._show_error(error)
+            self.panel.finish("Failed: see the error above.", "danger")
+        except Exception as error:  # noqa: BLE001 - a run must never die silently in a thread
+            self._show_error(Error(f"Unexpected {type(error).__name__} during the run: {error}"))
+            self.panel.finish("Failed: see the error above.", "danger")
+        else:
+            self.panel.finish(f"Done: {row['run']}, {row['gzip_size']:,} B gzipped"
+                              + (f", accuracy {row['accuracy']:.3f}." if row.get("accuracy") is not None else "."))
+            for callback in list(self._result_callbacks):
+                callback(row)
+        finally:
+            self.table.disabled = False
+
+    def _optimize_convert_evaluate(self, plan: Plan, target: str, quantization, epochs: int, learning_rate):
+        from ..conversion import convert
+        from ..evaluation import evaluate
+        from ..optimization import optimize
+
+        evaluation_data = self.validation_data if self.validation_data is not None else self.train_data
+        if evaluation_data is None:
+            raise DataError("The Studio needs data to measure accuracy: pass train_data=(x, y) (and ideally "
+                            "validation_data=(x, y)) to tw.Studio.", field="train_data")
+        if self._baseline is None:
+            self._progress("baseline", 0, 0)
+            baseline = convert(self.model, "float32")
+            self._add_row("float32 baseline", baseline, evaluate(baseline, evaluation_data), None, Plan())
+            self._baseline = baseline
+        source = self.model
+        optimized = None
+        if len(plan):
+            if self.train_data is None:
+                raise DataError("Fine-tuning needs train_data: pass train_data=(x, y) to tw.Studio, or clear the "
+                                "plan to convert the model as it is.", field="train_data")
+            optimized = optimize(self.model, plan, self.train_data, epochs=epochs,
+                                 validation_data=self.validation_data, learning_rate=learning_rate,
+                                 progress=self._progress)
+            source = optimized
+        self._progress("convert", 0, 0)
+        mode = quantization or TARGETS[target].quantization_for(None, calibrated=self.train_data is not None)
+        calibration = _inputs(self.train_data) if mode in _CALIBRATED_MODES else None
+        tflite = convert(source, target, representative_data=calibration, quantization=quantization)
+        self._progress("evaluate", 0, 0)
+        metrics = evaluate(tflite, evaluation_data)
+        label = f"{TARGETS[target].title}, {tflite.quantization}, " + (f"{len(plan)} layers planned" if len(plan)
+                                                                        else "no plan")
+        placement, share = placement_of(tflite)
+        row = self._add_row(label, tflite, metrics, share, plan, epochs if len(plan) else None)
+        with self._lock:
+            self.optimized, self.tflite = optimized, tflite
+        self.weights.set_weights(optimized=optimized.weights() if optimized is not None else {},
+                                 tflite=tflite.weights(), tflite_mode=tflite.quantization)
+        self.table.show_placement(placement, TARGETS[target].title)
+        return row
+
+    def _add_row(self, label, tflite, metrics, share, plan: Plan, epochs=None) -> dict:
+        values = metrics.as_dict()
+        row = {"run": label, "target": tflite.target, "mode": tflite.quantization, "size": tflite.size,
+               "gzip_size": tflite.gzip_size, "accuracy": values.get("accuracy", values.get("value")),
+               "latency_ms": values.get("latency_ms"), "accelerated_share": share, "epochs": epochs,
+               "plan": plan.to_dict()["layers"]}
+        self.results_view.add(row)
+        return row
+
+    # -- events and errors ------------------------------------------------------------------------------------
+    def on_result(self, callback, remove: bool = False) -> None:
+        """Call ``callback(row)`` with each finished run's results row (or stop with ``remove=True``)."""
+        _register(self._result_callbacks, callback, remove)
+
+    def on_error(self, callback, remove: bool = False) -> None:
+        """Call ``callback(error)`` for every error the Studio shows (or stop with ``remove=True``)."""
+        _register(self._error_callbacks, callback, remove)
+
+    def _show_error(self, error: Exception) -> None:
+        self.error = str(error)
+        for callback in list(self._error_callbacks):
+            callback(error)
+
+    @traitlets.observe("error")
+    def _error_changed(self, change) -> None:
+        if not hasattr(self, "_error_box"):
+            return
+        self._error_html.value = (f"<div style='color:#a00;white-space:pre-wrap'>⚠ {html.escape(change['new'])}"
+                                  "</div>")
+        self._error_box.layout.display = "flex" if change["new"] else "none"
+
+    # -- export -----------------------------------------------------------------------------------------------
+    def save_plan(self, path=None) -> Path:
+        """Write the plan as JSON (default: ``<model name>-plan.json`` in the working folder)."""
+        path = Path(path or f"{self.info.name}-plan.json")
+        self.plan.save(path)
+        return path
+
+    def save_tflite(self, path=None) -> Path:
+        """Write the last run's .tflite file (default: ``<model>-<target>-<mode>.tflite`` in the working folder)."""
+        tflite = self.tflite
+        if tflite is None:
+            raise Error("There is no converted model yet: click “Optimize and convert” first.", field="tflite")
+        return tflite.save(path or f"{self.info.name}-{tflite.target}-{tflite.quantization}.tflite")
+
+    def __repr__(self) -> str:
+        return f"<Studio {self.info.name!r}: {len(self.info.layers)} layers, target {self.target!r}, " \
+               f"{len(self.plan)} layers planned, {len(self.results_view.rows)} results>"
+
+
+def _largest_layer(info) -> str:
+    weighted = [layer for layer in info.layers if layer.supports("prune").ok or layer.supports("cluster").ok]
+    return max(weighted, key=lambda layer: layer.params).name if weighted else ""
+
+
+def _inputs(data):
+    """The inputs of ``(x, y)`` data (a tf.data dataset passes through: convert takes its inputs)."""
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return data[0]
+    return data
+
+
+def _heading(text: str) -> widgets.HTML:
+    return widgets.HTML(f"<b style='font-size:14px'>{html.escape(text)}</b>")
+
+
+__all__ = ["PICKABLE_TARGETS", "Studio"]

@@ -1,0 +1,125 @@
+"""The weight view: one layer's weight histogram before and after optimization, overlaid (bqplot), with stats.
+
+Histograms are binned in Python (``tfopt_widgets.histograms``); only bins and stats reach the browser.
+
+>>> view = WeightView()
+>>> view.set_weights(float_kernels, optimized=opt.weights(), tflite=tfl.weights())
+>>> view.layer = "dense"
+>>> view.histogram["counts"].keys()
+dict_keys(['float', 'optimized', 'tflite'])
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+
+import bqplot
+import ipywidgets as widgets
+import numpy as np
+import traitlets
+
+from ..histograms import compare
+
+# Series in drawing order: label, legend text, colour.
+SERIES = (
+    ("float", "float (before)", "#8c8c8c"),
+    ("optimized", "optimized Keras", "#1f77b4"),
+    ("tflite", "TFLite, dequantized", "#d62728"),
+)
+_STAT_ROWS = (("sparsity", "sparsity", "{:.1%}"), ("unique_values", "unique values", "{:,}"),
+              ("min", "min", "{:.4g}"), ("max", "max", "{:.4g}"), ("std", "std", "{:.4g}"),
+              ("error_max", "max |error| vs before conversion", "{:.3g}"),
+              ("error_rms", "RMS error vs before conversion", "{:.3g}"))
+
+
+class WeightView(widgets.VBox):
+    """The selected layer's kernel: float, optimized and converted histograms overlaid, plus their stats."""
+
+    layer = traitlets.Unicode("", help="the layer shown; '' shows nothing")
+    histogram = traitlets.Dict(help="what is drawn: {'edges', 'counts': {series: counts}, 'stats': {series: "
+                                    "stats}} (tfopt_widgets.histograms.compare)")
+
+    def __init__(self, *, layer: str = ""):
+        self._lock = threading.RLock()
+        self._weights = {label: {} for label, _, _ in SERIES}
+        self._modes = {}
+        x_scale, y_scale = bqplot.LinearScale(), bqplot.LinearScale(min=0)
+        self._bars = [bqplot.Bars(x=[0.0], y=[0], scales={"x": x_scale, "y": y_scale}, colors=[color],
+                                  opacities=[0.55], labels=[legend], display_legend=True, padding=0.0,
+                                  stroke="white", stroke_width=0.5, visible=False)
+                      for _, legend, color in SERIES]
+        axes = [bqplot.Axis(scale=x_scale, label="weight value", num_ticks=6, tick_format=".2g"),
+                bqplot.Axis(scale=y_scale, side="left", label="count", num_ticks=4, tick_format="~s")]
+        self.figure = bqplot.Figure(marks=self._bars, axes=axes, legend_location="top-right",
+                                    fig_margin={"top": 20, "bottom": 45, "left": 55, "right": 10},
+                                    layout=widgets.Layout(width="100%", height="260px"),
+                                    animation_duration=0)
+        self.title = widgets.HTML()
+        self.stats = widgets.HTML()
+        super().__init__([self.title, self.figure, self.stats],
+                         layout=widgets.Layout(width="100%", min_width="320px"))
+        self.add_class("tfopt-weight-view")
+        self.layer = layer
+        self._redraw()
+
+    def set_weights(self, before: dict | None = None, *, optimized: dict | None = None, tflite: dict | None = None,
+                    tflite_mode: str | None = None) -> None:
+        """Kernels per layer name: ``before`` (float), ``optimized`` (Keras after fine-tuning), ``tflite``
+        (dequantized from the file, converted with ``tflite_mode``). A None argument keeps what was set."""
+        with self._lock:
+            for label, values in (("float", before), ("optimized", optimized), ("tflite", tflite)):
+                if values is not None:
+                    self._weights[label] = dict(values)
+            if tflite is not None:
+                self._modes["tflite"] = tflite_mode
+        self._redraw()
+
+    @traitlets.observe("layer")
+    def _layer_changed(self, change) -> None:
+        self._redraw()
+
+    def _redraw(self) -> None:
+        with self._lock:
+            layer = self.layer
+            series = {label: self._weights[label].get(layer) for label, _, _ in SERIES}
+            mode = self._modes.get("tflite")
+        if not layer or all(values is None for values in series.values()):
+            self.histogram = {}
+            for bars in self._bars:
+                bars.visible = False
+            note = "Select a layer in the table (its name) to see its weights." if not layer else \
+                "This layer has no kernel to show."
+            self.title.value = f"<b>Weights</b> {html.escape(layer)}<br><i>{note}</i>"
+            self.stats.value = ""
+            return
+        # The file's error is measured against what was converted: the optimized kernel, else the float one.
+        reference = "optimized" if series["optimized"] is not None else "float"
+        histogram = compare(series, references={"tflite": reference})
+        edges = np.asarray(histogram["edges"])
+        centers = ((edges[:-1] + edges[1:]) / 2).tolist()
+        with self.figure.hold_sync():
+            for (label, _, _), bars in zip(SERIES, self._bars):
+                counts = histogram["counts"].get(label)
+                with bars.hold_sync():
+                    bars.x, bars.y = centers, counts if counts is not None else [0] * len(centers)
+                    bars.visible = counts is not None
+        self.histogram = histogram
+        self.title.value = f"<b>Weights of</b> <code>{html.escape(layer)}</code>"
+        self.stats.value = _stats_table(histogram["stats"], mode)
+
+
+def _stats_table(stats: dict, tflite_mode: str | None) -> str:
+    labels = [(label, legend) for label, legend, _ in SERIES if label in stats]
+    head = "".join(f"<th style='text-align:right;padding:0 8px'>{html.escape(legend)}"
+                   f"{' (' + html.escape(tflite_mode) + ')' if label == 'tflite' and tflite_mode else ''}</th>"
+                   for label, legend in labels)
+    body = []
+    for key, name, fmt in _STAT_ROWS:
+        if not any(key in stats[label] for label, _ in labels):
+            continue
+        cells = "".join(f"<td style='text-align:right;padding:0 8px'>"
+                        f"{fmt.format(stats[label][key]) if key in stats[label] else ''}</td>" for label, _ in labels)
+        body.append(f"<tr><td>{name}</td>{cells}</tr>")
+    return (f"<table class='tfopt-stats' style='font-size:12px'><thead><tr><th></th>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
