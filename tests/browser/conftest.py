@@ -6,17 +6,22 @@ page makes to a host other than 127.0.0.1 is aborted and recorded, and each test
 the widgets must render without a CDN, as they must in VS Code behind a firewall.
 
 Screenshots go to `test-artifacts/screenshots/` (git-ignored); its path is printed at the end of the run.
-Without Chromium or Playwright the browser tests fail in CI (`CI` set) and are skipped elsewhere.
+Without Chromium or Playwright (or npm, for the VS Code proxy page) the browser tests fail in CI (`CI` set) and are
+skipped elsewhere.
 """
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -226,6 +231,88 @@ def screenshot(page, test_name: str, label: str, locator=None) -> Path:
 def shot(page, request):
     """`shot(label, locator=None)`: a screenshot named after the current test."""
     return lambda label, locator=None: screenshot(page, request.node.name, label, locator)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# VS Code's widget renderer outside VS Code (see tests/browser/test_vscode.py)
+
+PROXY = Path(__file__).parent / "vscode"
+NBEXTENSIONS = Path(sys.prefix) / "share" / "jupyter" / "nbextensions"
+NPM_TIMEOUT_S = 300
+
+
+def _npm(*args: str) -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        _unavailable("npm is needed to build the VS Code proxy page (tests/browser/vscode)")
+    result = subprocess.run([npm, *args], cwd=PROXY, capture_output=True, text=True, timeout=NPM_TIMEOUT_S,
+                            check=False)
+    assert result.returncode == 0, f"npm {' '.join(args)} failed in {PROXY}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="session")
+def vscode_proxy_site(tmp_path_factory):
+    """A folder served over HTTP: the page, its bundle, requirejs and the environment's nbextensions."""
+    installed = PROXY / "node_modules" / ".package-lock.json"
+    if not installed.exists() or installed.stat().st_mtime < (PROXY / "package-lock.json").stat().st_mtime:
+        _npm("ci", "--no-audit", "--no-fund")
+    _npm("run", "build")
+    site = tmp_path_factory.mktemp("vscode-proxy")
+    shutil.copy(PROXY / "page.html", site / "index.html")
+    shutil.copy(PROXY / "dist" / "page.js", site / "page.js")
+    shutil.copy(PROXY / "node_modules" / "requirejs" / "require.js", site / "require.js")
+    (site / "nbextensions").symlink_to(NBEXTENSIONS, target_is_directory=True)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()),
+                                             functools.partial(Quiet, directory=str(site)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def jupyter_server(tmp_path_factory):
+    """`jupyter server` that the page, served from another origin, may call (allow_origin=*)."""
+    server = JupyterServer(tmp_path_factory.mktemp("jupyter-server"), app="server",
+                           extra_args=("--ServerApp.allow_origin=*",))
+    yield server
+    server.stop()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A minimal anywidget: proves a harness end to end (render, click to Python, Python to page) without the Studio.
+
+COUNTER_SOURCE = """
+import anywidget
+import traitlets
+
+class Counter(anywidget.AnyWidget):
+    _esm = '''
+    function render({ model, el }) {
+      const button = document.createElement("button");
+      button.setAttribute("aria-label", "count clicks");
+      const show = () => { button.textContent = `clicks: ${model.get("clicks")}`; };
+      button.addEventListener("click", () => { model.set("clicks", model.get("clicks") + 1); model.save_changes(); });
+      model.on("change:clicks", show);
+      show();
+      el.replaceChildren(button);
+    }
+    export default { render };
+    '''
+    clicks = traitlets.Int(0).tag(sync=True)
+"""
+
+
+@pytest.fixture
+def counter_source() -> str:
+    """Python source that defines `Counter`, an anywidget with a button named "count clicks" and a synced `clicks`."""
+    return COUNTER_SOURCE
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -24,28 +24,6 @@ model = keras.Model(inputs, outputs, name={MARKUP_NAME!r})
 tw.inspect(model)
 """
 
-COUNTER = """
-import anywidget
-import traitlets
-
-class Counter(anywidget.AnyWidget):
-    _esm = '''
-    function render({ model, el }) {
-      const button = document.createElement("button");
-      button.setAttribute("aria-label", "count clicks");
-      const show = () => { button.textContent = `clicks: ${model.get("clicks")}`; };
-      button.addEventListener("click", () => { model.set("clicks", model.get("clicks") + 1); model.save_changes(); });
-      model.on("change:clicks", show);
-      show();
-      el.replaceChildren(button);
-    }
-    export default { render };
-    '''
-    clicks = traitlets.Int(0).tag(sync=True)
-
-counter = Counter()
-counter
-"""
 
 
 def test_inspect_html_shows_markup_in_names_as_text(open_notebook, page, page_log, shot):
@@ -60,8 +38,8 @@ def test_inspect_html_shows_markup_in_names_as_text(open_notebook, page, page_lo
     assert not page_log.dialogs and not page_log.external_requests
 
 
-def test_anywidget_click_reaches_python_and_back(open_notebook, page, page_log, shot):
-    notebook = open_notebook([COUNTER])
+def test_anywidget_click_reaches_python_and_back(open_notebook, page, page_log, shot, counter_source):
+    notebook = open_notebook([counter_source + "\ncounter = Counter()\ncounter"])
     button = page.get_by_role("button", name="count clicks")
     button.wait_for()
     button.click()

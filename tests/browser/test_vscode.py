@@ -1,0 +1,81 @@
+"""VS Code without VS Code: widgets rendered by VS Code's own widget manager (`@vscode/jupyter-ipywidgets8`).
+
+The test page (tests/browser/vscode/, its own npm project so that installing tfopt-widgets never fetches it) loads
+third-party widget front-ends from this environment's `share/jupyter/nbextensions/`, as VS Code does for a local
+kernel with CDNs off. It renders saved notebook widget state (`ipywidgets.embed.embed_data`, which must keep
+defaults: without anywidget's `_esm` the view cannot start), and runs live against `jupyter server` through
+@jupyterlab/services' KernelConnection: a click in the page must reach Python.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def proxy_page(page, vscode_proxy_site):
+    page.goto(vscode_proxy_site + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    yield page
+    page.evaluate("window.vscodeProxy.disconnect()")
+
+
+def saved_state(*widgets) -> dict:
+    """The widget state a notebook saves, as `ipywidgets.embed.embed_data` gives it (defaults kept)."""
+    from ipywidgets.embed import embed_data
+
+    return json.loads(json.dumps(embed_data(views=list(widgets), drop_defaults=False)))
+
+
+def proxy_errors(page) -> list[str]:
+    return page.evaluate("window.vscodeProxy.errors")
+
+
+def loaded_from_nbextensions(page) -> list[str]:
+    """Modules VS Code's manager loaded through its script loader (the environment's nbextensions folder)."""
+    return [line.removeprefix("loaded ").rsplit("@", 1)[0] for line in page.evaluate("window.vscodeProxy.log")
+            if line.startswith("loaded ")]
+
+
+def test_saved_anywidget_state_renders_in_vscode_manager(proxy_page, page_log, shot, counter_source):
+    namespace: dict = {}
+    # The counter widget's own source, from the conftest (not user input).
+    exec(counter_source, namespace)  # noqa: S102
+    counter = namespace["Counter"](clicks=7)
+    state = saved_state(counter)
+
+    assert proxy_page.evaluate("(state) => window.vscodeProxy.renderSaved(state)", state) == 1
+    proxy_page.locator("#saved").get_by_role("button", name="count clicks").wait_for()
+    shot("saved", proxy_page.locator("#saved"))
+    assert proxy_page.locator("#saved").get_by_text("clicks: 7").is_visible()
+    assert "anywidget" in loaded_from_nbextensions(proxy_page)
+    assert not proxy_errors(proxy_page)
+    assert not page_log.external_requests and not page_log.page_errors
+
+
+def test_live_click_reaches_python_through_vscode_manager(proxy_page, jupyter_server, page_log, shot, counter_source):
+    page = proxy_page
+    page.evaluate("(s) => window.vscodeProxy.connect(s)", {"baseUrl": jupyter_server.url, "token": jupyter_server.token})
+
+    def execute(code: str) -> str:
+        result = page.evaluate("(code) => window.vscodeProxy.execute(code)", code)
+        assert result["error"] is None, result["error"]
+        return result["out"]
+
+    execute(counter_source + "\ncounter = Counter()\ndisplay(counter)")
+    button = page.locator("#live").get_by_role("button", name="count clicks")
+    button.click()
+    button.click()
+    page.locator("#live").get_by_text("clicks: 2").wait_for()
+    assert execute("import time\nfor _ in range(50):\n    if counter.clicks == 2: break\n    time.sleep(0.1)\n"
+                   "print(counter.clicks)").strip() == "2"
+    execute("counter.clicks = 41")
+    page.locator("#live").get_by_text("clicks: 41").wait_for()
+    shot("live", page.locator("#live"))
+    assert not proxy_errors(page)
+    assert not page_log.external_requests and not page_log.page_errors
+
