@@ -18,4 +18,6 @@ TARGET = Target(
     allowed_quantizations=("none",),
     refusals={mode: _BASELINE for mode in ("dynamic", "float16", "int8", "int16x8")},
     source="ai.google.dev/edge/litert/models/convert (read 2026-11-27)",
+    ops_source="no accelerator: every op runs on the CPU (TFLite built-in kernels and XNNPACK; "
+               "tensorflow/lite/delegates/xnnpack/README.md, read 2026-11-27)",
 )

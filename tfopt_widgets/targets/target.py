@@ -1,7 +1,9 @@
 """The :class:`Target` record and the quantization modes a target can be asked for.
 
-A target is data: converter settings plus, later, its op rules. Functions that read targets live next to the data
-(``Target.quantization_for``) so that ``tw.convert`` holds no per-target branches.
+A target is data: converter settings plus its op rules (``ops``: TFLite op name -> rules, see ``rules.py``), how its
+runtime places ops (``placement``) and the source the rules were read from. Functions that read targets live next to
+the data (``Target.quantization_for``) or in ``tfopt_widgets.compatibility``, so ``tw.convert`` holds no per-target
+branches.
 """
 
 from __future__ import annotations
@@ -12,6 +14,14 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import TargetError
+
+# How a runtime splits a graph between its accelerator and the CPU.
+PLACEMENTS: Mapping[str, str] = MappingProxyType({
+    "cpu": "every op runs on the CPU (no accelerator)",
+    "partition": "every supported op runs on the accelerator; the others are partitioned out to the CPU",
+    "prefix": "ops run on the accelerator in order until the first unsupported one; it and every later op run on "
+              "the CPU (one accelerator subgraph)",
+})
 
 # The post-training modes of the TFLite converter, in the words a UI shows next to them.
 QUANTIZATIONS: Mapping[str, str] = MappingProxyType({
@@ -31,8 +41,12 @@ class Target:
     >>> get_target("edgetpu").allowed_quantizations
     ('int8',)
 
-    ``refusals`` says, per mode the target cannot run, why not; ``ops`` is the target's op table (empty until op
-    rules are tabulated: then every TFLite builtin op is assumed to run).
+    ``refusals`` says, per mode the target cannot run, why not. ``ops`` is the accelerator's op table: TFLite
+    builtin op name -> tuple of rules (``tfopt_widgets.targets.rules``) the op must pass; an op missing from it falls
+    back to the CPU. ``tensor_rules`` apply to every op (e.g. fixed sizes, at most 4-D). ``placement`` is one of
+    :data:`PLACEMENTS`; ``accelerator`` names the chip ("Edge TPU"), None for CPU targets. ``parameter_cache`` is
+    the on-chip parameter memory in bytes, where the chip has one. ``ops_source`` names the document the op table
+    was read from, with the date.
     """
 
     name: str
@@ -46,6 +60,11 @@ class Target:
     refusals: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     source: str = ""
     ops: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    tensor_rules: tuple = field(default=(), compare=False, repr=False)
+    placement: str = "cpu"
+    accelerator: str | None = None
+    parameter_cache: int | None = None
+    ops_source: str = ""
 
     def __post_init__(self):
         for mode in (self.default_quantization, *self.allowed_quantizations, *self.refusals):
@@ -53,6 +72,10 @@ class Target:
                 raise ValueError(f"target {self.name!r}: unknown quantization mode {mode!r}")
         if self.default_quantization not in self.allowed_quantizations:
             raise ValueError(f"target {self.name!r}: default {self.default_quantization!r} is not allowed")
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"target {self.name!r}: unknown placement {self.placement!r}")
+        if (self.placement == "cpu") != (self.accelerator is None):
+            raise ValueError(f"target {self.name!r}: an accelerator needs a placement other than 'cpu', and back")
         # Read-only views, so a shared TARGETS entry cannot be edited by accident.
         object.__setattr__(self, "refusals", MappingProxyType(dict(self.refusals)))
         object.__setattr__(self, "ops", MappingProxyType(dict(self.ops)))
