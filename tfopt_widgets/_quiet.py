@@ -35,3 +35,27 @@ def captured_stderr(*ignored_warnings: str):
             os.close(saved)
             buffer.seek(0)
             captured.text = buffer.read().decode(errors="replace")
+
+
+@contextlib.contextmanager
+def captured_stdout():
+    """Send file descriptor 1 and ``sys.stdout`` to a buffer: for tools that print a report instead of returning it.
+
+    TFLite's ``Analyzer.analyze`` prints its report (from Python, and native code may write to fd 1 directly); the
+    caller gets a :class:`CapturedText` with everything written, filled in when the block ends.
+    """
+    captured = CapturedText()
+    with tempfile.TemporaryFile() as buffer, tempfile.TemporaryFile(mode="w+") as text:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(buffer.fileno(), 1)
+        try:
+            with contextlib.redirect_stdout(text):
+                yield captured
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+            buffer.seek(0)
+            text.seek(0)
+            captured.text = buffer.read().decode(errors="replace") + text.read()

@@ -184,6 +184,18 @@ class TFLiteModel:
                           custom_code=code.customCode.decode() if code.customCode else None))
         return ops
 
+    @cached_property
+    def compatibility(self):
+        """Where each op runs on the file's ``target``: accelerator or CPU fallback, and why (computed once).
+
+        A :class:`tfopt_widgets.compatibility.Compatibility`: a sequence of per-op placements with ``.summary``
+        (ops and MACs on the accelerator, parameter bytes vs the Edge TPU's cache) and ``.by_layer()`` (per Keras
+        layer). For another target use ``tfopt_widgets.compatibility.check(tfl, target)``.
+        """
+        from .compatibility import check
+
+        return check(self)
+
     def tensor_data(self, index: int, dequantize: bool = False) -> np.ndarray | None:
         """The stored values of constant tensor ``index`` (None for activations).
 
