@@ -85,7 +85,7 @@ export function renderLayerTable({ model, el }) {
     sortButtons[key] = element("span", { role: "columnheader", "aria-sort": "none" }, [button]);
     header.append(sortButtons[key]);
   }
-  for (const heading of ["quantize", "prune sparsity", "clusters", "cluster init"]) {
+  for (const heading of ["quantize", "sparsity", "clusters", "init"]) {
     header.append(element("span", { role: "columnheader", text: heading }));
   }
   const placementHeading = element("span", { role: "columnheader", text: "placement" });
@@ -255,7 +255,8 @@ export function renderLayerTable({ model, el }) {
     }
     body.style.height = `${Math.min(view.order.length * ROW_HEIGHT + 2, 12 * ROW_HEIGHT + 2)}px`;
     const title = model.get("target_title");
-    placementHeading.textContent = title ? `placement (${title})` : "placement";
+    placementHeading.textContent = title ? `on ${title}` : "placement";
+    placementHeading.title = title ? `placement of each layer on ${title}` : "placement after a conversion";
     bulkApply.disabled = model.get("disabled");
   }
 

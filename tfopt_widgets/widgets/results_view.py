@@ -35,7 +35,8 @@ class ResultsView(widgets.VBox):
     def __init__(self):
         self._lock = threading.RLock()
         self.table = widgets.HTML(layout=widgets.Layout(overflow="auto", width="100%"))
-        x_scale, y_scale = bqplot.LinearScale(), bqplot.LinearScale()
+        x_scale, y_scale = bqplot.LinearScale(min=0.0), bqplot.LinearScale()
+        self._x_scale = x_scale
         self._points = bqplot.Scatter(x=[], y=[], names=[], display_names=True, scales={"x": x_scale, "y": y_scale},
                                       colors=["#1f77b4"], default_size=64,
                                       tooltip=bqplot.Tooltip(fields=["name", "x", "y"],
@@ -43,8 +44,8 @@ class ResultsView(widgets.VBox):
                                                              formats=["", ".1f", ".3f"]))
         axes = [bqplot.Axis(scale=x_scale, label="gzip size (KB)", num_ticks=5, tick_format=".3~s"),
                 bqplot.Axis(scale=y_scale, side="left", label="accuracy", num_ticks=4, tick_format=".3f")]
-        self.plot = bqplot.Figure(marks=[self._points], axes=axes, animation_duration=0,
-                                  fig_margin={"top": 15, "bottom": 45, "left": 60, "right": 20},
+        self.plot = bqplot.Figure(marks=[self._points], axes=axes, animation_duration=0, padding_y=0.15,
+                                  fig_margin={"top": 15, "bottom": 45, "left": 75, "right": 20},
                                   layout=widgets.Layout(width="100%", max_width="460px", height="230px"))
         super().__init__([self.table, self.plot], layout=widgets.Layout(width="100%"))
         self.add_class("tfopt-results")
@@ -78,9 +79,11 @@ class ResultsView(widgets.VBox):
             + "</tr>" for row in rows)
         empty = "" if rows else (f"<tr><td colspan='{len(COLUMNS)}' style='padding:4px 10px;color:#666'>No runs yet: "
                                  "click “Optimize and convert”.</td></tr>")
-        self.table.value = (f"<table class='tfopt-results-table' style='border-collapse:collapse;font-size:13px'>"
+        self.table.value = (f"<table class='tfopt-results-table' style='border-collapse:collapse;font-size:13px;line-height:1.4'>"
                             f"<thead><tr>{head}</tr></thead><tbody>{body}{empty}</tbody></table>")
         scored = [row for row in rows if row.get("accuracy") is not None]
+        if scored:  # from 0, with room on the right for the last point's name
+            self._x_scale.max = max(row["gzip_size"] for row in scored) / 1000 * 1.45
         with self._points.hold_sync():
             self._points.x = [row["gzip_size"] / 1000 for row in scored]
             self._points.y = [row["accuracy"] for row in scored]

@@ -30,7 +30,9 @@ from .results_view import ResultsView
 from .run_panel import RunPanel
 from .weight_view import WeightView
 
-PICKABLE_TARGETS = ("cpu", "gpu", "edgetpu", "hexagon")  # float32 is the baseline every run is compared with
+PICKABLE_TARGETS = ("cpu", "gpu", "edgetpu", "hexagon")
+MODE_NAMES = {"none": "float32 (none)", "dynamic": "dynamic range", "float16": "float16", "int8": "int8 (full integer)",
+              "int16x8": "int16x8"}  # float32 is the baseline every run is compared with
 _CALIBRATED_MODES = ("int8", "int16x8")
 
 
@@ -92,13 +94,13 @@ class Studio(widgets.VBox):
     # -- header: model facts, target and mode pickers ---------------------------------------------------------
     def _header(self) -> widgets.Widget:
         info = self.info
-        facts = widgets.HTML(f"<b style='font-size:15px'>{html.escape(info.name)}</b> &nbsp; "
+        facts = widgets.HTML(f"<div style='line-height:1.5'><b style='font-size:15px'>{html.escape(info.name)}</b> &nbsp; "
                              f"{len(info.layers):,} layers · {info.params:,} params · "
-                             f"{info.weight_bytes / 1e6:,.2f} MB float32 weights")
+                             f"{info.weight_bytes / 1e6:,.2f} MB float32 weights</div>")
         self._target_picker = widgets.Dropdown(options=[(TARGETS[n].title, n) for n in PICKABLE_TARGETS],
                                                description="Target", layout=widgets.Layout(width="230px"),
                                                style={"description_width": "50px"})
-        self._mode_picker = widgets.Dropdown(description="Mode", layout=widgets.Layout(width="330px"),
+        self._mode_picker = widgets.Dropdown(description="Mode", layout=widgets.Layout(width="250px"),
                                              style={"description_width": "45px"})
         self._summary = widgets.HTML()
         widgets.link((self, "target"), (self._target_picker, "value"))
@@ -120,14 +122,14 @@ class Studio(widgets.VBox):
             return
         target = TARGETS[change["new"]]
         natural = target.quantization_for(None, calibrated=self.train_data is not None)
-        options = [(f"{mode}: {QUANTIZATIONS[mode]}" + (" (default)" if mode == natural else ""), mode)
+        options = [(MODE_NAMES.get(mode, mode) + (" (default)" if mode == natural else ""), mode)
                    for mode in target.allowed_quantizations]
         self._mode_picker.options = options
         self._mode_picker.layout.display = None if len(options) > 1 else "none"
         keep = self.quantization if self.quantization in target.allowed_quantizations else natural
         self._mode_picker.value = keep
         self.quantization = keep
-        self._summary.value = f"<span class='tfopt-target-summary'>{html.escape(target.summary)}</span>"
+        self._show_summary()
 
     @traitlets.validate("quantization")
     def _valid_quantization(self, proposal):
@@ -140,6 +142,14 @@ class Studio(widgets.VBox):
     def _quantization_changed(self, change) -> None:
         if hasattr(self, "_mode_picker") and change["new"] and self._mode_picker.value != change["new"]:
             self._mode_picker.value = change["new"]
+        if hasattr(self, "_summary"):
+            self._show_summary()
+
+    def _show_summary(self) -> None:
+        target = TARGETS[self.target]
+        mode = QUANTIZATIONS.get(self.quantization, "")
+        self._summary.value = (f"<div class='tfopt-target-summary' style='line-height:1.35;font-size:12px'>"
+                               f"{html.escape(target.summary)}<br><i>Mode:</i> {html.escape(mode)}</div>")
 
     # -- the plan ---------------------------------------------------------------------------------------------
     @property

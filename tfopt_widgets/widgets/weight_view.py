@@ -44,14 +44,18 @@ class WeightView(widgets.VBox):
         self._lock = threading.RLock()
         self._weights = {label: {} for label, _, _ in SERIES}
         self._modes = {}
-        x_scale, y_scale = bqplot.LinearScale(), bqplot.LinearScale(min=0)
-        self._bars = [bqplot.Bars(x=[0.0], y=[0], scales={"x": x_scale, "y": y_scale}, colors=[color],
-                                  opacities=[0.55], labels=[legend], display_legend=True, padding=0.0,
-                                  stroke="white", stroke_width=0.5, visible=False)
-                      for _, legend, color in SERIES]
-        axes = [bqplot.Axis(scale=x_scale, label="weight value", num_ticks=6, tick_format=".2g"),
-                bqplot.Axis(scale=y_scale, side="left", label="count", num_ticks=4, tick_format="~s")]
-        self.figure = bqplot.Figure(marks=self._bars, axes=axes, legend_location="top-right",
+        x_scale, self._y_scale = bqplot.LinearScale(), bqplot.LinearScale(min=0.0, max=1.0)
+        # float and optimized are see-through bars; the file's values are a step line on top, so all three stay
+        # visible where they coincide (a QAT kernel and its int8 file hold the same values).
+        self._bars = [bqplot.Bars(x=[0.0], y=[0], scales={"x": x_scale, "y": self._y_scale}, colors=[color],
+                                  opacities=[0.5], labels=[legend], padding=0.0, stroke="white", stroke_width=0.5,
+                                  visible=False)
+                      for label, legend, color in SERIES if label != "tflite"]
+        self._line = bqplot.Lines(x=[0.0], y=[0.0], scales={"x": x_scale, "y": self._y_scale}, colors=[SERIES[2][2]],
+                                  interpolation="step-after", stroke_width=2, labels=[SERIES[2][1]], visible=False)
+        axes = [bqplot.Axis(scale=x_scale, label="weight value", num_ticks=5, tick_format=".2~g"),
+                bqplot.Axis(scale=self._y_scale, side="left", label="count", num_ticks=4, tick_format=".2~s")]
+        self.figure = bqplot.Figure(marks=[*self._bars, self._line], axes=axes, padding_x=0.0, padding_y=0.0,
                                     fig_margin={"top": 20, "bottom": 45, "left": 55, "right": 10},
                                     layout=widgets.Layout(width="100%", height="260px"),
                                     animation_duration=0)
@@ -86,8 +90,8 @@ class WeightView(widgets.VBox):
             mode = self._modes.get("tflite")
         if not layer or all(values is None for values in series.values()):
             self.histogram = {}
-            for bars in self._bars:
-                bars.visible = False
+            for mark in (*self._bars, self._line):
+                mark.visible = False
             note = "Select a layer in the table (its name) to see its weights." if not layer else \
                 "This layer has no kernel to show."
             self.title.value = f"<b>Weights</b> {html.escape(layer)}<br><i>{note}</i>"
@@ -98,14 +102,25 @@ class WeightView(widgets.VBox):
         histogram = compare(series, references={"tflite": reference})
         edges = np.asarray(histogram["edges"])
         centers = ((edges[:-1] + edges[1:]) / 2).tolist()
+        highest = max((max(c) for c in histogram["counts"].values() if c), default=1)
         with self.figure.hold_sync():
+            self._y_scale.max = float(highest) * 1.05
             for (label, _, _), bars in zip(SERIES, self._bars):
                 counts = histogram["counts"].get(label)
                 with bars.hold_sync():
                     bars.x, bars.y = centers, counts if counts is not None else [0] * len(centers)
                     bars.visible = counts is not None
+            counts = histogram["counts"].get("tflite")
+            with self._line.hold_sync():
+                # A step per bin: x at the left edges plus the right end, the last count repeated.
+                self._line.x = edges.tolist()
+                self._line.y = [*counts, counts[-1]] if counts is not None else [0] * len(edges)
+                self._line.visible = counts is not None
         self.histogram = histogram
-        self.title.value = f"<b>Weights of</b> <code>{html.escape(layer)}</code>"
+        legend = " ".join(f"<span style='white-space:nowrap'><span style='color:{color}'>■</span> "
+                          f"{html.escape(text)}</span>" for label, text, color in SERIES if label in histogram["counts"])
+        self.title.value = (f"<div style='line-height:1.4'><b>Weights of</b> <code>{html.escape(layer)}</code>"
+                            f" &nbsp; {legend}</div>")
         self.stats.value = _stats_table(histogram["stats"], mode)
 
 
@@ -121,5 +136,5 @@ def _stats_table(stats: dict, tflite_mode: str | None) -> str:
         cells = "".join(f"<td style='text-align:right;padding:0 8px'>"
                         f"{fmt.format(stats[label][key]) if key in stats[label] else ''}</td>" for label, _ in labels)
         body.append(f"<tr><td>{name}</td>{cells}</tr>")
-    return (f"<table class='tfopt-stats' style='font-size:12px'><thead><tr><th></th>{head}</tr></thead>"
+    return (f"<table class='tfopt-stats' style='font-size:12px;line-height:1.35'><thead><tr><th></th>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
