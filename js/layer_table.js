@@ -182,11 +182,15 @@ export function renderLayerTable({ model, el }) {
       model.set("selected", name);
       model.save_changes();
     });
+    // A BatchNormalization/activation is quantized folded into its convolution: its box follows that one's.
+    const head = (model.get("quantize_groups") || {})[name];
+    const quantized = !!entry[0] || (head !== undefined && !!(plan()[head] || [0])[0]);
     const quantize = element("input", {
-      type: "checkbox", checked: !!entry[0], disabled: disabled || !supports("quantize"),
+      type: "checkbox", checked: quantized, disabled: disabled || !supports("quantize"),
       "aria-label": `quantize ${name}`, title: tip("quantize", quantizeReason), "data-key": key("quantize"),
     });
-    quantize.addEventListener("change", () => editPlan([name], (e) => { e[0] = quantize.checked ? 1 : 0; }));
+    // Toggling a folded layer toggles its convolution (Python quantizes or releases the whole group).
+    quantize.addEventListener("change", () => editPlan([head ?? name], (e) => { e[0] = quantize.checked ? 1 : 0; }));
     const sparsity = element("input", {
       type: "number", min: 0, max: 0.99, step: 0.05, placeholder: "off", value: entry[1] ? String(entry[1]) : "",
       disabled: disabled || !supports("prune"), "aria-label": `prune sparsity for ${name}`,
@@ -333,7 +337,7 @@ export function renderLayerTable({ model, el }) {
     renderRows(true);
   };
   const stateEvents = "change:plan_state change:selected change:placement change:disabled change:target_title";
-  model.on("change:layers change:reasons change:cluster_inits", onRows);
+  model.on("change:layers change:reasons change:cluster_inits change:quantize_groups", onRows);
   model.on(stateEvents, onState);
   model.on("change:checked", onChecked);
   onRows();
@@ -342,7 +346,7 @@ export function renderLayerTable({ model, el }) {
   resize.observe(body);
   return () => {
     resize.disconnect();
-    model.off("change:layers change:reasons change:cluster_inits", onRows);
+    model.off("change:layers change:reasons change:cluster_inits change:quantize_groups", onRows);
     model.off(stateEvents, onState);
     model.off("change:checked", onChecked);
   };

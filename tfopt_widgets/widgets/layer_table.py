@@ -86,12 +86,15 @@ class LayerTable(anywidget.AnyWidget):
     placement = traitlets.Dict(help="after a conversion: {layer: [accelerated 1/0/null, reason index]} with "
                                     "reasons in `placement_reasons`").tag(sync=True)
     placement_reasons = traitlets.List(traitlets.Unicode(), help="placement reasons, each sent once").tag(sync=True)
+    quantize_groups = traitlets.Dict(help="{layer: the convolution it is quantized folded into}: its quantize box "
+                                          "follows that convolution's").tag(sync=True)
     target_title = traitlets.Unicode("", help="the accelerator named by placement badges").tag(sync=True)
     disabled = traitlets.Bool(False, help="True while a run uses the plan: controls are read-only").tag(sync=True)
 
     def __init__(self, info, plan: Plan | None = None, *, selected: str = ""):
         rows, reasons = layer_rows(info)
-        super().__init__(layers=rows, reasons=reasons, selected=selected)
+        groups = {layer.name: layer.group for layer in info.layers if layer.group}
+        super().__init__(layers=rows, reasons=reasons, selected=selected, quantize_groups=groups)
         self._info = info
         self._lock = threading.RLock()
         self._error_callbacks = []

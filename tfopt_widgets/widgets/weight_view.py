@@ -45,17 +45,16 @@ class WeightView(widgets.VBox):
         self._weights = {label: {} for label, _, _ in SERIES}
         self._modes = {}
         x_scale, self._y_scale = bqplot.LinearScale(), bqplot.LinearScale(min=0.0, max=1.0)
-        # float and optimized are see-through bars; the file's values are a step line on top, so all three stay
-        # visible where they coincide (a QAT kernel and its int8 file hold the same values).
+        # Overlaid: float and optimized as wide see-through bars, the file's values as narrow solid bars inside
+        # them, so all three stay visible where they coincide (a QAT kernel and its int8 file hold the same values).
         self._bars = [bqplot.Bars(x=[0.0], y=[0], scales={"x": x_scale, "y": self._y_scale}, colors=[color],
-                                  opacities=[0.5], labels=[legend], padding=0.0, stroke="white", stroke_width=0.5,
+                                  opacities=[0.85 if label == "tflite" else 0.45], labels=[legend],
+                                  padding=0.6 if label == "tflite" else 0.0, stroke="white", stroke_width=0.5,
                                   visible=False)
-                      for label, legend, color in SERIES if label != "tflite"]
-        self._line = bqplot.Lines(x=[0.0], y=[0.0], scales={"x": x_scale, "y": self._y_scale}, colors=[SERIES[2][2]],
-                                  interpolation="step-after", stroke_width=2, labels=[SERIES[2][1]], visible=False)
+                      for label, legend, color in SERIES]
         axes = [bqplot.Axis(scale=x_scale, label="weight value", num_ticks=5, tick_format=".2~g"),
                 bqplot.Axis(scale=self._y_scale, side="left", label="count", num_ticks=4, tick_format=".2~s")]
-        self.figure = bqplot.Figure(marks=[*self._bars, self._line], axes=axes, padding_x=0.0, padding_y=0.0,
+        self.figure = bqplot.Figure(marks=self._bars, axes=axes, padding_x=0.0, padding_y=0.0,
                                     fig_margin={"top": 20, "bottom": 45, "left": 55, "right": 10},
                                     layout=widgets.Layout(width="100%", height="260px"),
                                     animation_duration=0)
@@ -90,8 +89,8 @@ class WeightView(widgets.VBox):
             mode = self._modes.get("tflite")
         if not layer or all(values is None for values in series.values()):
             self.histogram = {}
-            for mark in (*self._bars, self._line):
-                mark.visible = False
+            for bars in self._bars:
+                bars.visible = False
             note = "Select a layer in the table (its name) to see its weights." if not layer else \
                 "This layer has no kernel to show."
             self.title.value = f"<b>Weights</b> {html.escape(layer)}<br><i>{note}</i>"
@@ -110,12 +109,6 @@ class WeightView(widgets.VBox):
                 with bars.hold_sync():
                     bars.x, bars.y = centers, counts if counts is not None else [0] * len(centers)
                     bars.visible = counts is not None
-            counts = histogram["counts"].get("tflite")
-            with self._line.hold_sync():
-                # A step per bin: x at the left edges plus the right end, the last count repeated.
-                self._line.x = edges.tolist()
-                self._line.y = [*counts, counts[-1]] if counts is not None else [0] * len(edges)
-                self._line.visible = counts is not None
         self.histogram = histogram
         legend = " ".join(f"<span style='white-space:nowrap'><span style='color:{color}'>■</span> "
                           f"{html.escape(text)}</span>" for label, text, color in SERIES if label in histogram["counts"])
