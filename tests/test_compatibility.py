@@ -121,7 +121,8 @@ def test_unsupported_gpu_op_is_reported_per_op():
     assert [(entry.op, entry.layer) for entry in result.fallbacks] == [("REVERSE_V2", "reverse")]
     assert "REVERSE_V2 is not supported by the GPU" in result.fallbacks[0].reason
     assert result.by_layer()["conv2"].accelerated  # the GPU delegate partitions: later layers stay on the GPU
-    assert result.summary["mac_share"] == 1.0
+    assert result.summary["mac_share"] == 1.0 and result.summary["partitions"] == 2
+    assert any("split into 2 GPU partitions" in warning for warning in result.summary["warnings"])
 
 
 def test_analyzer_report_is_parsed_per_op():
@@ -150,6 +151,16 @@ def test_dynamic_batch_gets_a_fixed_batch_file_for_the_edge_tpu(digits, converte
     assert cpu_file.inputs[0].shape_signature[0] == -1
     on_edgetpu = compatibility.check(cpu_file, "edgetpu")
     assert not on_edgetpu[0].accelerated and "dynamic size" in on_edgetpu[0].reason
+
+
+def test_float_io_casts_stay_on_the_cpu_without_ending_the_edge_tpu_subgraph(digits):
+    model, (x_train, _), _ = digits
+    result = tw.convert(model, "edgetpu", representative_data=x_train[:50], int8_io=False).compatibility
+    first, last = result[0], result[-1]
+    assert (first.op, last.op) == ("QUANTIZE", "DEQUANTIZE")
+    assert not first.accelerated and "quantizes the float input on the CPU" in first.reason
+    assert not last.accelerated and "dequantizes the output to float" in last.reason
+    assert all(entry.accelerated for entry in result[1:-1]) and result.summary["partitions"] == 1
 
 
 def test_a_model_that_cannot_be_fixed_is_refused_for_the_edge_tpu():
@@ -187,6 +198,15 @@ def test_per_op_limits_name_the_actual_values(limits_model):
     softmax = next(entry for entry in edgetpu if entry.op == "SOFTMAX")
     assert AFTER in softmax.reason and "16,500 elements; the limit is 16,000" in softmax.reason
     assert edgetpu.by_layer()["conv"].accelerated is True
+
+
+def test_weights_beyond_the_parameter_cache_are_said_to_stream(mobilenet_edgetpu):
+    # MobileNetV2 0.35 holds ~1.7 MB of int8 parameters: on a chip with a 1 MiB cache they would stream.
+    small_cache = dataclasses.replace(TARGETS["edgetpu"], parameter_cache=2**20)
+    summary = compatibility.check(mobilenet_edgetpu, small_cache).summary
+    assert summary["op_share"] == 1.0 and summary["streams_weights"] is True
+    assert summary["parameter_bytes_accelerated"] > summary["parameter_cache_bytes"] == 2**20
+    assert any("stream from host memory" in warning for warning in summary["warnings"])
 
 
 def test_digits_on_every_target(converted):
@@ -239,6 +259,6 @@ def test_reprs_escape_layer_names_and_export_a_dataframe(converted):
 def test_a_bare_file_needs_a_target(converted):
     bare = tw.TFLiteModel(converted("edgetpu", calibrate=True).content)
     with pytest.raises(tw.TargetError, match="which target"):
-        bare.compatibility
+        _ = bare.compatibility
     result = compatibility.check(bare, "edgetpu")
     assert all(entry.accelerated and entry.layer is None for entry in result) and result.by_layer() == {}

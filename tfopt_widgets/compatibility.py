@@ -89,7 +89,8 @@ class Compatibility(Sequence):
 
     ``summary`` (a dict): ``ops``, ``ops_accelerated``, ``op_share``; ``macs``, ``macs_accelerated``, ``mac_share``;
     ``parameter_bytes`` (all constants), ``parameter_bytes_accelerated``, ``parameter_cache_bytes`` and
-    ``streams_weights`` (Edge TPU); ``warnings`` and ``notes`` (lists of sentences); ``checker`` (what decided).
+    ``streams_weights`` (Edge TPU); ``partitions`` (runs of ops on the accelerator); ``warnings`` and ``notes``
+    (lists of sentences); ``checker`` (what decided the verdicts).
     """
 
     def __init__(self, target: Target, entries: list[OpPlacement], summary: dict, layers: list[str]):
@@ -130,8 +131,7 @@ class Compatibility(Sequence):
         lines = [f"Compatibility(target={self.target.name!r}): {_headline(s)}"]
         lines += [f"  warning: {w}" for w in s["warnings"]]
         for entry in self.entries:
-            where = "accel" if entry.accelerated else "CPU  "
-            lines.append(f"  #{entry.index:<3} {entry.op:<22} {entry.layer or '-':<24} {where} "
+            lines.append(f"  #{entry.index:<3} {entry.op:<22} {entry.layer or '-':<24} {entry.device:<11} "
                          f"{entry.reason or entry.note or ''}".rstrip())
         return "\n".join(lines)
 
@@ -410,11 +410,18 @@ def _summary(model, target: Target, entries: list[OpPlacement], checker: str) ->
                 "inference, which slows it down. Prune/cluster does not shrink int8 weights here; fewer or "
                 "narrower layers do.")
     fallback = [e for e in entries if not e.accelerated]
+    # Runs of consecutive accelerated ops: each boundary is a hand-over between the chip and the CPU.
+    summary["partitions"] = sum(e.accelerated and (i == 0 or not entries[i - 1].accelerated)
+                                for i, e in enumerate(entries)) if target.accelerator else None
     if target.accelerator is not None and fallback:
         first = fallback[0]
         summary["warnings"].append(
             f"{len(fallback)} of {count} ops run on the CPU, the first is op #{first.index} {first.op}"
             + (f" (layer {first.layer!r})" if first.layer else "") + f": {first.reason}")
+        if summary["partitions"] > 1:
+            summary["warnings"].append(
+                f"the graph is split into {summary['partitions']} {target.accelerator} partitions with CPU ops "
+                "between them; every hand-over copies tensors, and a split graph is often slower than one device")
     if target.accelerator is None:
         summary["notes"] += _cpu_file_notes(model)
     return summary

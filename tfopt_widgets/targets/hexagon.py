@@ -15,8 +15,18 @@ delegate accepts, counts as CPU here; the README's "dilation only at stride 1" i
 
 from __future__ import annotations
 
-from .rules import (constant_input, constant_values_at_most, eight_bit_only, filter_size, max_inputs, max_rank,
-                    max_version, option_at_most, option_equals, option_in)
+from .rules import (
+                    constant_input,
+                    constant_values_at_most,
+                    eight_bit_only,
+                    filter_size,
+                    max_inputs,
+                    max_rank,
+                    max_version,
+                    option_at_most,
+                    option_equals,
+                    option_in,
+)
 from .target import Target
 
 _QUANTIZED_ONLY = "the Hexagon delegate runs only 8-bit quantized models; every other op stays on the CPU"

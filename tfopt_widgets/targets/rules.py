@@ -19,11 +19,33 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Rule", "FLOAT_TYPES", "EIGHT_BIT_TYPES", "constant_input", "constant_values_at_most",
-           "constant_values_equal", "filter_size", "max_inputs", "max_rank", "max_version", "non_one_dims_at_most",
-           "elements_at_most", "option_at_most", "option_equals", "option_in", "axes_within", "padded_axes_within",
-           "zero_constant_inputs", "leading_axes_only", "float_tensors", "violations", "innermost_dims_only",
-           "fixed_shapes", "eight_bit_only", "CHECKS"]
+__all__ = [
+    "CHECKS",
+    "EIGHT_BIT_TYPES",
+    "FLOAT_TYPES",
+    "Rule",
+    "axes_within",
+    "constant_input",
+    "constant_values_at_most",
+    "constant_values_equal",
+    "eight_bit_only",
+    "elements_at_most",
+    "filter_size",
+    "fixed_shapes",
+    "float_tensors",
+    "innermost_dims_only",
+    "leading_axes_only",
+    "max_inputs",
+    "max_rank",
+    "max_version",
+    "non_one_dims_at_most",
+    "option_at_most",
+    "option_equals",
+    "option_in",
+    "padded_axes_within",
+    "violations",
+    "zero_constant_inputs",
+]
 
 FLOAT_TYPES = frozenset({"float32", "float16", "float64", "bfloat16"})
 EIGHT_BIT_TYPES = frozenset({"int8", "uint8"})
