@@ -262,3 +262,17 @@ def test_a_bare_file_needs_a_target(converted):
         _ = bare.compatibility
     result = compatibility.check(bare, "edgetpu")
     assert all(entry.accelerated and entry.layer is None for entry in result) and result.by_layer() == {}
+
+
+def test_hexagon_depthwise_limits_and_partly_placed_layers():
+    # The converter lowers a dilated depthwise conv to SPACE_TO_BATCH_ND + DEPTHWISE_CONV_2D + BATCH_TO_SPACE_ND:
+    # the conv runs on the DSP, the two reshuffles do not, and the layer's roll-up says so.
+    model = small_cnn(keras.layers.DepthwiseConv2D(3, padding="same", dilation_rate=2, name="dilated"))
+    result = tw.convert(model, "hexagon", representative_data=calibration((8, 8, 1))).compatibility
+    ops = {entry.op: entry for entry in result if entry.layer == "dilated"}
+    assert ops["DEPTHWISE_CONV_2D"].accelerated and not ops["SPACE_TO_BATCH_ND"].accelerated
+    dilated = result.by_layer()["dilated"]
+    assert dilated.accelerated is False and dilated.reason.startswith("2 of 3 ops on the CPU")
+    strided = small_cnn(keras.layers.DepthwiseConv2D(5, strides=2, padding="same", name="wide_filter"))
+    place = tw.convert(strided, "hexagon", representative_data=calibration((8, 8, 1))).compatibility.by_layer()
+    assert place["wide_filter"].accelerated is False and "width 5 is not supported" in place["wide_filter"].reason

@@ -17,18 +17,18 @@ stream the rest from host memory on every inference.
 from __future__ import annotations
 
 from .rules import (
-                    axes_within,
-                    constant_values_equal,
-                    eight_bit_only,
-                    elements_at_most,
-                    fixed_shapes,
-                    innermost_dims_only,
-                    leading_axes_only,
-                    non_one_dims_at_most,
-                    option_equals,
-                    option_in,
-                    padded_axes_within,
-                    zero_constant_inputs,
+    axes_within,
+    constant_values_equal,
+    eight_bit_only,
+    elements_at_most,
+    fixed_shapes,
+    innermost_dims_only,
+    leading_axes_only,
+    non_one_dims_at_most,
+    option_equals,
+    option_in,
+    padded_axes_within,
+    zero_constant_inputs,
 )
 from .target import Target
 

@@ -10,22 +10,23 @@ tensorflow/lite/delegates/hexagon/utils.cc (read 2026-11-27), plus the README's 
 (DepthwiseConv2D filter width 3). Every input and output is at most 4-D and 8-bit (int32 biases and shape inputs
 aside); fused activations are Relu-family or none. Placement: the delegate takes every supported op and partitions
 the rest out to the CPU. Simplified: a depthwise conv with depth_multiplier > 1 on a 1-channel input, which the
-delegate accepts, counts as CPU here; the README's "dilation only at stride 1" is not checked.
+delegate accepts, counts as CPU here.
 """
 
 from __future__ import annotations
 
 from .rules import (
-                    constant_input,
-                    constant_values_at_most,
-                    eight_bit_only,
-                    filter_size,
-                    max_inputs,
-                    max_rank,
-                    max_version,
-                    option_at_most,
-                    option_equals,
-                    option_in,
+    constant_input,
+    constant_values_at_most,
+    eight_bit_only,
+    filter_size,
+    max_inputs,
+    max_rank,
+    max_version,
+    option_at_most,
+    option_equals,
+    option_equals_unless,
+    option_in,
 )
 from .target import Target
 
@@ -46,7 +47,8 @@ OPS = {
     "CONV_2D": (_RELU_OR_NONE, *_STRIDE_3, option_equals("dilation_w_factor", 1),
                 option_equals("dilation_h_factor", 1), max_version(3)),
     "DEPTHWISE_CONV_2D": (_RELU_OR_NONE, *_STRIDE_3, option_equals("depth_multiplier", 1), filter_size(2, 3),
-                          max_version(3)),
+                          option_equals_unless("dilation_w_factor", 1, "stride_w", 1),
+                          option_equals_unless("dilation_h_factor", 1, "stride_h", 1), max_version(3)),
     "TRANSPOSE_CONV": (*_STRIDE_3, option_in("padding", "SAME", "VALID"), _V2),
     "FULLY_CONNECTED": (_RELU_OR_NONE, option_in("weights_format", "DEFAULT"), option_equals("keep_num_dims", False),
                         max_version(4)),

@@ -41,6 +41,7 @@ __all__ = [
     "non_one_dims_at_most",
     "option_at_most",
     "option_equals",
+    "option_equals_unless",
     "option_in",
     "padded_axes_within",
     "violations",
@@ -102,6 +103,13 @@ def _option_at_most(op, model, name, limit):
 def _option_equals(op, model, name, expected):
     value = op.options.get(name)
     return None if value is None or value == expected else f"{name} is {value}; only {expected} is supported"
+
+
+def _option_equals_unless(op, model, name, expected, other, other_value):
+    value, condition = op.options.get(name), op.options.get(other)
+    if value is None or value == expected or condition == other_value:
+        return None
+    return f"{name} is {value} with {other} {condition}; {name} other than {expected} needs {other} {other_value}"
 
 
 def _option_in(op, model, name, allowed):
@@ -257,6 +265,7 @@ def _eight_bit_only(op, model):
 CHECKS: Mapping[str, Callable[..., str | None]] = MappingProxyType({
     "option_at_most": _option_at_most,
     "option_equals": _option_equals,
+    "option_equals_unless": _option_equals_unless,
     "option_in": _option_in,
     "max_rank": _max_rank,
     "non_one_dims_at_most": _non_one_dims_at_most,
@@ -287,6 +296,12 @@ def option_at_most(name: str, limit: int) -> Rule:
 def option_equals(name: str, expected: Any) -> Rule:
     """The builtin option ``name`` equals ``expected`` (e.g. depth_multiplier 1)."""
     return Rule("option_equals", (name, expected), f"{name} = {expected}")
+
+
+def option_equals_unless(name: str, expected: Any, other: str, other_value: Any) -> Rule:
+    """The option ``name`` equals ``expected`` unless option ``other`` is ``other_value`` (dilation only at stride 1)."""
+    return Rule("option_equals_unless", (name, expected, other, other_value),
+                f"{name} = {expected} unless {other} = {other_value}")
 
 
 def option_in(name: str, *allowed: Any) -> Rule:
