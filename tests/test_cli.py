@@ -15,7 +15,7 @@ TARGETS = ("float32", "cpu", "gpu", "edgetpu", "hexagon")
 
 def test_demo_writes_files_and_prints_the_table(tmp_path):
     result = subprocess.run([sys.executable, "-m", "tfopt_widgets.cli", "demo", "--out", str(tmp_path), "--epochs",
-                             "1"], capture_output=True, text=True, timeout=600)
+                             "1"], capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads((tmp_path / "metrics.json").read_text())
     assert [row["run"].split()[0] for row in rows] == list(TARGETS)

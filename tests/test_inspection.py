@@ -81,15 +81,15 @@ def test_mobilenet_v2_depthwise_layers_are_not_clusterable():
     assert info.params == model.count_params()
 
 
-def test_nested_model_layers_are_listed_but_not_optimizable():
+def test_nested_model_layers_are_inlined_as_outer_slash_inner():
     inner = keras.Sequential([keras.Input((4,)), L.Dense(3, name="d1")], name="backbone")
     model = keras.Sequential([keras.Input((4,)), inner, L.Dense(2, name="head")])
-    info = tw.inspect(model)
-    assert [layer.name for layer in info.layers] == ["backbone", "backbone/d1", "head"]
-    assert not info["backbone/d1"].supports("prune").ok
-    assert "nested" in info["backbone/d1"].supports("prune").reason
-    assert info["head"].supports("prune").ok
+    with pytest.warns(tw.ModelNotice, match="nested"):
+        info = tw.inspect(model)
+    assert [layer.name for layer in info.layers][1:] == ["backbone/d1", "head"]
+    assert info["backbone/d1"].supports("prune").ok and info["head"].supports("prune").ok
     assert info.params == model.count_params()
+    assert "nested" in info.notices[0] and "nested" in info._repr_html_()
 
 
 class Subclassed(keras.Model):
@@ -109,12 +109,23 @@ def test_subclassed_model_is_inspected_as_far_as_keras_allows():
     assert "Functional API" in info.layers[0].supports("quantize").reason
 
 
-def test_keras3_model_gets_a_plain_explanation():
+def test_keras3_model_is_inspected_as_its_tf_keras_rebuild():
     import keras as keras3
 
-    model = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
-    with pytest.raises(tw.ModelError, match="Keras 3.*tf_keras"):
+    model = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2, name="d")])
+    with pytest.warns(tw.ModelNotice, match="Keras 3"):
+        info = tw.inspect(model)
+    assert info["d"].supports("quantize").ok and "Keras 3" in info.notices[0]
+
+
+def test_keras3_layer_without_tf_keras_equivalent_is_named():
+    import keras as keras3
+
+    inputs = keras3.Input((4,))
+    model = keras3.Model(inputs, keras3.layers.Dense(2)(keras3.layers.RMSNormalization(name="rms")(inputs)))
+    with pytest.raises(tw.ModelError, match="'rms' \\(RMSNormalization\\) has no tf_keras equivalent") as error:
         tw.inspect(model)
+    assert error.value.layer == "rms"
 
 
 def test_html_and_dataframe_views_escape_names():

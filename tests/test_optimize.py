@@ -164,44 +164,17 @@ def test_uncompiled_model_needs_a_loss(digits):
     assert opt.layer_stats().loc["dense", "sparsity"] == pytest.approx(0.5, abs=1e-3)
 
 
-def test_unsupported_models_get_clear_errors(digits):
-    import keras as keras3
+def test_subclassed_model_is_refused_with_the_fix(digits):
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.flat = keras.layers.Flatten()
+            self.dense = keras.layers.Dense(10)
 
-    keras3_model = keras3.Sequential([keras3.Input((8, 8, 1)), keras3.layers.Flatten(), keras3.layers.Dense(10)])
-    with pytest.raises(tw.ModelError, match="Keras 3"):
-        tw.optimize(keras3_model, tw.Plan().prune("dense", sparsity=0.5), digits[1])
+        def call(self, x):
+            return self.dense(self.flat(x))
 
-    inner = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(name="flat")], name="backbone")
-    outer = keras.Sequential([keras.Input((8, 8, 1)), inner, keras.layers.Dense(10, name="head")])
-    outer.compile(loss="sparse_categorical_crossentropy")
-    with pytest.raises(tw.ModelError, match="nested model 'backbone'"):
-        tw.optimize(outer, tw.Plan().quantize("head"), digits[1])
-    # pruning and clustering work around a nested model
-    opt = tw.optimize(outer, tw.Plan().prune("head", sparsity=0.5), digits[1], epochs=1)
-    assert opt.layer_stats().loc["head", "sparsity"] == pytest.approx(0.5, abs=1e-3)
-
-
-def test_pqat_and_cqat_layers_in_one_model_keep_both_properties(digits, frozen):
-    _, train, _ = digits
-    plan = tw.Plan().quantize(*ALL_WEIGHTED).prune("dense", sparsity=0.75).cluster("classifier", clusters=16)
-    stats = tw.optimize(frozen, plan, train, epochs=1).layer_stats()
-    assert stats.loc["dense", "scheme"] == "PQAT" and stats.loc["classifier", "scheme"] == "CQAT"
-    assert stats.loc["dense", "sparsity"] == pytest.approx(0.75, abs=0.005)
-    assert stats.loc["classifier", "unique_values"] <= 16
-
-
-def test_cqat_on_a_conv_with_batch_norm_keeps_clusters_per_channel_only(digits, frozen):
-    # Folding BatchNormalization scales each output channel: 8 shared values become at most 8 per channel.
-    _, train, _ = digits
-    plan = tw.Plan().quantize("conv2").cluster("conv2", clusters=8)
-    kernel = tw.optimize(frozen, plan, train, epochs=1).weights()["conv2"]
-    per_channel = [np.unique(kernel[..., c]).size for c in range(kernel.shape[-1])]
-    assert max(per_channel) <= 8 and np.unique(kernel).size > 8
-
-
-def test_later_stages_do_not_undo_earlier_ones_on_other_layers(digits, frozen):
-    _, train, _ = digits
-    plan = tw.Plan().prune("dense", sparsity=0.75).cluster("conv2", clusters=8).quantize("conv1")
-    stats = tw.optimize(frozen, plan, train, epochs=1).layer_stats()
-    assert stats.loc["dense", "sparsity"] == pytest.approx(0.75, abs=1e-3), "kept through clustering and QAT"
-    assert stats.loc["conv2", "unique_values"] == 8, "kept through QAT"
+    model = Subclassed()
+    model.build((None, 8, 8, 1))
+    with pytest.raises(tw.ModelError, match="subclassed.*Functional API"):
+        tw.optimize(model, tw.Plan().prune("dense", sparsity=0.5), digits[1])

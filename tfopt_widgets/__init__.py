@@ -33,6 +33,9 @@ _LAZY = {
     "TARGETS": "targets",
     "evaluate": "evaluation",
     "Metrics": "evaluation",
+    "to_tf_keras": "porting",
+    "load_model": "porting",
+    "ModelNotice": "porting",
     "demo": None,
     "Studio": "widgets.studio",
 }

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import DataError, Error, ModelError
+from .errors import DataError, Error
 from .plan import Plan
 
 TARGET_ORDER = ("cpu", "gpu", "edgetpu", "hexagon")
@@ -146,16 +146,9 @@ def format_table(rows: list[dict]) -> str:
 
 
 def _load_model(path: Path):
-    if not path.exists():
-        _missing(path, "model")
-    from ._keras import keras
+    from .porting import load_model
 
-    try:
-        return keras.models.load_model(path)
-    except (ValueError, OSError, TypeError) as exc:
-        raise ModelError(f"Could not load {path} as a tf_keras model: {exc}. Save it with tf_keras "
-                         "(model.save('model.keras')); a Keras 3 file needs tf_keras-compatible layers.",
-                         field="model") from None
+    return load_model(path)
 
 
 def _missing(path: Path, field: str):

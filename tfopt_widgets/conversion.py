@@ -15,9 +15,10 @@ from __future__ import annotations
 import re
 
 from . import _data
-from ._keras import check_model, is_keras3_model, keras, layer_origins, np, tf, tfmot
+from ._keras import is_keras3_model, keras, layer_origins, np, tf, tfmot
 from ._quiet import captured_stderr
 from .errors import ConversionError, DataError, ModelError, TargetError
+from .porting import prepare
 from .targets import Target, get_target
 from .tflite_model import Op, Tensor, TFLiteModel
 
@@ -72,11 +73,14 @@ def convert(model, target: str | Target = "cpu", representative_data=None, quant
 
 
 def _keras_model(model):
-    """The tf_keras model to convert: ``model`` itself, or ``model.model`` for tw.optimize's result."""
+    """The tf_keras model to convert: ``model`` itself, or ``model.model`` for tw.optimize's result.
+
+    A Keras 3 model is rebuilt with tf_keras and nested models are inlined, so that op names map to the same layer
+    names ``tw.inspect`` shows.
+    """
     if not isinstance(model, keras.Model) and not is_keras3_model(model) and hasattr(model, "model"):
         model = model.model
-    check_model(model, purpose="convert")
-    return model
+    return prepare(model, purpose="convert")[0]
 
 
 def _has_quantization_aware_layers(model) -> bool:

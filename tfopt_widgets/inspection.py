@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from . import _keras
 from ._keras import keras, tfmot
 from .errors import ModelError
+from .porting import prepare
 
 TECHNIQUES = ("quantize", "prune", "cluster")
 
@@ -43,6 +44,23 @@ _NOT_SUPPORTED = {
 _NOT_IN_QAT_REGISTRY = ("{cls} is not in tfmot's default 8-bit quantization-aware-training registry. Prune or "
                         "cluster it, or leave it out of the plan and let tw.convert quantize it after training "
                         "(target 'cpu' with representative data, or quantization='int8').")
+_PASSES_THROUGH_QAT = ("{cls} (no weights) is not in tfmot's 8-bit QAT registry, so QAT leaves it float and passes "
+                       "it through while the layers around it are quantized; tw.convert then quantizes it from "
+                       "representative data. Leave it out of the plan.")
+
+
+def _per_tensor_quantize_config():
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.default_8bit_quantize_registry import (
+        Default8BitQuantizeConfig,
+    )
+
+    return Default8BitQuantizeConfig(["kernel"], ["activation"], False)
+
+
+# Layers outside tfmot's QAT registry with a known weight layout: quantized with the QuantizeConfig made here.
+# Conv1D (TF issue #58783): its kernel is quantized per tensor, as Dense's is; tfmot's per-channel fake-quant
+# handles only 2-D and 4-D kernels and fails on Conv1D's 3-D one.
+QUANTIZE_CONFIGS = {"Conv1D": _per_tensor_quantize_config}
 # Whole-model transforms in quantize_apply handle these although the registry says no (checked: SeparableConv2D
 # becomes a quantized DepthwiseConv2D + Conv2D pair).
 _QUANTIZED_BY_TRANSFORM = {"SeparableConv2D"}
@@ -102,8 +120,10 @@ class ModelInfo:
     ``params`` and ``weight_bytes`` (as stored in Keras, float32: 4 bytes a parameter) are for the whole model.
     """
 
-    def __init__(self, name: str, layers: list[LayerInfo], input_shapes: list, params: int, weight_bytes: int):
+    def __init__(self, name: str, layers: list[LayerInfo], input_shapes: list, params: int, weight_bytes: int,
+                 notices: list[str] = ()):
         self.name = name
+        self.notices = list(notices)  # what was done to the model to inspect it (Keras 3 rebuilt, nested inlined)
         self.layers = layers
         self.params = params
         self.weight_bytes = weight_bytes
@@ -168,7 +188,8 @@ class ModelInfo:
             body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "".join(support) + "</tr>")
         caption = (f"{esc(self.name)}: {len(self.layers)} layers, {self.params:,} params, "
                    f"{_format_bytes(self.weight_bytes)} of weights")
-        return (f"<table><caption>{caption}</caption><thead><tr>{head}</tr></thead>"
+        notes = "".join(f"<p><em>{esc(notice)}</em></p>" for notice in self.notices)
+        return (f"{notes}<table><caption>{caption}</caption><thead><tr>{head}</tr></thead>"
                 f"<tbody>{''.join(body)}</tbody></table>")
 
 
@@ -181,12 +202,14 @@ def _format_bytes(n: int) -> str:
 
 
 def inspect(model) -> ModelInfo:
-    """Describe every layer of a tf_keras model and what tfmot can do with it.
+    """Describe every layer of a model and what tfmot can do with it.
 
-    Layers of a model nested inside ``model`` are listed as ``outer/inner``; they cannot be optimized in place.
+    A Keras 3 model is described as its tf_keras rebuild, and the layers of a model nested inside ``model`` are
+    listed as ``outer/inner``, as :func:`tw.optimize` will see them; ``ModelInfo.notices`` says so.
     """
-    if _keras.is_keras3_model(model):
-        _keras.check_model(model)  # raises the Keras 3 explanation
+    notices = []
+    if _keras.is_keras3_model(model) or _has_nested_models(model):
+        model, notices = prepare(model, purpose="inspect")
     if not isinstance(model, keras.Model):
         raise ModelError(f"tw.inspect expects a tf_keras Model, got {type(model).__name__}.", field="model")
     if not model.built:
@@ -195,7 +218,7 @@ def inspect(model) -> ModelInfo:
     inbound = {} if subclassed else _inbound_names(model)
     layers = []
     for layer in model.layers:
-        layers.extend(_describe(layer, inbound.get(layer.name, []), subclassed=subclassed))
+        layers.append(_describe(layer, inbound.get(layer.name, []), subclassed=subclassed))
     _assign_groups(layers)
     for info in layers:
         if info.class_name == "BatchNormalization" and info.group is None and "/" not in info.name:
@@ -207,7 +230,12 @@ def inspect(model) -> ModelInfo:
                 True, f"Quantized folded into {info.group!r}: quantizing {info.group!r} includes it.")
     input_shapes = [tuple(t.shape.as_list()) for t in (model.inputs or [])]
     weight_bytes = sum(int(w.shape.num_elements() or 0) * w.dtype.size for w in model.weights)
-    return ModelInfo(model.name, layers, input_shapes, model.count_params(), weight_bytes)
+    return ModelInfo(model.name, layers, input_shapes, model.count_params(), weight_bytes, notices)
+
+
+def _has_nested_models(model) -> bool:
+    graph = isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)
+    return graph and any(isinstance(layer, keras.Model) for layer in model.layers)
 
 
 def _inbound_names(model) -> dict[str, list[str]]:
@@ -226,18 +254,8 @@ def _inbound_names(model) -> dict[str, list[str]]:
     return result
 
 
-def _describe(layer, inbound: list[str], *, subclassed: bool, parent: str | None = None) -> list[LayerInfo]:
-    name = f"{parent}/{layer.name}" if parent else layer.name
-    if isinstance(layer, keras.Model):
-        reason = (f"{name!r} is a model nested inside this one; tfmot cannot annotate the layers inside it. "
-                  "Rebuild the model flat (call the inner layers directly on the outer model's tensors).")
-        nested = [LayerInfo(name, type(layer).__name__, layer.count_params(), _output_shape(layer), [],
-                            inbound, support={t: Support(False, reason) for t in TECHNIQUES})]
-        for inner in layer.layers:
-            for info in _describe(inner, [], subclassed=True, parent=name):
-                info.support = {t: Support(False, f"Inside nested model {name!r}: {reason}") for t in TECHNIQUES}
-                nested.append(info)
-        return nested
+def _describe(layer, inbound: list[str], *, subclassed: bool) -> LayerInfo:
+    name = layer.name
     weights = [WeightInfo(w.name, tuple(w.shape.as_list()), w.dtype.name if hasattr(w.dtype, "name") else str(w.dtype),
                           int(w.shape.num_elements() or 0) * w.dtype.size) for w in layer.weights]
     info = LayerInfo(name, type(layer).__name__, layer.count_params(), _output_shape(layer), weights, inbound)
@@ -247,7 +265,7 @@ def _describe(layer, inbound: list[str], *, subclassed: bool, parent: str | None
         info.support = {t: Support(False, reason) for t in TECHNIQUES}
     else:
         info.support = {t: _support(layer, t) for t in TECHNIQUES}
-    return [info]
+    return info
 
 
 def _output_shape(layer):
@@ -290,11 +308,17 @@ def _quantize_support(layer, cls: str) -> Support:
         return Support(True)
     if cls == "BatchNormalization":
         return Support(True)  # narrowed in inspect() once the layer's neighbours are known
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import \
-        default_8bit_quantize_registry as registry
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as registry,
+    )
 
     if registry.Default8BitQuantizeRegistry().supports(layer):
         return Support(True)
+    if cls in QUANTIZE_CONFIGS:
+        return Support(True, f"tfmot's registry lacks {cls}; tfopt-widgets quantizes it with an int8 kernel (per "
+                             "tensor) and int8 activations.")
+    if not layer.weights:
+        return Support(False, _PASSES_THROUGH_QAT.format(cls=cls))
     return Support(False, _NOT_IN_QAT_REGISTRY.format(cls=cls))
 
 
@@ -324,8 +348,7 @@ def _prune_registry():
 
 
 def _cluster_registry():
-    from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import \
-        ClusteringRegistry
+    from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import ClusteringRegistry
 
     return ClusteringRegistry
 

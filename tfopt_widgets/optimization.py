@@ -11,15 +11,16 @@ came before (PQAT, CQAT or PCQAT). The user's model is copied first and never to
 
 from __future__ import annotations
 
-import math
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from . import _keras
 from ._data import TrainingData, training_data
 from ._keras import keras, np, tf, tfmot
 from .errors import Error, ModelError, PlanError
 from .plan import ClusterSpec, Plan, PruneSpec, pruning_steps
+from .porting import prepare
 
 _CENTROID_INIT = {
     "kmeans++": "KMEANS_PLUS_PLUS",
@@ -45,6 +46,7 @@ class OptimizedModel:
     plan: Plan
     history: dict[str, dict] = field(default_factory=dict)
     layer_origins: dict[str, str] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)  # e.g. "a Keras 3 model was rebuilt with tf_keras"
 
     def weights(self) -> dict[str, np.ndarray]:
         """{user layer name: main kernel as a float32 array}, for layers that have one."""
@@ -103,7 +105,7 @@ def optimize(model, plan: Plan, train_data, epochs: int = 2, validation_data=Non
     and optimizer are reused (``loss=``/``metrics=``/``learning_rate=`` override them). ``progress(stage, step,
     total)`` is called after every training step; raising ``tw.Cancelled`` from it stops cleanly.
     """
-    _keras.check_model(model, purpose="optimize")
+    prepared, notices = prepare(model, purpose="optimize")
     if not isinstance(plan, Plan):
         raise PlanError(f"Expected a tw.Plan, got {type(plan).__name__}.", field="plan")
     if len(plan) == 0:
@@ -113,22 +115,17 @@ def optimize(model, plan: Plan, train_data, epochs: int = 2, validation_data=Non
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise Error(f"epochs must be a positive integer (fine-tuning is what makes the plan work: quantization "
                     f"ranges and pruning masks are learned); got {epochs!r}.", field="epochs")
-    plan.validate(model)
+    plan.validate(prepared)
     plan = plan.copy()
-    if plan.layers("quantize"):
-        nested = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
-        if nested:
-            raise ModelError(f"Model {model.name!r} contains the nested model {nested[0]!r}; tfmot cannot apply "
-                             "quantization-aware training to a model with a model inside it. Rebuild it flat, or "
-                             "plan only pruning and clustering.", layer=nested[0], field="model")
-    train = training_data(train_data, model, "train_data", batch_size, steps_per_epoch)
-    validation = training_data(validation_data, model, "validation_data", batch_size) \
+    train = training_data(train_data, prepared, "train_data", batch_size, steps_per_epoch)
+    validation = training_data(validation_data, prepared, "validation_data", batch_size) \
         if validation_data is not None else None
-    compile_args = _compile_args(model, loss, metrics, learning_rate)
+    compile_args = _compile_args(prepared, loss, metrics, learning_rate)
 
     runner = _Stages(train, validation, epochs, callbacks or [], progress, compile_args)
-    work = _keras.copy_model(model)
-    user_names = [layer.name for layer in model.layers]
+    # prepare() already built new layers for a Keras 3 or nested model; otherwise copy the user's model.
+    work = prepared if prepared is not model else _keras.copy_model(model)
+    user_names = [layer.name for layer in prepared.layers]
     if plan.layers("prune"):
         work = runner.prune(work, {e.layer: e.prune for e in plan if e.prune})
     if plan.layers("cluster"):
@@ -138,7 +135,7 @@ def optimize(model, plan: Plan, train_data, epochs: int = 2, validation_data=Non
         work = runner.quantize(work, plan)
     origins = _origins(work, user_names)
     _keras.record_origins(work, origins)
-    return OptimizedModel(work, plan, runner.history, origins)
+    return OptimizedModel(work, plan, runner.history, origins, notices)
 
 
 class _Stages:
@@ -197,7 +194,7 @@ class _Stages:
         return clustering.strip_clustering(annotated)
 
     def quantize(self, model, plan: Plan):
-        from .inspection import inspect
+        from .inspection import QUANTIZE_CONFIGS, inspect
 
         quantization = tfmot.quantization.keras
         info = inspect(model)
@@ -205,9 +202,16 @@ class _Stages:
         for layer in plan.layers("quantize"):
             names.add(layer)
             names.update(info.group_members(layer))
-        annotated = keras.models.clone_model(
-            model, clone_function=lambda l: quantization.quantize_annotate_layer(l) if l.name in names else l)
-        with quantization.quantize_scope():
+        def annotate(layer):
+            if layer.name not in names:
+                return layer
+            config = QUANTIZE_CONFIGS.get(type(layer).__name__)
+            return quantization.quantize_annotate_layer(layer, quantize_config=config() if config else None)
+
+        annotated = keras.models.clone_model(model, clone_function=annotate)
+        with quantization.quantize_scope(), warnings.catch_warnings():
+            # Expected under the cluster-preserving scheme for layers that were not clustered (FIELD-NOTES).
+            warnings.filterwarnings("ignore", message="No clustering performed on layer")
             quantized = quantization.quantize_apply(annotated, scheme=_quantize_scheme(plan))
         done = {e.layer for e in plan if (e.prune or e.cluster) and not e.quantize}
         extra = []
@@ -242,9 +246,18 @@ class _Stages:
         callbacks = [*extra_callbacks, *self.callbacks]
         if self.progress is not None:
             callbacks.append(_ProgressCallback(stage, self.train.steps_per_epoch, self.total_steps, self.progress))
-        history = model.fit(self.train.dataset, epochs=self.epochs, steps_per_epoch=self.train.fit_steps,
-                            validation_data=self.validation.dataset if self.validation else None,
-                            callbacks=callbacks, verbose=0)
+        logger = tf.get_logger()
+        level = logger.level
+        if stage == "quantize":
+            # CQAT trains centroids, not kernels, so TF warns "Gradients do not exist for variables [...kernel...]"
+            # on every run: expected (FIELD-NOTES), and noise to a user.
+            logger.setLevel("ERROR")
+        try:
+            history = model.fit(self.train.dataset, epochs=self.epochs, steps_per_epoch=self.train.fit_steps,
+                                validation_data=self.validation.dataset if self.validation else None,
+                                callbacks=callbacks, verbose=0)
+        finally:
+            logger.setLevel(level)
         self.history[stage] = dict(history.history)
 
 
