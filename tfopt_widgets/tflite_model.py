@@ -337,10 +337,13 @@ class _LayerNames:
             return []
         found = []
         for scope in self.tensors[tensor].name.split(";"):
-            for part in scope.split("/")[1:]:
-                if part in self.origins:
-                    found.append(part)
-                    break
+            parts = scope.split("/")[1:]
+            # Layer names may hold '/' themselves (nested models inlined as 'outer/inner'): longest match first.
+            match = next(("/".join(parts[start:end]) for start in range(len(parts))
+                          for end in range(len(parts), start, -1) if "/".join(parts[start:end]) in self.origins),
+                         None)
+            if match is not None:
+                found.append(match)
         return found
 
     def _is_parameter(self, tensor: int) -> bool:
