@@ -30,6 +30,14 @@ function element(tag, props = {}, children = []) {
   return node;
 }
 
+// A number box commits on Enter as well as on blur (Chrome fires no "change" on Enter in a number input).
+function onCommit(input, commit) {
+  input.addEventListener("change", commit);
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") commit();
+  });
+}
+
 export function formatBytes(n) {
   if (n < 1000) return `${n} B`;
   if (n < 1e6) return `${(n / 1e3).toFixed(1)} KB`;
@@ -196,13 +204,13 @@ export function renderLayerTable({ model, el }) {
       disabled: disabled || !supports("prune"), "aria-label": `prune sparsity for ${name}`,
       title: tip("prune", pruneReason) || "fraction of weights set to zero (blank or 0: no pruning)", "data-key": key("prune"),
     });
-    sparsity.addEventListener("change", () => editPlan([name], (e) => { e[1] = sparsity.value === "" ? 0 : Number(sparsity.value); }));
+    onCommit(sparsity, () => editPlan([name], (e) => { e[1] = sparsity.value === "" ? 0 : Number(sparsity.value); }));
     const clusters = element("input", {
       type: "number", min: 0, step: 1, placeholder: "off", value: entry[2] ? String(entry[2]) : "",
       disabled: disabled || !supports("cluster"), "aria-label": `cluster count for ${name}`,
       title: tip("cluster", clusterReason) || "number of shared weight values (blank or 0: no clustering)", "data-key": key("clusters"),
     });
-    clusters.addEventListener("change", () => editPlan([name], (e) => { e[2] = clusters.value === "" ? 0 : Number(clusters.value); }));
+    onCommit(clusters, () => editPlan([name], (e) => { e[2] = clusters.value === "" ? 0 : Number(clusters.value); }));
     const init = element("select", {
       disabled: disabled || !supports("cluster") || !entry[2], "aria-label": `cluster init for ${name}`,
       title: tip("cluster", clusterReason) || "how cluster centroids start", "data-key": key("init"),

@@ -82,6 +82,7 @@ class ResultsView(widgets.VBox):
         self.table.value = (f"<table class='tfopt-results-table' style='border-collapse:collapse;font-size:13px;line-height:1.4'>"
                             f"<thead><tr>{head}</tr></thead><tbody>{body}{empty}</tbody></table>")
         scored = [row for row in rows if row.get("accuracy") is not None]
+        self.plot.layout.display = None if scored else "none"  # an empty plot with made-up axes says nothing
         if scored:  # from 0, with room on the right for the last point's name
             self._x_scale.max = max(row["gzip_size"] for row in scored) / 1000 * 1.45
         with self._points.hold_sync():
