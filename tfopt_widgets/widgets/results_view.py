@@ -42,8 +42,9 @@ class ResultsView(widgets.VBox):
                                       tooltip=bqplot.Tooltip(fields=["name", "x", "y"],
                                                              labels=["run", "gzip KB", "accuracy"],
                                                              formats=["", ".1f", ".3f"]))
-        axes = [bqplot.Axis(scale=x_scale, label="gzip size (KB)", num_ticks=5, tick_format=".3~s"),
-                bqplot.Axis(scale=y_scale, side="left", label="accuracy", num_ticks=4, tick_format=".3f")]
+        axes = [bqplot.Axis(scale=x_scale, label="gzip size (KB)", tick_format=".3~s"),
+                bqplot.Axis(scale=y_scale, side="left", label="accuracy", tick_format=".3f", label_offset="50px",
+                            num_ticks=4)]
         self.plot = bqplot.Figure(marks=[self._points], axes=axes, animation_duration=0, padding_y=0.15,
                                   fig_margin={"top": 15, "bottom": 45, "left": 75, "right": 20},
                                   layout=widgets.Layout(width="100%", max_width="460px", height="230px"))

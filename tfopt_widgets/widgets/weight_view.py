@@ -52,8 +52,10 @@ class WeightView(widgets.VBox):
                                   padding=0.6 if label == "tflite" else 0.0, stroke="white", stroke_width=0.5,
                                   visible=False)
                       for label, legend, color in SERIES]
-        axes = [bqplot.Axis(scale=x_scale, label="weight value", num_ticks=5, tick_format=".2~g"),
-                bqplot.Axis(scale=self._y_scale, side="left", label="count", num_ticks=4, tick_format=".2~s")]
+        # No num_ticks: then d3 picks round tick values (with num_ticks bqplot spaces them evenly, giving -5e-8).
+        axes = [bqplot.Axis(scale=x_scale, label="weight value", tick_format=".2~g"),
+                bqplot.Axis(scale=self._y_scale, side="left", label="count", tick_format=".2~s",
+                            num_ticks=5)]  # with the scale's max at 4 round steps, the 5 even ticks are round
         self.figure = bqplot.Figure(marks=self._bars, axes=axes, padding_x=0.0, padding_y=0.0,
                                     fig_margin={"top": 20, "bottom": 45, "left": 55, "right": 10},
                                     layout=widgets.Layout(width="100%", height="260px"),
@@ -103,7 +105,7 @@ class WeightView(widgets.VBox):
         centers = ((edges[:-1] + edges[1:]) / 2).tolist()
         highest = max((max(c) for c in histogram["counts"].values() if c), default=1)
         with self.figure.hold_sync():
-            self._y_scale.max = float(highest) * 1.05
+            self._y_scale.max = 4.0 * _round_up(highest / 4)
             for (label, _, _), bars in zip(SERIES, self._bars):
                 counts = histogram["counts"].get(label)
                 with bars.hold_sync():
@@ -115,6 +117,14 @@ class WeightView(widgets.VBox):
         self.title.value = (f"<div style='line-height:1.4'><b>Weights of</b> <code>{html.escape(layer)}</code>"
                             f" &nbsp; {legend}</div>")
         self.stats.value = _stats_table(histogram["stats"], mode)
+
+
+def _round_up(value: float) -> float:
+    """The smallest round number (1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten) at least ``value``."""
+    if value <= 0:
+        return 1.0
+    power = 10.0 ** np.floor(np.log10(value))
+    return float(next(m * power for m in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10) if m * power >= value))
 
 
 def _stats_table(stats: dict, tflite_mode: str | None) -> str:
