@@ -181,6 +181,11 @@ def test_export_saves_the_plan(studio, tmp_path):
     studio.plan.prune("dense", sparsity=0.5)
     path = studio.save_plan(tmp_path / "plan.json")
     assert tw.Plan.load(path) == studio.plan
+    if hasattr(tw.Plan, "to_python"):  # "Show Python code" exists once the engine can write the script
+        studio.export.show_code()
+        assert "dense" in studio.export.message.value and "<pre" in studio.export.message.value and not studio.error
+    else:
+        assert studio.export.code_button is None
 
 
 def test_layer_names_are_sent_as_text_and_escaped_in_html():

@@ -48,8 +48,14 @@ class ExportPanel(widgets.VBox):
 
     def show_code(self) -> None:
         """Show the plan as a standalone Python script (needs Plan.to_python)."""
+        studio = self._studio
+        settings = {"target": studio.target, "model": studio.model, "quantization": studio.quantization or None,
+                    "epochs": int(studio.panel.epochs), "learning_rate": float(studio.panel.learning_rate) or None}
         try:
-            code = self._studio.plan.to_python()
+            try:
+                code = studio.plan.to_python(**settings)
+            except TypeError:  # an engine whose to_python takes no settings
+                code = studio.plan.to_python()
         except Error as error:
             self._studio._show_error(error)
             return
