@@ -38,7 +38,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 LOCAL_HOSTS = {"127.0.0.1"}
 SERVER_START_TIMEOUT_S = 60
 KERNEL_TIMEOUT_MS = 90_000
-VIEWPORT = {"width": 1400, "height": 1000}
+VIEWPORT = {"width": 1400, "height": 1600}  # tall enough for a whole Studio in a screenshot
 
 
 def _in_ci() -> bool:
@@ -329,15 +329,18 @@ _EXECUTE = """async (code) => {
   const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
   const future = kernel.requestExecute({code, store_history: false, silent: false});
   let out = '';
+  let stderr = '';
   let error = null;
   future.onIOPub = (msg) => {
     const type = msg.header.msg_type;
-    if (type === 'stream') out += msg.content.text;
+    // stderr also carries what other threads log meanwhile (TensorFlow's converter, for one): kept apart.
+    if (type === 'stream' && msg.content.name === 'stderr') stderr += msg.content.text;
+    else if (type === 'stream') out += msg.content.text;
     else if (type === 'execute_result') out += msg.content.data['text/plain'];
     else if (type === 'error') error = `${msg.content.ename}: ${msg.content.evalue}`;
   };
   await future.done;
-  return {out, error};
+  return {out, stderr, error};
 }"""
 
 
@@ -347,14 +350,16 @@ class Notebook:
     def __init__(self, page, path: Path):
         self.page = page
         self.path = path
+        self.stderr = ""  # what the kernel wrote to stderr during execute() calls
 
     def execute(self, code: str, timeout_ms: int = KERNEL_TIMEOUT_MS) -> str:
-        """Runs code in the notebook's kernel (not as a cell) and returns what it printed; raises on an error."""
+        """Runs code in the notebook's kernel (not as a cell) and returns its stdout; raises on an error."""
         self.page.set_default_timeout(timeout_ms)
         try:
             result = self.page.evaluate(_EXECUTE, code)
         finally:
             self.page.set_default_timeout(30_000)
+        self.stderr += result["stderr"]
         if result["error"]:
             raise AssertionError(f"kernel raised {result['error']}\nwhile running:\n{code}")
         return result["out"]

@@ -79,3 +79,62 @@ def test_live_click_reaches_python_through_vscode_manager(proxy_page, jupyter_se
     assert not proxy_errors(page)
     assert not page_log.external_requests and not page_log.page_errors
 
+
+
+# -- the Studio ----------------------------------------------------------------------------------------------------
+
+STUDIO_BARS = """(root) => [...root.querySelectorAll('.tfopt-weight-view rect.bar')]
+  .filter((rect) => rect.getClientRects().length > 0 && rect.getBBox().height > 0).length"""
+
+
+def test_saved_studio_state_renders_in_vscode_manager(proxy_page, page_log, shot, digits):
+    import tfopt_widgets as tw
+
+    model, train, test = digits
+    studio = tw.Studio(model, train_data=train, validation_data=test, target="cpu")
+    state = saved_state(studio)
+
+    page = proxy_page
+    assert page.evaluate("(state) => window.vscodeProxy.renderSaved(state)", state) == 1
+    saved = page.locator("#saved")
+    saved.locator(".tfopt-studio").wait_for()
+    saved.get_by_label("prune sparsity for dense", exact=True).wait_for()
+    page.wait_for_function(f"(root) => ({STUDIO_BARS})(root) > 0", arg=saved.element_handle())
+    shot("saved-studio", saved)
+
+    assert saved.get_by_text("digits_cnn", exact=True).is_visible()
+    assert saved.get_by_role("button", name="Optimize and convert").is_visible()
+    assert {"anywidget", "bqplot"} <= set(loaded_from_nbextensions(page))
+    assert not proxy_errors(page)
+    assert not page_log.external_requests and not page_log.page_errors
+    print(f"saved widget state of the digits Studio: {len(json.dumps(state)):,} characters of JSON")
+
+
+def test_live_studio_table_edit_reaches_python_through_vscode_manager(proxy_page, jupyter_server, page_log, shot):
+    page = proxy_page
+    page.evaluate("(s) => window.vscodeProxy.connect(s)", {"baseUrl": jupyter_server.url, "token": jupyter_server.token})
+
+    def execute(code: str) -> str:
+        result = page.evaluate("(code) => window.vscodeProxy.execute(code)", code)
+        assert result["error"] is None, result["error"]
+        return result["out"]
+
+    execute("import tfopt_widgets as tw\nfrom tfopt_widgets.demo import digits_data, digits_model\n"
+            "(x_train, y_train), (x_test, y_test) = digits_data()\n"
+            "studio = tw.Studio(digits_model(train=False), train_data=(x_train, y_train), "
+            "validation_data=(x_test, y_test))\ndisplay(studio)")
+    live = page.locator("#live")
+    sparsity = live.get_by_label("prune sparsity for dense", exact=True)
+    sparsity.fill("0.6")
+    sparsity.press("Tab")
+    live.get_by_label("show weights of conv2", exact=True).click()
+    answer = execute("import time\nfor _ in range(100):\n"
+                     "    if 'dense' in studio.plan and studio.weights.layer == 'conv2': break\n"
+                     "    time.sleep(0.1)\n"
+                     "print(studio.plan.to_dict()['layers'].get('dense'), studio.weights.layer)")
+    assert "'sparsity': 0.6" in answer and answer.strip().endswith("conv2"), answer
+    live.get_by_text("Weights of").wait_for()
+    page.wait_for_function(f"(root) => ({STUDIO_BARS})(root) > 0", arg=live.element_handle())
+    shot("live-studio", live)
+    assert not proxy_errors(page)
+    assert not page_log.external_requests and not page_log.page_errors

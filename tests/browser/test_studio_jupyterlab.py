@@ -1,0 +1,120 @@
+"""The Studio in a real JupyterLab: edit the plan through the table's controls, run, and check both sides.
+
+The controls are found by their accessible names ("prune sparsity for dense"), as a screen reader would, and the
+run is checked in Python (`studio.plan`, `studio.results`) and in the page (histogram bars drawn, placement badge).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tfopt_widgets.widgets.weight_view import SERIES
+
+pytestmark = pytest.mark.browser
+
+RUN_TIMEOUT_S = 240
+
+DIGITS_STUDIO = """
+import tfopt_widgets as tw
+from tfopt_widgets.demo import digits_data, digits_model
+
+(x_train, y_train), (x_test, y_test) = digits_data()
+model = digits_model(epochs=3)
+studio = tw.Studio(model, train_data=(x_train, y_train), validation_data=(x_test, y_test), target="cpu", epochs=1)
+studio
+"""
+
+# bqplot draws each bar as a <rect class="bar"> filled with its series' colour; it animates heights from 0, so
+# count drawn bars (shown, height > 0) per colour rather than waiting for nodes.
+DRAWN_BARS = """(root) => {
+  const drawn = {};
+  for (const rect of root.querySelectorAll('.tfopt-weight-view rect.bar')) {
+    const shown = rect.getClientRects().length > 0 && getComputedStyle(rect).visibility !== 'hidden';
+    if (!shown || rect.getBBox().height <= 0) continue;
+    const fill = getComputedStyle(rect).fill;
+    drawn[fill] = (drawn[fill] || 0) + 1;
+  }
+  return drawn;
+}"""
+
+
+def _rgb(hex_colour: str) -> str:
+    return "rgb({}, {}, {})".format(*(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)))
+
+
+# The weight view's series (float, optimized, tflite) as the browser reports their fill.
+SERIES_FILLS = {label: _rgb(colour) for label, _, colour in SERIES}
+
+
+def wait_for_python(notebook, condition: str, timeout_s: float = 30) -> bool:
+    """Polls `condition` (a Python expression) in the kernel until it is true or `timeout_s` passed.
+
+    Output of the Studio's run thread (TensorFlow's converter logs) may land in this request's stdout, so the
+    answer is the last line.
+    """
+    code = (f"import time as _t\n_end = _t.monotonic() + {timeout_s}\n"
+            f"while not ({condition}) and _t.monotonic() < _end:\n    _t.sleep(0.1)\nprint(bool({condition}))")
+    return notebook.execute(code, timeout_ms=int(timeout_s * 1000) + 30_000).strip().splitlines()[-1] == "True"
+
+
+def wait_for_bars(page, studio_box, series: tuple[str, ...], timeout_ms: int = 30_000) -> None:
+    """Waits until the weight view draws bars (shown, height > 0) of every named series."""
+    fills = [SERIES_FILLS[name] for name in series]
+    try:
+        page.wait_for_function(
+            f"([root, fills]) => {{ const drawn = ({DRAWN_BARS})(root); return fills.every((f) => drawn[f] > 0); }}",
+            arg=[studio_box.element_handle(), fills], timeout=timeout_ms)
+    except Exception as error:  # Playwright's TimeoutError: say what was drawn instead
+        drawn = studio_box.evaluate(DRAWN_BARS)
+        raise AssertionError(f"bars of {series} not drawn within {timeout_ms} ms; drawn per fill: {drawn}") from error
+
+
+def test_studio_prune_and_cluster_through_the_table_then_run(open_notebook, page, page_log, shot):
+    notebook = open_notebook([DIGITS_STUDIO])
+    studio_box = notebook.output(0).locator(".tfopt-studio")
+    studio_box.wait_for()
+    page.get_by_label("prune sparsity for dense", exact=True).wait_for()
+    wait_for_bars(page, studio_box, ("float",))
+    shot("before-run", studio_box)
+
+    # By keyboard, both ways a number box commits: Enter, and leaving it with Tab.
+    sparsity = page.get_by_label("prune sparsity for dense", exact=True)
+    sparsity.fill("0.5")
+    sparsity.press("Enter")
+    clusters = page.get_by_label("cluster count for conv2", exact=True)
+    clusters.fill("8")
+    clusters.press("Tab")
+    assert wait_for_python(notebook, "'dense' in studio.plan and 'conv2' in studio.plan")
+    plan = json.loads(notebook.execute("print(studio.plan.to_json())"))
+    shot("planned", studio_box)
+
+    page.get_by_role("button", name="Optimize and convert").click()
+    assert wait_for_python(notebook, "len(studio.results) == 2 and not studio.panel.running",
+                           timeout_s=RUN_TIMEOUT_S)
+    assert notebook.execute("print(repr(studio.error))").strip() == "''"
+    results = json.loads(notebook.execute("print(studio.results.to_json(orient='records'))"))
+
+    # Python side: the table's edits are the plan that ran.
+    assert set(plan["layers"]) == {"dense", "conv2"}, plan
+    assert plan["layers"]["dense"]["prune"]["sparsity"] == pytest.approx(0.5), plan
+    assert plan["layers"]["conv2"]["cluster"]["clusters"] == 8, plan
+    assert [row["plan"] for row in results] == [{}, plan["layers"]], results
+    assert [row["target"] for row in results] == ["float32", "cpu"], results
+    assert results[1]["gzip_size"] < results[0]["gzip_size"]
+    assert results[1]["accuracy"] > 0.5, results
+
+    # Page side: the run finished, the weight view draws float, optimized and TFLite bars, and the planned layers
+    # show a placement badge.
+    page.get_by_text(re.compile(r"^Done: ")).wait_for()
+    wait_for_bars(page, studio_box, ("float", "optimized", "tflite"))
+    for layer in ("conv2", "dense"):
+        badge = page.get_by_label(re.compile(f"^placement of {layer}: "))
+        badge.wait_for()
+        assert badge.inner_text() in ("accelerator", "CPU fallback"), layer
+    shot("after-run", studio_box)
+    shot("weights-after-run", studio_box.locator(".tfopt-weight-view"))
+    assert not page_log.dialogs and not page_log.external_requests
+
