@@ -24,6 +24,21 @@ def proxy_page(page, vscode_proxy_site):
     page.evaluate("window.vscodeProxy.disconnect()")
 
 
+@pytest.fixture
+def live_execute(proxy_page, jupyter_server):
+    """`live_execute(code) -> stdout`: the page starts a kernel on `jupyter server` and runs code in it; widgets the
+    code displays are rendered by VS Code's manager into `#live`."""
+    proxy_page.evaluate("(s) => window.vscodeProxy.connect(s)",
+                        {"baseUrl": jupyter_server.url, "token": jupyter_server.token})
+
+    def execute(code: str) -> str:
+        result = proxy_page.evaluate("(code) => window.vscodeProxy.execute(code)", code)
+        assert result["error"] is None, f"kernel raised {result['error']} while running:\n{code}"
+        return result["out"]
+
+    return execute
+
+
 def saved_state(*widgets) -> dict:
     """The widget state a notebook saves, as `ipywidgets.embed.embed_data` gives it (defaults kept)."""
     from ipywidgets.embed import embed_data
@@ -57,15 +72,8 @@ def test_saved_anywidget_state_renders_in_vscode_manager(proxy_page, page_log, s
     assert not page_log.external_requests and not page_log.page_errors
 
 
-def test_live_click_reaches_python_through_vscode_manager(proxy_page, jupyter_server, page_log, shot, counter_source):
-    page = proxy_page
-    page.evaluate("(s) => window.vscodeProxy.connect(s)", {"baseUrl": jupyter_server.url, "token": jupyter_server.token})
-
-    def execute(code: str) -> str:
-        result = page.evaluate("(code) => window.vscodeProxy.execute(code)", code)
-        assert result["error"] is None, result["error"]
-        return result["out"]
-
+def test_live_click_reaches_python_through_vscode_manager(proxy_page, live_execute, page_log, shot, counter_source):
+    page, execute = proxy_page, live_execute
     execute(counter_source + "\ncounter = Counter()\ndisplay(counter)")
     button = page.locator("#live").get_by_role("button", name="count clicks")
     button.click()
@@ -110,15 +118,8 @@ def test_saved_studio_state_renders_in_vscode_manager(proxy_page, page_log, shot
     print(f"saved widget state of the digits Studio: {len(json.dumps(state)):,} characters of JSON")
 
 
-def test_live_studio_table_edit_reaches_python_through_vscode_manager(proxy_page, jupyter_server, page_log, shot):
-    page = proxy_page
-    page.evaluate("(s) => window.vscodeProxy.connect(s)", {"baseUrl": jupyter_server.url, "token": jupyter_server.token})
-
-    def execute(code: str) -> str:
-        result = page.evaluate("(code) => window.vscodeProxy.execute(code)", code)
-        assert result["error"] is None, result["error"]
-        return result["out"]
-
+def test_live_studio_table_edit_reaches_python_through_vscode_manager(proxy_page, live_execute, page_log, shot):
+    page, execute = proxy_page, live_execute
     execute("import tfopt_widgets as tw\nfrom tfopt_widgets.demo import digits_data, digits_model\n"
             "(x_train, y_train), (x_test, y_test) = digits_data()\n"
             "studio = tw.Studio(digits_model(train=False), train_data=(x_train, y_train), "
