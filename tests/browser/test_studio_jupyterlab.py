@@ -118,3 +118,24 @@ def test_studio_prune_and_cluster_through_the_table_then_run(open_notebook, page
     shot("weights-after-run", studio_box.locator(".tfopt-weight-view"))
     assert not page_log.dialogs and not page_log.external_requests
 
+
+
+MARKUP_NAME = "<img src=x onerror=alert(1)>"
+
+
+def test_studio_shows_a_markup_model_name_as_text(open_notebook, page, page_log, shot):
+    # tf_keras refuses '<' in layer names but allows it in a model's name, which the Studio's header shows.
+    notebook = open_notebook([f"""
+import tf_keras as keras
+import tfopt_widgets as tw
+
+inputs = keras.Input(shape=(4,), name="features")
+outputs = keras.layers.Dense(2, name="dense")(inputs)
+tw.Studio(keras.Model(inputs, outputs, name={MARKUP_NAME!r}))
+"""])
+    studio_box = notebook.output(0).locator(".tfopt-studio")
+    page.get_by_label("prune sparsity for dense", exact=True).wait_for()
+    assert studio_box.get_by_text(MARKUP_NAME, exact=True).is_visible()
+    assert studio_box.locator("img").count() == 0
+    shot("markup-name", studio_box)
+    assert not page_log.dialogs and not page_log.external_requests
