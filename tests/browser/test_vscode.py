@@ -139,3 +139,25 @@ def test_live_studio_table_edit_reaches_python_through_vscode_manager(proxy_page
     shot("live-studio", live)
     assert not proxy_errors(page)
     assert not page_log.external_requests and not page_log.page_errors
+
+
+def test_saved_mobilenetv2_studio_is_compact_and_renders_in_vscode_manager(proxy_page, page_log, shot):
+    import tf_keras as keras
+
+    import tfopt_widgets as tw
+
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3))  # weights=None: no download
+    state = saved_state(tw.Studio(model))
+    size = len(json.dumps(state))
+    print(f"saved widget state of a MobileNetV2 Studio: {size:,} characters of JSON")
+    assert size < 400_000, "the Studio's state must stay compact (bins and stats only, never raw weights)"
+
+    page = proxy_page
+    page.evaluate("(state) => window.vscodeProxy.renderSaved(state)", state)
+    saved = page.locator("#saved")
+    saved.get_by_label("prune sparsity for Conv1", exact=True).wait_for()
+    assert saved.get_by_text(f"{len(model.layers)} of {len(model.layers)} layers shown").is_visible()
+    page.wait_for_function(f"(root) => ({STUDIO_BARS})(root) > 0", arg=saved.element_handle())
+    shot("saved-mobilenetv2", saved)
+    assert not proxy_errors(page)
+    assert not page_log.external_requests and not page_log.page_errors
