@@ -36,6 +36,9 @@ _LAZY = {
     "to_tf_keras": "porting",
     "load_model": "porting",
     "ModelNotice": "porting",
+    "sensitivity": "sensitivity",
+    "SensitivityReport": "sensitivity",
+    "suggest_plan": "sensitivity",
     "demo": None,
     "Studio": "widgets.studio",
 }

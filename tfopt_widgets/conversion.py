@@ -17,7 +17,7 @@ import re
 from . import _data
 from ._keras import is_keras3_model, keras, layer_origins, np, tf, tfmot
 from ._quiet import captured_stderr
-from .errors import ConversionError, DataError, ModelError, TargetError
+from .errors import ConversionError, DataError, ModelError, PlanError, TargetError
 from .porting import prepare
 from .targets import Target, get_target
 from .tflite_model import Op, Tensor, TFLiteModel
@@ -32,7 +32,8 @@ _NOT_USER_LAYERS = ("InputLayer", "QuantizeLayer")
 
 
 def convert(model, target: str | Target = "cpu", representative_data=None, quantization: str | None = None, *,
-            int8_io: bool | None = None, calibration_samples: int = CALIBRATION_SAMPLES) -> TFLiteModel:
+            int8_io: bool | None = None, calibration_samples: int = CALIBRATION_SAMPLES, plan=None,
+            keep_float=()) -> TFLiteModel:
     """Convert ``model`` to TensorFlow Lite for ``target``.
 
     ``model`` is a tf_keras Sequential/Functional model or an object with a ``.model`` (``tw.optimize``'s result).
@@ -42,11 +43,17 @@ def convert(model, target: str | Target = "cpu", representative_data=None, quant
     ``quantization`` ("none", "dynamic", "float16", "int8", "int16x8") overrides the target's default mode; a
     model with quantization-aware-trained layers converts to int8 wherever the target allows it.
     ``int8_io`` overrides whether an int8 file takes and returns int8 tensors (default: the target's setting).
+    ``keep_float`` (layer names) and the layers a ``plan`` marks ``keep_float`` (default: the plan of
+    ``tw.optimize``'s result) stay float in an int8 conversion: TFLite's QuantizationDebugger denylists their ops
+    (selective post-training quantization). ``tfl.float_layers()`` reads back which layers really computed in float.
 
     Raises ModelError (Keras 3, subclassed, a shape the target cannot fix), TargetError (unknown target, a mode the
     target cannot run), DataError (int8 without representative data on a model that is not fully
     quantization-aware trained, empty or wrongly shaped data) and ConversionError (the converter's own message).
     """
+    if plan is None and not isinstance(model, keras.Model):
+        plan = getattr(model, "plan", None)  # tw.optimize's result carries its plan
+    float_layers = list(dict.fromkeys([*(plan.float_layers if plan is not None else ()), *keep_float]))
     keras_model = _keras_model(model)
     target = get_target(target)
     quantization_aware = _fully_quantization_aware(keras_model)
@@ -68,7 +75,15 @@ def convert(model, target: str | Target = "cpu", representative_data=None, quant
         raise TargetError(f"int8_io=True needs quantization='int8'; this conversion uses {mode!r}.", field="int8_io")
     converter = _converter(keras_model, fixed_batch=target.fixed_batch)
     _configure(converter, mode, samples, io_int8)
-    content = _run(converter, keras_model.name, mode)
+    if float_layers and mode == "int8":
+        content = _run(converter, keras_model.name, mode,
+                       lambda: _selective_int8(converter, keras_model, float_layers, samples, io_int8))
+    elif float_layers and mode in ("dynamic", "int16x8"):
+        raise TargetError(f"keep_float ({', '.join(float_layers)}) applies to int8 conversion; this one uses "
+                          f"{mode!r}. Pass representative_data (and quantization='int8' where needed).",
+                          field="keep_float")
+    else:  # float modes keep every layer float anyway
+        content = _run(converter, keras_model.name, mode)
     return TFLiteModel(content, target=target.name, quantization=mode, layer_origins=_user_layers(keras_model))
 
 
@@ -194,13 +209,51 @@ def _configure(converter, mode: str, samples: np.ndarray | None, int8_io: bool) 
         converter.inference_output_type = tf.int8
 
 
-def _run(converter, model_name: str, mode: str) -> bytes:
-    """converter.convert() with its harmless log lines kept out of the notebook; failures as ConversionError."""
+def _selective_int8(converter, model, float_layers: list[str], samples, int8_io: bool) -> bytes:
+    """Full int8 except the ops of ``float_layers``, through TFLite's QuantizationDebugger denylist.
+
+    The debugger calibrates once and quantizes with ``denylisted_nodes``: the output tensor names of the ops that
+    compute those layers (a folded BatchNormalization names its convolution's op), read from the calibrated file.
+    """
+    if samples is None:
+        raise DataError("keep_float calibrates the other layers from representative_data, and none was given. Pass "
+                        "100-500 training inputs, e.g. representative_data=x_train[:200].",
+                        field="representative_data")
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=lambda: iter([[samples[:1]]]),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(fully_quantize=True))
+    calibrated = TFLiteModel(debugger.calibrated_model, layer_origins=_user_layers(model))
+    nodes = {}
+    for op in calibrated.ops:
+        for layer in set(op.layers) & set(float_layers):
+            nodes.setdefault(layer, []).extend(calibrated.tensors[i].name for i in op.outputs)
+    missing = [layer for layer in float_layers if layer not in nodes]
+    if missing:
+        known = list(dict.fromkeys(n for op in calibrated.ops for n in op.layers))
+        raise PlanError(f"keep_float names {', '.join(repr(n) for n in missing)}, which leaves no op in the file of "
+                        f"model {model.name!r} (layers with ops: {', '.join(known)}).", layer=missing[0],
+                        field="keep_float")
+    debugger.options = tf.lite.experimental.QuantizationDebugOptions(
+        fully_quantize=True, denylisted_nodes=sorted({name for names in nodes.values() for name in names}))
+    content = debugger.get_nondebug_quantized_model()
+    if int8_io:  # the debugger quantizes with float I/O; the target wants int8 tensors in and out
+        from tensorflow.lite.python.util import modify_model_io_type
+
+        content = modify_model_io_type(content, tf.int8, tf.int8)
+    return content
+
+
+def _run(converter, model_name: str, mode: str, convert=None) -> bytes:
+    """converter.convert() (or ``convert()``) with harmless log lines kept out of the notebook; errors as ConversionError."""
     error = None
-    # Harmless: "Statistics for quantized inputs were expected" (int8 I/O) and the C++ converter's log lines.
-    with captured_stderr("Statistics for quantized inputs were expected") as log:
+    # Harmless: "Statistics for quantized inputs were expected" (int8 I/O), the C++ converter's log lines, and the
+    # QuantizationDebugger's use of the deprecated tf.lite.Interpreter for its instrumented model.
+    with captured_stderr("Statistics for quantized inputs were expected",
+                         r"\s*Warning: tf.lite.Interpreter is deprecated") as log:
         try:
-            content = converter.convert()
+            content = (convert or converter.convert)()
+        except (DataError, PlanError):  # keep_float's own checks say what to do already
+            raise
         except Exception as exc:  # noqa: BLE001 -- the converter raises ConverterError, ValueError, RuntimeError, ...
             error = exc
     if error is None:

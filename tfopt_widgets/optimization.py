@@ -97,14 +97,21 @@ def kernels(model, origins: dict[str, str] | None = None) -> dict[str, np.ndarra
 
 def optimize(model, plan: Plan, train_data, epochs: int = 2, validation_data=None, callbacks=None,
              learning_rate: float | None = None, progress: Progress | None = None, batch_size: int = 32,
-             loss=None, metrics=None, steps_per_epoch: int | None = None) -> OptimizedModel:
+             loss=None, metrics=None, steps_per_epoch: int | None = None, strategy=None) -> OptimizedModel:
     """Apply ``plan`` to a copy of ``model`` with tfmot, fine-tune, strip, and return the result.
 
     ``train_data`` is ``(x, y)`` numpy arrays or a batched ``tf.data.Dataset`` of ``(x, y)``; each stage
     (prune, cluster, quantize: those the plan uses) fine-tunes for ``epochs``. The model's compiled loss, metrics
     and optimizer are reused (``loss=``/``metrics=``/``learning_rate=`` override them). ``progress(stage, step,
     total)`` is called after every training step; raising ``tw.Cancelled`` from it stops cleanly.
+    ``strategy``: a ``tf.distribute.Strategy`` (e.g. ``MirroredStrategy``) to fine-tune with; the copy of the
+    model, tfmot's wrappers, the optimizer and training are all created under its scope.
     """
+    if strategy is not None:
+        # Every variable must be made under the scope: the copy, the wrapped clones and the optimizers' slots.
+        with strategy.scope():
+            return optimize(model, plan, train_data, epochs, validation_data, callbacks, learning_rate, progress,
+                            batch_size, loss, metrics, steps_per_epoch)
     prepared, notices = prepare(model, purpose="optimize")
     if not isinstance(plan, Plan):
         raise PlanError(f"Expected a tw.Plan, got {type(plan).__name__}.", field="plan")

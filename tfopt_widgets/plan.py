@@ -70,6 +70,8 @@ class LayerPlan:
     quantize: bool = False
     prune: PruneSpec | None = None
     cluster: ClusterSpec | None = None
+    # Stays float in a post-training int8 conversion (tw.convert denylists its ops); not a tfmot technique.
+    keep_float: bool = False
 
     @property
     def techniques(self) -> tuple[str, ...]:
@@ -91,7 +93,7 @@ class LayerPlan:
         }.get(self.techniques, "none")
 
     def is_empty(self) -> bool:
-        return not self.techniques
+        return not self.techniques and not self.keep_float
 
 
 def _check_layer_names(layers: tuple, technique: str) -> None:
@@ -181,9 +183,26 @@ class Plan:
         _check_layer_names(layers, "cluster")
         return self._update(layers, cluster=_cluster_spec(clusters, init, preserve_sparsity))
 
+    def keep_float(self, *layers: str, enabled: bool = True) -> Plan:
+        """Keep these layers float when ``tw.convert`` quantizes the rest to int8 after training (selective PTQ).
+
+        For layers whose int8 error costs accuracy (see ``tw.sensitivity``); on an int8-only target (Edge TPU,
+        Hexagon) such a layer and what follows it run on the CPU, which ``tfl.compatibility`` shows.
+        """
+        _check_layer_names(layers, "keep_float")
+        return self._update(layers, keep_float=bool(enabled))
+
+    @property
+    def float_layers(self) -> list[str]:
+        """Names of the layers marked :meth:`keep_float`, in plan order."""
+        return [e.layer for e in self if e.keep_float]
+
     def remove(self, layer: str, technique: str | None = None) -> Plan:
-        """Drop ``technique`` (or everything) planned for ``layer``; removing what is not planned is a no-op."""
-        if technique is not None and technique not in TECHNIQUES:
+        """Drop ``technique`` (or everything) planned for ``layer``; removing what is not planned is a no-op.
+
+        ``technique="keep_float"`` drops the keep-float mark.
+        """
+        if technique is not None and technique not in (*TECHNIQUES, "keep_float"):
             raise PlanError(f"Unknown technique {technique!r}; use one of {', '.join(TECHNIQUES)}.",
                             layer=layer, field="technique")
         with self._lock:
@@ -193,7 +212,7 @@ class Plan:
             if technique is None:
                 del self._entries[layer]
             else:
-                self._set(replace(entry, **{technique: False if technique == "quantize" else None}))
+                self._set(replace(entry, **{technique: False if technique in ("quantize", "keep_float") else None}))
         self._notify()
         return self
 
@@ -258,6 +277,8 @@ class Plan:
             parts.append(f"cluster {entry.cluster.clusters} ({entry.cluster.init})")
         if entry.quantize:
             parts.append("quantize int8")
+        if entry.keep_float:
+            parts.append("keep float")
         return parts
 
     # -- observers -------------------------------------------------------------------------------------------
@@ -289,6 +310,10 @@ class Plan:
                 raise PlanError(f"The plan names layer {entry.layer!r}, which model {info.name!r} does not have."
                                 f"{hint} See tw.inspect(model).layers for the names.",
                                 layer=entry.layer, field="layer")
+            if entry.keep_float and entry.quantize:
+                raise PlanError(f"Layer {entry.layer!r} is marked both quantize (int8 quantization-aware training) "
+                                "and keep_float; pick one (plan.remove(layer, 'keep_float') or "
+                                "plan.remove(layer, 'quantize')).", layer=entry.layer, field="keep_float")
             for technique in entry.techniques:
                 support = layer.supports(technique)
                 if not support.ok:
@@ -314,6 +339,8 @@ class Plan:
                 item["prune"] = {**asdict(entry.prune), "block_size": list(entry.prune.block_size)}
             if entry.cluster:
                 item["cluster"] = asdict(entry.cluster)
+            if entry.keep_float:  # an optional key: version-1 readers that predate it never see it on other plans
+                item["keep_float"] = True
             layers[entry.layer] = item
         return {"format": FORMAT, "version": FORMAT_VERSION, "layers": layers}
 
@@ -339,20 +366,22 @@ class Plan:
         for name, item in layers.items():
             if not isinstance(item, dict):
                 raise PlanError(f"The entry for layer {name!r} must be an object.", layer=name, field="layers")
-            unknown = set(item) - set(TECHNIQUES)
+            unknown = set(item) - {*TECHNIQUES, "keep_float"}
             if unknown:
                 raise PlanError(f"Unknown technique {sorted(unknown)[0]!r} for layer {name!r}; use "
                                 f"{', '.join(TECHNIQUES)}.", layer=name, field=sorted(unknown)[0])
             entries.append(LayerPlan(name, quantize=cls._read_quantize(name, item.get("quantize", False)),
                                      prune=cls._read_spec(name, "prune", item.get("prune")),
-                                     cluster=cls._read_spec(name, "cluster", item.get("cluster"))))
+                                     cluster=cls._read_spec(name, "cluster", item.get("cluster")),
+                                     keep_float=cls._read_quantize(name, item.get("keep_float", False),
+                                                                   "keep_float")))
         return cls(e for e in entries if not e.is_empty())
 
     @staticmethod
-    def _read_quantize(name, value) -> bool:
+    def _read_quantize(name, value, key: str = "quantize") -> bool:
         if not isinstance(value, bool):
-            raise PlanError(f"\"quantize\" for layer {name!r} must be true or false; got {value!r}.",
-                            layer=name, field="quantize")
+            raise PlanError(f"\"{key}\" for layer {name!r} must be true or false; got {value!r}.",
+                            layer=name, field=key)
         return value
 
     @staticmethod

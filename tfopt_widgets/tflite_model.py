@@ -247,6 +247,17 @@ class TFLiteModel:
                 kernels[op.layer] = values
         return kernels
 
+    def float_layers(self) -> list[str]:
+        """The user's Keras layers whose ops compute in float in this file (read from the tensors' dtypes).
+
+        In an int8 file these are the layers kept float (``tw.convert(..., keep_float=...)``) or left float by the
+        converter; QUANTIZE/DEQUANTIZE glue does not count. Empty for a bare file (no layer names).
+        """
+        floats = ("float32", "float16")
+        found = [op.layer for op in self.ops if op.layer is not None and op.op not in _CASTS
+                 and any(self.tensors[i].dtype in floats for i in op.outputs if i >= 0)]
+        return list(dict.fromkeys(found))
+
     def _keras_layout(self, op: Op, values: np.ndarray) -> np.ndarray:
         order = _KERNELS[op.op][1]
         if order is not None and values.ndim == len(order):

@@ -1,0 +1,675 @@
+"""tw.sensitivity: how much each layer's metric drops when only that layer is compressed, and tw.suggest_plan.
+
+Nothing is fine-tuned: each measurement is one file run on the data, so it shows which layers tolerate compression
+before any training is spent. Every measurement starts from the model's float TFLite file:
+
+* quantize: TFLite's ``QuantizationDebugger`` calibrates once; per layer it gives the int8 error of that layer's
+  output (``quant_error``, the RMS of the difference to float), the metric with ONLY that layer int8 (the drop), and
+  the metric of the full-int8 file with that layer kept float (``keep_float_value``);
+* prune: the layer's kernel magnitude-pruned to each sparsity (numpy, on a copy of the weights);
+* cluster: the layer's kernel clustered to each count (1-D k-means on a copy of the weights).
+
+Each layer's gzip size as int8 (and after each technique) estimates the gain. The user's model is only read.
+The variants are independent jobs for a ``concurrent.futures.Executor``: local threads by default, or e.g. a Dask
+``Client.get_executor()``.
+
+>>> report = tw.sensitivity(model, (x_test, y_test))
+>>> report.to_dataframe()            # layer x (technique, level): metric drop
+>>> plan = tw.suggest_plan(report, budget=0.01, target="cpu")
+>>> check = report.verify(model, plan, (x_train, y_train), target="cpu")
+>>> check.estimated_drop, check.measured_drop
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import time
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ._sensitivity_jobs import score_variants
+from .errors import DataError, Error
+from .plan import Plan
+
+__all__ = ["DEFAULT_LEVELS", "PlanCheck", "SensitivityReport", "SensitivityRow", "sensitivity", "suggest_plan"]
+
+TECHNIQUES = ("quantize", "prune", "cluster")
+DEFAULT_LEVELS = {"quantize": ("int8",), "prune": (0.5, 0.75, 0.9), "cluster": (8, 16, 32)}
+# Evaluation samples by default: enough to resolve a drop of 0.5 % on accuracy, few enough for hundreds of variants.
+EVALUATION_SAMPLES = 500
+# Samples the QuantizationDebugger runs its instrumented model on for the per-layer error statistics.
+DEBUG_SAMPLES = 32
+_WEIGHT_DTYPES = ("int8", "float16", "float32")
+
+
+@dataclass(frozen=True)
+class SensitivityRow:
+    """One measurement: ``layer`` compressed alone with ``technique`` at ``level``.
+
+    ``value`` is the metric of that file, ``drop`` the baseline's value minus it (positive: worse). ``size`` holds
+    the estimated gzip bytes of the layer's kernel afterwards per weight encoding ("int8", "float16", "float32").
+    Quantize rows add ``keep_float_value`` (the full-int8 file with this layer float) and ``quant_error`` (RMS
+    int8 error of the layer's output, from the QuantizationDebugger).
+    """
+
+    layer: str
+    technique: str
+    level: object
+    value: float
+    drop: float
+    size: dict = field(default_factory=dict)
+    keep_float_value: float | None = None
+    quant_error: float | None = None
+
+
+@dataclass(frozen=True)
+class LayerSize:
+    """A layer's kernel: parameters, estimated gzip bytes per encoding, and its share of the int8 file's gzip size."""
+
+    layer: str
+    class_name: str
+    params: int
+    size: dict
+    share: float
+
+
+class SensitivityReport:
+    """What :func:`sensitivity` measured. ``to_dataframe()`` is the layer x (technique, level) matrix of drops.
+
+    ``baseline`` is the metric of the float file, ``int8_value`` of the full-int8 file, ``int8_gzip_size`` the
+    gzip size of that file. ``layers`` holds each layer's size and share; ``rows`` every measurement.
+    """
+
+    def __init__(self, model_name: str, metric: str, baseline: float, int8_value: float | None, rows: list,
+                 layers: list, int8_gzip_size: int | None, float_gzip_size: int, samples: int, levels: dict,
+                 wall_s: float, workers: int | None):
+        self.model_name, self.metric, self.baseline, self.int8_value = model_name, metric, baseline, int8_value
+        self.rows, self.layers = list(rows), list(layers)
+        self.int8_gzip_size, self.float_gzip_size = int8_gzip_size, float_gzip_size
+        self.samples, self.levels, self.wall_s, self.workers = samples, levels, wall_s, workers
+        self._layer = {entry.layer: entry for entry in self.layers}
+
+    def row(self, layer: str, technique: str, level=None) -> SensitivityRow | None:
+        """The measurement of ``layer`` under ``technique`` at ``level`` (the only level for quantize)."""
+        for row in self.rows:
+            if row.layer == layer and row.technique == technique and (level is None or row.level == level):
+                return row
+        return None
+
+    def drop(self, layer: str, technique: str, level=None) -> float | None:
+        row = self.row(layer, technique, level)
+        return None if row is None else row.drop
+
+    def to_dataframe(self, values: str = "drop"):
+        """Layers x (technique, level) of ``values`` ("drop", "value", or a size encoding "int8"/"float32")."""
+        import pandas as pd
+
+        records = {}
+        for row in self.rows:
+            cell = getattr(row, values) if values in ("drop", "value") else row.size.get(values)
+            records.setdefault(row.layer, {})[(row.technique, row.level)] = cell
+        order = [entry.layer for entry in self.layers] + [n for n in records if n not in self._layer]
+        frame = pd.DataFrame.from_dict({n: records[n] for n in order if n in records}, orient="index")
+        columns = [(t, lv) for t in TECHNIQUES for lv in self.levels.get(t, ()) if (t, lv) in frame.columns]
+        frame = frame[columns]
+        frame.columns = pd.MultiIndex.from_tuples(columns, names=["technique", "level"])
+        frame.index.name = "layer"
+        return frame
+
+    def layers_dataframe(self):
+        """One row per layer: type, params, int8 gzip bytes, share of the int8 file, quant error, keep-float gain."""
+        import pandas as pd
+
+        rows = []
+        for entry in self.layers:
+            quant = self.row(entry.layer, "quantize")
+            rows.append({"layer": entry.layer, "type": entry.class_name, "params": entry.params,
+                         "int8_gzip_bytes": entry.size.get("int8"), "share": entry.share,
+                         "quant_error": quant.quant_error if quant else None,
+                         "keep_float_gain": (quant.keep_float_value - self.int8_value)
+                         if quant and quant.keep_float_value is not None and self.int8_value is not None else None})
+        return pd.DataFrame(rows).set_index("layer")
+
+    def plot(self, ax=None):
+        """A heat map of the drops (matplotlib); returns the figure."""
+        import matplotlib.pyplot as plt
+
+        frame = self.to_dataframe()
+        if ax is None:
+            _, ax = plt.subplots(figsize=(1.0 + 0.7 * frame.shape[1], 1.0 + 0.28 * frame.shape[0]))
+        data = frame.to_numpy(dtype=float)
+        limit = max(1e-6, float(np.nanmax(np.abs(data))) if np.isfinite(data).any() else 1.0)
+        image = ax.imshow(data, cmap="RdYlGn_r", vmin=-limit, vmax=limit, aspect="auto")
+        ax.set_xticks(range(frame.shape[1]), [f"{t}\n{lv}" for t, lv in frame.columns], fontsize=8)
+        ax.set_yticks(range(frame.shape[0]), frame.index, fontsize=8)
+        ax.set_title(f"{self.model_name}: {self.metric} drop per layer (baseline {self.baseline:.4f})", fontsize=9)
+        ax.figure.colorbar(image, ax=ax, label=f"{self.metric} drop")
+        ax.figure.tight_layout()
+        return ax.figure
+
+    def estimate(self, plan: Plan, target="cpu") -> dict:
+        """The additive estimate for ``plan`` on ``target``: ``drop`` and ``size`` (gzip bytes of the kernels)."""
+        return _estimate(self, plan, _target_profile(target))
+
+    def verify(self, model, plan: Plan, train_data, data=None, *, target="cpu", representative_data=None,
+               epochs: int = 1, metric=None, budget: float | None = None, **optimize_args) -> PlanCheck:
+        """Carry ``plan`` out (tw.optimize, then tw.convert for ``target``, then tw.evaluate) and compare.
+
+        ``data`` is what the drop is measured on (default: the training data's first 500 samples); the baseline
+        is the float file on the same data. The result holds the estimate, the measurement, and by how much a
+        ``budget`` was missed (0 when met).
+        """
+        from .conversion import convert
+        from .evaluation import evaluate
+        from .optimization import optimize
+
+        start = time.perf_counter()
+        x_train = train_data[0] if isinstance(train_data, (tuple, list)) else None
+        if data is None:
+            if x_train is None:
+                raise DataError("verify needs data=(x, y) to measure on when train_data is a dataset.", field="data")
+            data = (train_data[0][:EVALUATION_SAMPLES], train_data[1][:EVALUATION_SAMPLES])
+        calibration = representative_data if representative_data is not None else x_train
+        optimized = optimize(model, plan, train_data, epochs=epochs, **optimize_args) \
+            if any(entry.techniques for entry in plan) else None
+        baseline = evaluate(convert(model, "float32"), data, metric=metric, runs=1, warmup=0)
+        final = convert(optimized if optimized is not None else model, target, representative_data=calibration,
+                        plan=plan)
+        measured = evaluate(final, data, metric=metric, runs=1, warmup=0)
+        estimate = self.estimate(plan, target)
+        drop = baseline.value - measured.value
+        missed = None if budget is None else max(0.0, drop - budget)
+        return PlanCheck(estimated_drop=estimate["drop"], measured_drop=drop, budget=budget, missed_by=missed,
+                         baseline=baseline.value, value=measured.value, estimated_size=estimate["size"],
+                         gzip_size=measured.gzip_size, float_gzip_size=baseline.gzip_size,
+                         float_layers=final.float_layers(), wall_s=time.perf_counter() - start)
+
+    def to_dict(self) -> dict:
+        return {"model": self.model_name, "metric": self.metric, "baseline": self.baseline,
+                "int8_value": self.int8_value, "int8_gzip_size": self.int8_gzip_size,
+                "float_gzip_size": self.float_gzip_size, "samples": self.samples, "wall_s": self.wall_s,
+                "workers": self.workers, "levels": {k: list(v) for k, v in self.levels.items()},
+                "layers": [asdict(entry) for entry in self.layers], "rows": [asdict(row) for row in self.rows]}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, default=float)
+
+    def __repr__(self) -> str:
+        return (f"<SensitivityReport {self.model_name!r}: {len(self.rows)} measurements over {len(self.layers)} "
+                f"layers; float {self.metric} {self.baseline:.4f}"
+                + (f", int8 {self.int8_value:.4f}" if self.int8_value is not None else "") + ">")
+
+    def _repr_html_(self) -> str:
+        return self.to_dataframe().style.format("{:+.4f}", na_rep="").background_gradient(
+            cmap="RdYlGn_r", axis=None).to_html()
+
+
+@dataclass(frozen=True)
+class PlanCheck:
+    """Estimate vs measurement of a plan (:meth:`SensitivityReport.verify`)."""
+
+    estimated_drop: float
+    measured_drop: float
+    budget: float | None
+    missed_by: float | None  # how far the measured drop is over the budget (0.0: within it)
+    baseline: float
+    value: float
+    estimated_size: int
+    gzip_size: int
+    float_gzip_size: int
+    float_layers: list
+    wall_s: float
+
+    @property
+    def within_budget(self) -> bool | None:
+        return None if self.missed_by is None else self.missed_by == 0.0
+
+    def __str__(self) -> str:
+        verdict = "" if self.budget is None else (
+            f"; within the budget of {self.budget:.4f}" if self.within_budget
+            else f"; missed the budget of {self.budget:.4f} by {self.missed_by:.4f}")
+        return (f"drop estimated {self.estimated_drop:+.4f}, measured {self.measured_drop:+.4f} "
+                f"({self.baseline:.4f} -> {self.value:.4f}){verdict}; gzip {self.float_gzip_size:,} -> "
+                f"{self.gzip_size:,} B")
+
+
+# -- measuring -----------------------------------------------------------------------------------------------------
+
+def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Executor | str | None = None,
+                metric=None, *, representative_data=None, samples: int = EVALUATION_SAMPLES,
+                workers: int | None = None) -> SensitivityReport:
+    """Per layer and technique, the metric drop when only that layer is compressed (no fine-tuning).
+
+    ``data``: ``(x, y)`` arrays to measure on (at most ``samples`` of them, evenly spread). ``levels``: per
+    technique, e.g. ``{"prune": (0.5, 0.9), "cluster": (16,)}`` (defaults: :data:`DEFAULT_LEVELS`).
+    ``metric(y_true, y_pred) -> float`` (higher is better) replaces accuracy; with a process executor it must be
+    picklable (a module-level function). ``representative_data`` calibrates int8 (default: the measured inputs).
+    ``executor``: a ``concurrent.futures.Executor`` the jobs are submitted to (e.g. Dask's
+    ``Client.get_executor()``), "threads" (the default, ``workers`` threads, one per core) or "processes".
+    """
+    from . import conversion
+    from ._keras import keras
+    from .inspection import inspect
+
+    start = time.perf_counter()
+    unknown = set(techniques) - set(TECHNIQUES)
+    if unknown or not techniques:
+        raise Error(f"Unknown technique {min(unknown) if unknown else None!r}; use some of "
+                    f"{', '.join(TECHNIQUES)}.", field="techniques")
+    levels = {t: tuple((levels or {}).get(t, DEFAULT_LEVELS[t])) for t in techniques}
+    _check_levels(levels)
+    keras_model = conversion._keras_model(model)
+    x, y = _evaluation_data(keras_model, data, samples)
+    calibration = x if representative_data is None else representative_data
+    info = inspect(keras_model)
+    origins = conversion._user_layers(keras_model)
+
+    float_file = conversion.convert(keras_model, "float32")
+    base = float_file.content
+    variants = [("float", [], None)]
+    rows_pending = []  # (name, layer, technique, level, size, extra)
+    kernels = _kernels(keras_model, float_file, info)
+    sizes = {name: _sizes(kernel.tflite) for name, kernel in kernels.items()}
+
+    for technique in ("prune", "cluster"):
+        for name, kernel in kernels.items():
+            if technique not in levels or not info[name].supports(technique).ok:
+                continue
+            for level in levels[technique]:
+                values = _compress(kernel, technique, level)
+                key = f"{technique}|{name}|{level}"
+                variants.append((key, [(kernel.offset, values.astype("<f4").tobytes())], None))
+                rows_pending.append((key, name, technique, level, _sizes(values), {}))
+
+    int8_file, debug = None, {}
+    if "quantize" in levels:
+        quantizer = _Quantizer(keras_model, conversion, calibration, origins)
+        int8_file = quantizer.quantize(exclude=())
+        variants.append(("int8", [], int8_file))
+        debug = quantizer.layer_errors()
+        for name in quantizer.layers:
+            if not info[name].supports("quantize").ok:
+                continue
+            only = quantizer.quantize(exclude=[n for n in quantizer.layers if n != name], unnamed=True)
+            kept = quantizer.quantize(exclude=[name])
+            variants.append((f"quantize|{name}|only", [], only))
+            variants.append((f"quantize|{name}|keep_float", [], kept))
+            rows_pending.append((f"quantize|{name}|only", name, "quantize", "int8", sizes.get(name, {}),
+                                 {"keep_float": f"quantize|{name}|keep_float", "quant_error": debug.get(name)}))
+
+    scores = _run_jobs(base, variants, x, y, metric, executor, workers)
+    baseline = scores["float"]
+    int8_value = scores.get("int8")
+    rows = []
+    for key, name, technique, level, size, extra in rows_pending:
+        kept = scores.get(extra.get("keep_float")) if extra.get("keep_float") else None
+        rows.append(SensitivityRow(name, technique, level, scores[key], baseline - scores[key], size,
+                                   keep_float_value=kept, quant_error=extra.get("quant_error")))
+    int8_gzip = len(gzip.compress(int8_file, 9, mtime=0)) if int8_file is not None else None
+    total = int8_gzip or float_file.gzip_size
+    layers = [LayerSize(name, info[name].class_name, int(kernels[name].keras.size), sizes[name],
+                        sizes[name]["int8"] / total) for name in kernels]
+    metric_name = "accuracy" if metric is None else getattr(metric, "__name__", type(metric).__name__)
+    if not isinstance(model, keras.Model):
+        pass  # a Keras 3 or optimized model was read through its tf_keras form; nothing to restore
+    return SensitivityReport(keras_model.name, metric_name, baseline, int8_value, rows, layers, int8_gzip,
+                             float_file.gzip_size, len(x), levels, time.perf_counter() - start,
+                             _worker_count(executor, workers))
+
+
+def _check_levels(levels: dict) -> None:
+    for level in levels.get("prune", ()):
+        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+            raise Error(f"Pruning levels are sparsities strictly between 0 and 1; got {level!r}.", field="levels")
+    for level in levels.get("cluster", ()):
+        if isinstance(level, bool) or not isinstance(level, int) or level < 2:
+            raise Error(f"Clustering levels are cluster counts of at least 2; got {level!r}.", field="levels")
+    if tuple(levels.get("quantize", ("int8",))) != ("int8",):
+        raise Error("The quantize technique has one level, 'int8' (post-training, per layer).", field="levels")
+
+
+def _evaluation_data(model, data, samples: int):
+    from . import _data
+
+    x, y = _data.check_labelled(data, model, "data")
+    if len(x) > samples:
+        pick = np.linspace(0, len(x) - 1, samples).round().astype(int)
+        x, y = x[pick], y[pick]
+    return np.asarray(x, dtype=model.inputs[0].dtype.as_numpy_dtype), np.asarray(y)
+
+
+@dataclass
+class _Kernel:
+    keras: np.ndarray  # the layer's kernel as Keras holds it
+    tflite: np.ndarray  # the same weights as the float file stores them (layout, folded BatchNormalization)
+    offset: int  # where the file's bytes of that tensor start
+    layout: tuple | None  # axes that turn the Keras kernel into the file's layout (None: operate on the file's)
+    scale: np.ndarray | None  # per-output-channel factor folded in (BatchNormalization), in the file's layout
+
+
+def _kernels(keras_model, tfl, info) -> dict[str, _Kernel]:
+    """The main kernel of every layer that supports pruning or clustering, found in the float file."""
+    from .tflite_model import _KERNELS
+
+    by_layer = {}
+    for op in tfl.ops:
+        if op.layer is not None and op.op in _KERNELS and len(op.inputs) > _KERNELS[op.op][0]:
+            by_layer.setdefault(op.layer, []).append((op, op.inputs[_KERNELS[op.op][0]]))
+    offsets = _buffer_offsets(tfl.content)
+    result = {}
+    for layer in keras_model.layers:
+        entry = info.get(layer.name)
+        if entry is None or not (entry.supports("prune").ok or entry.supports("cluster").ok):
+            continue
+        # tfmot prunes and clusters a SeparableConv2D's pointwise kernel; Conv and Dense layers have one kernel.
+        variable = getattr(layer, "pointwise_kernel", None) or getattr(layer, "kernel", None)
+        if variable is None:
+            continue
+        keras_kernel = np.array(variable.numpy(), dtype=np.float32)
+        for op, index in by_layer.get(layer.name, []):
+            values = tfl.tensor_data(index)
+            if values is None or values.dtype != np.float32 or values.size != keras_kernel.size \
+                    or index not in offsets:
+                continue
+            order = _KERNELS[op.op][1]
+            layout = tuple(int(a) for a in np.argsort(order)) if order and keras_kernel.ndim == len(order) else None
+            scale = None
+            if layout is not None and keras_kernel.transpose(layout).shape == values.shape:
+                source = keras_kernel.transpose(layout)
+                axes = tuple(range(1, values.ndim))  # the output channel is axis 0 in CONV_2D and FULLY_CONNECTED
+                denominator = np.sum(source * source, axis=axes, keepdims=True)
+                scale = np.where(denominator > 0, np.sum(source * values, axis=axes, keepdims=True)
+                                 / np.maximum(denominator, 1e-30), 1.0).astype(np.float32)
+            else:
+                layout = None
+            result[layer.name] = _Kernel(keras_kernel, values, offsets[index], layout, scale)
+            break
+    return result
+
+
+def _buffer_offsets(content: bytes) -> dict[int, int]:
+    """{tensor index: byte offset of its data in the file} for constant tensors of the main graph."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(content, 0)
+    graph = model.Subgraphs(0)
+    offsets = {}
+    for index in range(graph.TensorsLength()):
+        buffer = model.Buffers(graph.Tensors(index).Buffer())
+        if buffer is None or buffer.DataLength() == 0:
+            continue
+        # The flatbuffer vector of field 4 (data) starts here; files over 2 GB keep data elsewhere (not patched).
+        offsets[index] = buffer._tab.Vector(buffer._tab.Offset(4))
+    return offsets
+
+
+def _compress(kernel: _Kernel, technique: str, level) -> np.ndarray:
+    """The file's kernel after pruning or clustering the Keras kernel (BatchNormalization folded in again)."""
+    source = kernel.keras if kernel.layout is not None else kernel.tflite
+    values = _prune(source, level) if technique == "prune" else _cluster(source, level)
+    if kernel.layout is not None:
+        values = values.transpose(kernel.layout) * kernel.scale
+    return np.ascontiguousarray(values, dtype=np.float32)
+
+
+def _prune(values: np.ndarray, sparsity: float) -> np.ndarray:
+    """Magnitude pruning: the ``sparsity`` fraction of smallest-magnitude weights set to zero (as tfmot does)."""
+    flat = values.reshape(-1).copy()
+    count = round(sparsity * flat.size)
+    if count:
+        flat[np.argpartition(np.abs(flat), count - 1)[:count]] = 0.0
+    return flat.reshape(values.shape)
+
+
+def _cluster(values: np.ndarray, clusters: int, iterations: int = 30) -> np.ndarray:
+    """1-D k-means (Lloyd) of the weights into ``clusters`` shared values, centroids started at quantiles."""
+    flat = values.reshape(-1).astype(np.float64)
+    order = np.sort(flat)
+    if np.unique(order).size <= clusters:
+        return values.copy()
+    centroids = np.quantile(order, (np.arange(clusters) + 0.5) / clusters)
+    for _ in range(iterations):
+        edges = (centroids[1:] + centroids[:-1]) / 2
+        labels = np.searchsorted(edges, order)
+        sums = np.bincount(labels, weights=order, minlength=clusters)
+        counts = np.bincount(labels, minlength=clusters)
+        updated = np.where(counts > 0, sums / np.maximum(counts, 1), centroids)
+        if np.allclose(updated, centroids):
+            break
+        centroids = np.sort(updated)
+    edges = (centroids[1:] + centroids[:-1]) / 2
+    return centroids[np.searchsorted(edges, flat)].astype(np.float32).reshape(values.shape)
+
+
+def _sizes(kernel: np.ndarray) -> dict:
+    """Estimated gzip bytes of a kernel (file layout) stored as int8 (per output channel), float16 and float32."""
+    flat = kernel.reshape(kernel.shape[0], -1) if kernel.ndim > 1 else kernel.reshape(1, -1)
+    peak = np.max(np.abs(flat), axis=1, keepdims=True)
+    int8 = np.round(flat / np.where(peak > 0, peak / 127.0, 1.0)).astype(np.int8)
+    return {dtype: len(gzip.compress(data.tobytes(), 9, mtime=0)) for dtype, data in
+            (("int8", int8), ("float16", kernel.astype(np.float16)), ("float32", kernel.astype(np.float32)))}
+
+
+class _Quantizer:
+    """Selective int8 post-training quantization of one model through TFLite's QuantizationDebugger.
+
+    The debugger calibrates once; each variant then quantizes the calibrated file with ``denylisted_nodes``
+    (the output tensor names of the ops to keep float), which takes a fraction of a full conversion.
+    """
+
+    def __init__(self, keras_model, conversion, calibration, origins):
+        from ._keras import tf
+        from ._quiet import captured_stderr
+        from .tflite_model import TFLiteModel
+
+        self._tf = tf
+        samples = conversion._calibration_samples(keras_model, calibration, conversion.CALIBRATION_SAMPLES)
+        converter = conversion._converter(keras_model, fixed_batch=False)
+        conversion._configure(converter, "int8", samples, False)
+        debug_samples = samples[np.linspace(0, len(samples) - 1, min(DEBUG_SAMPLES, len(samples))).astype(int)]
+        with captured_stderr("Statistics for quantized inputs", r"\s*Warning: tf.lite.Interpreter is deprecated"):
+            self.debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=converter, debug_dataset=lambda: ([debug_samples[i:i + 1]] for i in range(len(debug_samples))),
+                debug_options=tf.lite.experimental.QuantizationDebugOptions(fully_quantize=True))
+        calibrated = TFLiteModel(self.debugger.calibrated_model, layer_origins=origins)
+        self.nodes: dict[str, list[str]] = {}
+        self.unnamed: list[str] = []
+        for op in calibrated.ops:
+            names = [calibrated.tensors[i].name for i in op.outputs]
+            if op.layer is None:
+                self.unnamed.extend(names)
+            else:
+                self.nodes.setdefault(op.layer, []).extend(names)
+        self.layers = list(self.nodes)
+        self._owner = {name: layer for layer, names in self.nodes.items() for name in names}
+
+    def quantize(self, exclude, unnamed: bool = False) -> bytes:
+        """The int8 file with the layers in ``exclude`` (and with ``unnamed``, ops of no layer) kept float."""
+        from ._quiet import captured_stderr
+
+        denylist = [name for layer in exclude for name in self.nodes[layer]] + (self.unnamed if unnamed else [])
+        options = self._tf.lite.experimental.QuantizationDebugOptions(fully_quantize=True,
+                                                                        denylisted_nodes=denylist or None)
+        # Set the options without the public setter: it would also rebuild the instrumented debug model, doubling
+        # the cost of every variant; get_nondebug_quantized_model reads the options from here.
+        self.debugger._debug_options = options
+        with captured_stderr():
+            return self.debugger.get_nondebug_quantized_model()
+
+    def layer_errors(self) -> dict[str, float]:
+        """{layer: RMS difference between its int8 output and the float one}, from the debugger's statistics."""
+        from ._quiet import captured_stderr
+
+        with captured_stderr():
+            self.debugger.run()
+        errors = {}
+        prefix = "NumericVerify/"
+        for key, stats in (self.debugger.layer_statistics or {}).items():
+            name = key[len(prefix):].rsplit(":", 1)[0] if key.startswith(prefix) else key
+            layer = self._owner.get(name) or self._owner.get(name[:-1])  # the verified copy's name gains a digit
+            if layer is not None and layer not in errors:
+                errors[layer] = float(math.sqrt(max(0.0, float(stats["mean_squared_error"]))))
+        return errors
+
+
+def _worker_count(executor, workers) -> int | None:
+    if isinstance(executor, Executor):
+        return getattr(executor, "_max_workers", None)
+    return workers or min(2, os.cpu_count() or 1)
+
+
+def _run_jobs(base: bytes, variants: list, x, y, metric, executor, workers) -> dict[str, float]:
+    """Score every variant, in chunks submitted to the executor; {variant name: metric value}."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from ._quiet import captured_stderr
+
+    with captured_stderr():  # LiteRT prints its delegate banner once per process: here, not inside the jobs
+        Interpreter(model_content=base).allocate_tensors()
+    workers = workers or min(2, os.cpu_count() or 1)
+    own = None
+    if executor is None or executor == "threads":
+        own = executor = ThreadPoolExecutor(max_workers=workers)
+    elif executor == "processes":
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, never fork: a forked TensorFlow runtime deadlocks; the jobs' module imports no TensorFlow.
+        own = executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    elif not isinstance(executor, Executor) and not hasattr(executor, "submit"):
+        raise Error(f"executor must be a concurrent.futures.Executor, 'threads' or 'processes'; got {executor!r}.",
+                    field="executor")
+    # Variants in a few chunks per worker: fewer transfers of the data and the base file, still balanced.
+    chunks = max(1, min(len(variants), 4 * workers))
+    try:
+        futures = [executor.submit(score_variants, base, variants[i::chunks], x, y, metric)
+                   for i in range(chunks)]
+        scores = {}
+        for future in futures:
+            scores.update(dict(future.result()))
+    finally:
+        if own is not None:
+            own.shutdown(wait=True)
+    return scores
+
+
+# -- planning ------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Profile:
+    name: str
+    quantized: bool  # the target's calibrated conversion is full int8
+    float_allowed: bool  # a layer may stay float in it (no int8-only chip)
+    weights: str  # how kernels are stored: int8, float16, float32
+
+
+def _target_profile(target) -> _Profile:
+    from .targets import get_target
+
+    target = get_target(target)
+    mode = target.quantization_for(None, calibrated=True)
+    quantized = mode == "int8"
+    floats = any(m in target.allowed_quantizations for m in ("none", "float16", "dynamic"))
+    weights = {"int8": "int8", "int16x8": "int8", "dynamic": "int8", "float16": "float16"}.get(mode, "float32")
+    return _Profile(target.name, quantized, quantized and floats, weights)
+
+
+def _options(report: SensitivityReport, layer: str, profile: _Profile, quant_cost: float) -> list:
+    """[(cost, size, technique, level, keep_float)] for one layer: every level, int8 or (where allowed) float."""
+    sizes = report._layer[layer].size
+    choices = [(0.0, sizes, None, None)]
+    for row in report.rows:
+        if row.layer == layer and row.technique in ("prune", "cluster"):
+            choices.append((max(0.0, row.drop), row.size, row.technique, row.level))
+    options = []
+    for cost, size, technique, level in choices:
+        if profile.quantized:
+            options.append((cost + quant_cost, size["int8"], technique, level, False))
+            if profile.float_allowed:
+                options.append((cost, size["float32"], technique, level, True))
+        else:
+            options.append((cost, size[profile.weights], technique, level, False))
+    return options
+
+
+def _quant_costs(report: SensitivityReport, profile: _Profile) -> tuple[dict, float]:
+    """Each layer's share of the int8 drop (its keep-float gain), and the rest of the int8 drop (fixed)."""
+    if not profile.quantized or report.int8_value is None:
+        return {}, 0.0
+    total = max(0.0, report.baseline - report.int8_value)
+    costs = {}
+    for row in report.rows:
+        if row.technique == "quantize" and row.keep_float_value is not None and row.layer in report._layer:
+            costs[row.layer] = max(0.0, row.keep_float_value - report.int8_value)
+    if not profile.float_allowed:
+        return {}, total
+    return costs, max(0.0, total - sum(costs.values()))
+
+
+def suggest_plan(report: SensitivityReport, budget: float = 0.01, target="cpu", *, resolution: int = 400) -> Plan:
+    """The plan with the smallest estimated compressed size whose estimated metric drop stays within ``budget``.
+
+    Per layer it picks one of: nothing, pruning or clustering at a measured level, and, where ``target`` allows
+    float layers in an int8 file (cpu), keeping the layer float. Drops are assumed to add up (measured one layer
+    at a time, without fine-tuning, so usually pessimistic); the int8 conversion's own drop is counted on
+    targets that quantize. On int8-only targets (edgetpu, hexagon) no layer is kept float. Solved exactly as a
+    multiple-choice knapsack over ``resolution`` steps of the budget. Check it with :meth:`SensitivityReport.verify`.
+    """
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:
+        raise Error(f"budget is the largest acceptable metric drop, e.g. 0.01; got {budget!r}.", field="budget")
+    profile = _target_profile(target)
+    costs, fixed = _quant_costs(report, profile)
+    capacity = budget - fixed
+    plan = Plan()
+    if capacity < 0:
+        return plan  # even the bare int8 conversion is over budget: nothing else fits
+    step = max(capacity, 1e-12) / resolution
+    bins = resolution
+    best = np.zeros(bins + 1)  # best[b]: smallest total size with total cost <= b steps
+    choices = []
+    for entry in report.layers:
+        options = _options(report, entry.layer, profile, costs.get(entry.layer, 0.0))
+        table = np.full((len(options), bins + 1), np.inf)
+        for k, (cost, size, *_rest) in enumerate(options):
+            steps = math.ceil(cost / step - 1e-9) if cost > 0 else 0
+            if steps <= bins:
+                table[k, steps:] = best[:bins + 1 - steps] + size
+        pick = np.argmin(table, axis=0)
+        best = table[pick, np.arange(bins + 1)]
+        choices.append((entry.layer, options, pick))
+    remaining = int(np.argmin(best)) if not np.isfinite(best[bins]) else bins
+    for layer, options, pick in reversed(choices):
+        cost, size, technique, level, keep = options[pick[remaining]]
+        remaining -= math.ceil(cost / step - 1e-9) if cost > 0 else 0
+        if technique == "prune":
+            plan.prune(layer, sparsity=float(level), schedule="constant")
+        elif technique == "cluster":
+            plan.cluster(layer, clusters=int(level))
+        if keep:
+            plan.keep_float(layer)
+    return Plan(reversed(list(plan)))
+
+
+def _estimate(report: SensitivityReport, plan: Plan, profile: _Profile) -> dict:
+    costs, fixed = _quant_costs(report, profile)
+    drop, size = fixed, 0
+    for entry in report.layers:
+        planned = plan[entry.layer]
+        sizes = entry.size
+        if planned.prune or planned.cluster:
+            technique = "prune" if planned.prune else "cluster"
+            level = planned.prune.sparsity if planned.prune else planned.cluster.clusters
+            row = report.row(entry.layer, technique, level)
+            if row is not None:
+                drop += max(0.0, row.drop)
+                sizes = row.size
+        keep = planned.keep_float and profile.float_allowed
+        if profile.quantized and not keep:
+            drop += costs.get(entry.layer, 0.0)
+        size += sizes["float32" if keep else ("int8" if profile.quantized else profile.weights)]
+    return {"drop": float(drop), "size": int(size)}
