@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import pytest
 
-from tfopt_widgets.widgets._frontend import BUNDLE
-
 pytestmark = pytest.mark.browser
 
 MARKUP_NAME = "<img src=x onerror=alert(1)>"
@@ -54,23 +52,3 @@ def test_anywidget_click_reaches_python_and_back(open_notebook, page, page_log, 
     shot("counter", notebook.output(0))
     assert not page_log.dialogs and not page_log.external_requests
 
-
-@pytest.mark.skipif(not BUNDLE.is_file() or "tfopt-summary" not in BUNDLE.read_text(errors="replace"),
-                    reason="the placeholder view was replaced by the Studio's views")
-def test_placeholder_bundle_renders_summary_as_text(open_notebook, page, page_log, shot):
-    notebook = open_notebook([f"""
-import anywidget
-import traitlets
-from tfopt_widgets.widgets._frontend import bundle
-
-class Placeholder(anywidget.AnyWidget):
-    _esm = bundle()
-    summary = traitlets.Unicode({MARKUP_NAME!r}).tag(sync=True)
-
-Placeholder()
-"""])
-    summary = notebook.output(0).locator("pre.tfopt-summary")
-    summary.wait_for()
-    shot("placeholder", notebook.output(0))
-    assert summary.inner_text() == MARKUP_NAME
-    assert not page_log.dialogs and not page_log.external_requests
