@@ -178,3 +178,15 @@ def test_subclassed_model_is_refused_with_the_fix(digits):
     model.build((None, 8, 8, 1))
     with pytest.raises(tw.ModelError, match="subclassed.*Functional API"):
         tw.optimize(model, tw.Plan().prune("dense", sparsity=0.5), digits[1])
+
+
+def test_pcqat_keeps_its_zeros_beside_quantized_layers_that_have_none(digits, frozen):
+    # tfmot shares one weight quantizer among all Dense layers; the classifier (no zeros) used to switch the
+    # shared quantizer's preserve_sparsity off and PCQAT's dense lost every zero (0.75 -> 0.0 at 2 epochs).
+    _, train, _ = digits
+    plan = (tw.Plan().quantize(*ALL_WEIGHTED).prune("dense", sparsity=0.75).cluster("dense", clusters=16)
+            .prune("conv1", sparsity=0.5))
+    stats = tw.optimize(frozen, plan, train, epochs=2).layer_stats()
+    assert stats.loc["dense", "sparsity"] == pytest.approx(0.75, abs=0.005)
+    assert stats.loc["dense", "unique_values"] <= 16
+    assert stats.loc["conv1", "sparsity"] == pytest.approx(0.5, abs=0.01)

@@ -11,6 +11,7 @@ came before (PQAT, CQAT or PCQAT). The user's model is copied first and never to
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -274,10 +275,36 @@ def _quantize_scheme(plan: Plan):
     quantized = [entry for entry in plan if entry.quantize]
     if any(entry.cluster for entry in quantized):
         preserve_sparsity = any(entry.prune for entry in quantized if entry.cluster)
-        return combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=preserve_sparsity)
+        return _cluster_preserve_scheme_class()(preserve_sparsity=preserve_sparsity)
     if any(entry.prune for entry in quantized):
         return combine.Default8BitPrunePreserveQuantizeScheme()
     return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
+
+
+def _cluster_preserve_scheme_class():
+    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
+        cluster_preserve_quantize_registry as registries,
+    )
+
+    class Registry(registries.Default8bitClusterPreserveQuantizeRegistry):
+        """tfmot's registry, with one weight quantizer per layer instead of one per config type.
+
+        tfmot shares a quantizer between all Dense (or all Conv) layers, and building one layer that has no zeros
+        switches the shared quantizer's preserve_sparsity off for all of them: a PCQAT layer then loses its zeros
+        whenever another Dense layer happens to have none (measured on the digits demo: 0.75 -> 0.0).
+        """
+
+        def get_quantize_config(self, layer):
+            config = super().get_quantize_config(layer)
+            if isinstance(config.weight_quantizer, registries.ClusterPreserveDefaultWeightsQuantizer):
+                config.weight_quantizer = copy.copy(config.weight_quantizer)
+            return config
+
+    class Scheme(tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme):
+        def get_quantize_registry(self):
+            return Registry(self.preserve_sparsity)
+
+    return Scheme
 
 
 class _KeepZeros(keras.callbacks.Callback):
