@@ -253,7 +253,6 @@ def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Execu
     ``Client.get_executor()``), "threads" (the default, ``workers`` threads, one per core) or "processes".
     """
     from . import conversion
-    from ._keras import keras
     from .inspection import inspect
 
     start = time.perf_counter()
@@ -315,8 +314,6 @@ def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Execu
     layers = [LayerSize(name, info[name].class_name, int(kernels[name].keras.size), sizes[name],
                         sizes[name]["int8"] / total) for name in kernels]
     metric_name = "accuracy" if metric is None else getattr(metric, "__name__", type(metric).__name__)
-    if not isinstance(model, keras.Model):
-        pass  # a Keras 3 or optimized model was read through its tf_keras form; nothing to restore
     return SensitivityReport(keras_model.name, metric_name, baseline, int8_value, rows, layers, int8_gzip,
                              float_file.gzip_size, len(x), levels, time.perf_counter() - start,
                              _worker_count(executor, workers))
