@@ -223,7 +223,9 @@ export function renderLayerTable({ model, el }) {
     if (place) {
       const [accelerated, reasonIndex] = place;
       const reason = reasonIndex >= 0 ? (model.get("placement_reasons") || [])[reasonIndex] : "";
-      const words = accelerated === 1 ? "accelerator" : accelerated === 0 ? "CPU fallback" : "unknown";
+      // Name the chip itself ("Edge TPU", "CPU"): "accelerator" reads wrong when the target is the CPU.
+      const words = accelerated === 1 ? model.get("target_title") || "accelerator"
+        : accelerated === 0 ? "CPU fallback" : "no op";
       badge = element("span", {
         className: `tfopt-badge tfopt-badge-${accelerated === 1 ? "yes" : accelerated === 0 ? "no" : "unknown"}`,
         text: words, title: reason || words, "aria-label": `placement of ${name}: ${words}${reason ? `: ${reason}` : ""}`,

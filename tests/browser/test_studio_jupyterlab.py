@@ -113,7 +113,7 @@ def test_studio_prune_and_cluster_through_the_table_then_run(open_notebook, page
     for layer in ("conv2", "dense"):
         badge = page.get_by_label(re.compile(f"^placement of {layer}: "))
         badge.wait_for()
-        assert badge.inner_text() in ("accelerator", "CPU fallback"), layer
+        assert badge.inner_text() in ("CPU", "CPU fallback"), layer  # the target's own name when it runs there
     shot("after-run", studio_box)
     shot("weights-after-run", studio_box.locator(".tfopt-weight-view"))
     assert not page_log.dialogs and not page_log.external_requests
