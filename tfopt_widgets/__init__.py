@@ -41,6 +41,7 @@ _LAZY = {
     "suggest_plan": "sensitivity",
     "demo": None,
     "Studio": "widgets.studio",
+    "report": "reporting",
 }
 
 __all__ = ["Cancelled", "ConversionError", "DataError", "Error", "ModelError", "PlanError", "Plan",

@@ -60,10 +60,9 @@ def convert(model, target: str | Target = "cpu", representative_data=None, quant
     samples = None
     if representative_data is not None:
         samples = _calibration_samples(keras_model, representative_data, calibration_samples)
-    if quantization is None and _has_quantization_aware_layers(keras_model) and "int8" in target.allowed_quantizations:
-        # QAT layers carry fake-quant ranges and become int8 whatever float mode is asked for; say what the file is.
-        quantization = "int8"
-    mode = target.quantization_for(quantization, calibrated=samples is not None or quantization_aware)
+    # QAT layers carry fake-quant ranges and become int8 whatever float mode is asked for; say what the file is.
+    mode = target.quantization_for(quantization, calibrated=samples is not None or quantization_aware,
+                                   quantization_aware=_has_quantization_aware_layers(keras_model))
     if samples is None and (mode == "int16x8" or (mode == "int8" and not quantization_aware)):
         raise DataError(
             f"quantization={mode!r} (target {target.name!r}) calibrates activation ranges from representative_data, "

@@ -20,15 +20,19 @@ from . import _keras
 from ._data import TrainingData, training_data
 from ._keras import keras, np, tf, tfmot
 from .errors import Error, ModelError, PlanError
-from .plan import ClusterSpec, Plan, PruneSpec, pruning_steps
+from .plan import (
+    CENTROID_INITS,
+    Plan,
+    PruneSpec,
+    frozen_layers,
+    masked_layers,
+    preserves_sparsity,
+    pruning_steps,
+    quantize_scheme,
+    stages,
+)
 from .porting import prepare
 
-_CENTROID_INIT = {
-    "kmeans++": "KMEANS_PLUS_PLUS",
-    "linear": "LINEAR",
-    "density": "DENSITY_BASED",
-    "random": "RANDOM",
-}
 KERNEL_ATTRIBUTES = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
 
 Progress = Callable[[str, int, int], None]
@@ -134,13 +138,9 @@ def optimize(model, plan: Plan, train_data, epochs: int = 2, validation_data=Non
     # prepare() already built new layers for a Keras 3 or nested model; otherwise copy the user's model.
     work = prepared if prepared is not model else _keras.copy_model(model)
     user_names = [layer.name for layer in prepared.layers]
-    if plan.layers("prune"):
-        work = runner.prune(work, {e.layer: e.prune for e in plan if e.prune})
-    if plan.layers("cluster"):
-        pruned = set(plan.layers("prune"))
-        work = runner.cluster(work, {e.layer: e.cluster for e in plan if e.cluster}, pruned)
-    if plan.layers("quantize"):
-        work = runner.quantize(work, plan)
+    # The stage decisions (order, schemes, frozen layers) are plan.py's, shared with Plan.to_python's script.
+    for stage in stages(plan):
+        work = getattr(runner, stage)(work, plan)
     origins = _origins(work, user_names)
     _keras.record_origins(work, origins)
     return OptimizedModel(work, plan, runner.history, origins, notices)
@@ -163,8 +163,9 @@ class _Stages:
     def total_steps(self) -> int:
         return self.train.steps_per_epoch * self.epochs
 
-    def prune(self, model, specs: dict[str, PruneSpec]):
+    def prune(self, model, plan: Plan):
         sparsity = tfmot.sparsity.keras
+        specs = {e.layer: e.prune for e in plan if e.prune}
 
         def annotate(layer):
             spec = specs.get(layer.name)
@@ -185,20 +186,21 @@ class _Stages:
         return schedules.PolynomialDecay(initial_sparsity=0.0, final_sparsity=spec.sparsity, begin_step=begin,
                                          end_step=end, frequency=frequency)
 
-    def cluster(self, model, specs: dict[str, ClusterSpec], pruned: set[str]):
+    def cluster(self, model, plan: Plan):
         clustering = tfmot.clustering.keras
+        specs = {e.layer: e.cluster for e in plan if e.cluster}
 
         def annotate(layer):
             spec = specs.get(layer.name)
             if spec is None:
                 return layer
-            init = getattr(clustering.CentroidInitialization, _CENTROID_INIT[spec.init])
+            init = getattr(clustering.CentroidInitialization, CENTROID_INITS[spec.init])
             return clustering.cluster_weights(layer, number_of_clusters=spec.clusters,
                                               cluster_centroids_init=init,
-                                              preserve_sparsity=spec.preserve_sparsity or layer.name in pruned)
+                                              preserve_sparsity=preserves_sparsity(plan, layer.name))
 
         annotated = keras.models.clone_model(model, clone_function=annotate)
-        self._fit("cluster", annotated, [], freeze=pruned - set(specs))
+        self._fit("cluster", annotated, [], freeze=frozen_layers(plan, "cluster"))
         return clustering.strip_clustering(annotated)
 
     def quantize(self, model, plan: Plan):
@@ -221,15 +223,12 @@ class _Stages:
             # Expected under the cluster-preserving scheme for layers that were not clustered (FIELD-NOTES).
             warnings.filterwarnings("ignore", message="No clustering performed on layer")
             quantized = quantization.quantize_apply(annotated, scheme=_quantize_scheme(plan))
-        done = {e.layer for e in plan if (e.prune or e.cluster) and not e.quantize}
         extra = []
-        if any(e.cluster for e in plan if e.quantize):
-            # tfmot applies one scheme to the whole model, and the cluster-preserving one lets the zeros of a
-            # pruned-only layer grow back (measured: 0.75 -> 0.15 in one epoch); re-apply their masks each step.
-            pruned_only = {e.layer for e in plan if e.quantize and e.prune and not e.cluster}
+        masked = masked_layers(plan)  # pruned-only layers whose zeros the cluster-preserving scheme lets grow back
+        if masked:
             origins = _keras.layer_origins(quantized)
-            extra.append(_KeepZeros([layer for layer in quantized.layers if origins[layer.name] in pruned_only]))
-        self._fit("quantize", quantized, extra, freeze=done)
+            extra.append(_KeepZeros([layer for layer in quantized.layers if origins[layer.name] in masked]))
+        self._fit("quantize", quantized, extra, freeze=frozen_layers(plan, "quantize"))
         return quantized
 
     def _fit(self, stage: str, model, extra_callbacks: list, freeze: set[str] = frozenset()):
@@ -270,15 +269,14 @@ class _Stages:
 
 
 def _quantize_scheme(plan: Plan):
-    """tfmot's collaborative scheme for what the quantized layers went through before QAT."""
-    combine = tfmot.experimental.combine
-    quantized = [entry for entry in plan if entry.quantize]
-    if any(entry.cluster for entry in quantized):
-        preserve_sparsity = any(entry.prune for entry in quantized if entry.cluster)
-        return _cluster_preserve_scheme_class()(preserve_sparsity=preserve_sparsity)
-    if any(entry.prune for entry in quantized):
-        return combine.Default8BitPrunePreserveQuantizeScheme()
-    return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
+    """tfmot's collaborative scheme for what the quantized layers went through before QAT (see plan.py)."""
+    path, kwargs = quantize_scheme(plan)
+    if path.endswith("ClusterPreserveQuantizeScheme"):
+        return _cluster_preserve_scheme_class()(**kwargs)
+    scheme = tfmot
+    for attribute in path.split("."):
+        scheme = getattr(scheme, attribute)
+    return scheme(**kwargs)
 
 
 def _cluster_preserve_scheme_class():

@@ -80,13 +80,17 @@ class Target:
         object.__setattr__(self, "refusals", MappingProxyType(dict(self.refusals)))
         object.__setattr__(self, "ops", MappingProxyType(dict(self.ops)))
 
-    def quantization_for(self, requested: str | None, *, calibrated: bool) -> str:
+    def quantization_for(self, requested: str | None, *, calibrated: bool, quantization_aware: bool = False) -> str:
         """The mode to convert with: ``requested`` if this target runs it, else the target's default.
 
         ``calibrated`` is True when int8 ranges are available (representative data, or a fully
         quantization-aware-trained model); it switches a target with ``calibrated_quantization`` to that mode.
+        ``quantization_aware``: the model has quantization-aware-trained layers, whose fake-quant ranges make the
+        file int8 whatever float mode is asked for, so int8 is the default wherever the target allows it.
         Raises :class:`TargetError` for an unknown mode or one this target cannot run, with the reason.
         """
+        if requested is None and quantization_aware and "int8" in self.allowed_quantizations:
+            return "int8"
         if requested is None:
             if calibrated and self.calibrated_quantization:
                 return self.calibrated_quantization

@@ -1,0 +1,200 @@
+"""Reproducible write-ups: Plan.to_python's standalone script against the engine, and tw.report's HTML/Markdown."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import io
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+import tfopt_widgets as tw
+from tfopt_widgets.codegen import FILL_IN
+from tfopt_widgets.tflite_model import TFLiteModel
+
+# The body a reader writes into load_training_data(): the digits demo's training split, without tfopt_widgets.
+DIGITS_TRAIN = """from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype("float32")[..., None]
+    y = digits.target.astype("int64")
+    order = np.random.default_rng(0).permutation(len(x))
+    train = order[int(round(len(x) * 0.25)):]
+    return x[train], y[train]"""
+
+# Runs the script as __main__ with tfopt_widgets made unimportable: it must stand on tf_keras + tfmot + TF alone.
+WITHOUT_PACKAGE = ("import runpy, sys; sys.modules['tfopt_widgets'] = None; "
+                   "runpy.run_path(sys.argv[1], run_name='__main__')")
+
+
+def mixed_plan() -> tw.Plan:
+    """Every stage and scheme at once: QAT, PQAT with a folded BN group, PCQAT, and a cluster-only layer."""
+    return (tw.Plan().quantize("conv1", "conv2", "dense").prune("conv2", sparsity=0.5)
+            .prune("dense", sparsity=0.75).cluster("dense", clusters=16).cluster("classifier", clusters=8))
+
+
+def summary_table(stdout: str) -> dict[str, tuple[float, int]]:
+    """The script's per-layer table: {layer: (sparsity, unique values)}."""
+    rows = {}
+    for line in stdout.splitlines():
+        if line.startswith("'"):
+            name, sparsity, unique = line.rsplit(None, 2)
+            rows[ast.literal_eval(name.strip())] = (float(sparsity), int(unique))
+    return rows
+
+
+@pytest.mark.slow
+def test_generated_script_reproduces_optimize_and_convert(digits, frozen, tmp_path):
+    _, (x_train, y_train), _ = digits
+    model_path = tmp_path / "digits.keras"
+    frozen.save(model_path)
+    plan = mixed_plan()
+    script = plan.to_python(str(model_path), "edgetpu", model=frozen, epochs=1,
+                            output_path=str(tmp_path / "script.tflite"))
+    assert "tfopt_widgets" not in script.replace("tfopt-widgets", "")
+    assert script.count(FILL_IN) == 1
+    path = tmp_path / "reproduce.py"
+    path.write_text(script.replace(FILL_IN, DIGITS_TRAIN))
+    # The script runs in its own process while the engine does the same here.
+    process = subprocess.Popen([sys.executable, "-c", WITHOUT_PACKAGE, str(path)], cwd=tmp_path, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        optimized = tw.optimize(frozen, plan, (x_train, y_train), epochs=1)
+        engine = tw.convert(optimized, "edgetpu", representative_data=x_train)
+        output, _ = process.communicate(timeout=600)
+    finally:
+        process.kill()
+    assert process.returncode == 0, output[-4000:]
+
+    stats = optimized.layer_stats()
+    script_stats = summary_table(output)
+    assert set(script_stats) == set(stats.index)
+    sizes = {layer: kernel.size for layer, kernel in optimized.weights().items()}
+    for layer, (sparsity, unique) in script_stats.items():
+        # Within 0.5%, or one weight: int8 fake-quant rounds the odd tiny weight of a small kernel to zero.
+        assert sparsity == pytest.approx(stats.loc[layer, "sparsity"], abs=max(0.005, 1.01 / sizes[layer])), layer
+        if plan[layer].cluster:
+            assert unique == stats.loc[layer, "unique_values"], f"cluster count of {layer}"
+    assert stats.loc["classifier", "unique_values"] == 8 and stats.loc["dense", "sparsity"] >= 0.745
+
+    reproduced = TFLiteModel.load(tmp_path / "script.tflite")
+    assert [op.op for op in reproduced.ops] == [op.op for op in engine.ops]
+    assert [(t.dtype, t.shape) for t in reproduced.tensors] == [(t.dtype, t.shape) for t in engine.tensors]
+    assert reproduced.inputs[0].dtype == "int8" and reproduced.inputs[0].shape_signature == (1, 8, 8, 1)
+    # Pruning zeros survive into the int8 file on both sides (per weighted op, in op order).
+    for mine, theirs in zip(reproduced.ops, engine.ops):
+        if mine.op in ("CONV_2D", "FULLY_CONNECTED"):
+            kernels = [m.tensor_data(op.inputs[1]) for m, op in ((reproduced, mine), (engine, theirs))]
+            zeros = [np.mean(kernel == 0) for kernel in kernels]
+            assert zeros[0] == pytest.approx(zeros[1], abs=max(0.005, 1.01 / kernels[0].size)), mine
+
+
+def test_layer_names_are_quoted_safely(tmp_path):
+    marker = tmp_path / "injected"
+    nasty = [f"a'); open({str(marker)!r}, 'w') #", 'b"""\n import os', "c\\", "d\x00e", "f{x}"]
+    plan = tw.Plan().prune(nasty[0], sparsity=0.5).cluster(nasty[1], clusters=4).quantize(*nasty[2:])
+    script = plan.to_python(model_path="it's \"here\".keras", target="cpu")
+    tree = ast.parse(script)
+    assert not any(isinstance(node, ast.Call) and getattr(node.func, "id", None) == "open" for node in ast.walk(tree))
+    namespace = {"__name__": "not_main"}
+    exec(compile(tree, "reproduce.py", "exec"), namespace)  # noqa: S102 -- defines everything, runs nothing
+    assert not marker.exists()
+    assert list(namespace["PRUNE"]) == [nasty[0]] and list(namespace["CLUSTER"]) == [nasty[1]]
+    assert namespace["QUANTIZE"] == nasty[2:]
+    assert namespace["MODEL_PATH"] == "it's \"here\".keras"
+
+
+def test_script_finds_folded_layers_as_inspect_does(digits):
+    model = digits[0]
+    script = tw.Plan().quantize("conv2").to_python()  # no model given: the script finds the groups itself
+    namespace = {"__name__": "not_main"}
+    exec(compile(script, "reproduce.py", "exec"), namespace)  # noqa: S102 -- defines, runs nothing
+    assert namespace["QUANTIZED_WITH"] is None
+    assert namespace["quantized_with"](model) == {"conv2": tw.inspect(model).group_members("conv2")} \
+        == {"conv2": ["bn2", "relu2"]}
+    named = tw.Plan().quantize("conv2").to_python(model=model)
+    assert "QUANTIZED_WITH = {'conv2': ['bn2', 'relu2']}" in named
+
+
+def test_script_settings_follow_the_target_and_plan():
+    prune_only = tw.Plan().prune("dense", sparsity=0.5)
+    assert "QUANTIZATION = 'int8'" in prune_only.to_python(target="cpu")  # calibrated on the training data
+    assert "QUANTIZATION = 'float16'" in prune_only.to_python(target="gpu")
+    qat = tw.Plan().quantize("dense")
+    assert "QUANTIZATION = 'int8'" in qat.to_python(target="gpu")  # QAT layers make the file int8 where allowed
+    edgetpu = qat.to_python(target="edgetpu")
+    assert "INT8_IO = True" in edgetpu and "FIXED_BATCH = True" in edgetpu
+    assert "Default8BitQuantizeScheme()" in edgetpu
+    assert "Default8BitPrunePreserveQuantizeScheme()" in qat.copy().prune("dense", sparsity=0.5).to_python()
+    with pytest.raises(tw.PlanError, match="empty"):
+        tw.Plan().to_python()
+    with pytest.raises(tw.TargetError):
+        qat.to_python(target="tpu9000")
+
+
+# -- tw.report ----------------------------------------------------------------------------------------------------
+
+NASTY = '<script>alert("x")</script> & | `name` $x$'
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+@pytest.fixture(scope="module")
+def written_report(digits, tmp_path_factory):
+    """A report for the digits demo: PQAT on `dense`, float32 baseline and Edge TPU runs, plus a markup layer name."""
+    model, (x_train, y_train), test = digits
+    optimized = tw.optimize(model, tw.Plan().prune("dense", sparsity=0.75).quantize("dense"), (x_train, y_train),
+                            epochs=1)
+    baseline = tw.convert(model, "float32")
+    edgetpu = tw.convert(optimized, "edgetpu", representative_data=x_train)
+    plan = optimized.plan.copy().quantize(NASTY)  # a name from a user's model that is markup in HTML and Markdown
+    runs = [("float32 baseline", baseline, tw.evaluate(baseline, test, runs=5)),
+            ("Edge TPU, PQAT <int8>", edgetpu, tw.evaluate(edgetpu, test, runs=5))]
+    path = tw.report(tmp_path_factory.mktemp("report") / "digits.html", model=model, optimized=optimized, runs=runs,
+                     plan=plan, notes="Notes are <b>text</b>.")
+    return path
+
+
+@pytest.mark.slow
+def test_report_html_is_self_contained_and_escaped(written_report):
+    from PIL import Image
+
+    text = written_report.read_text(encoding="utf-8")
+    tags = _Tags()
+    tags.feed(text)
+    names = [tag for tag, _ in tags.tags]
+    assert "script" not in names and "iframe" not in names and "link" not in names
+    for tag, attrs in tags.tags:
+        assert not any(key.startswith("on") for key in attrs), (tag, attrs)
+        assert not any("http" in (attrs.get(key) or "") for key in ("src", "href")), (tag, attrs)
+    images = [attrs["src"] for tag, attrs in tags.tags if tag == "img"]
+    assert len(images) == 1, "one figure: dense (the markup-named layer has no weights)"
+    for src in images:
+        assert src.startswith("data:image/png;base64,")
+        image = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        image.verify()
+        assert image.size[0] > 400
+    assert "<b>text</b>" not in text and "&lt;b&gt;text&lt;/b&gt;" in text
+    assert "<script>alert" not in text and "&lt;script&gt;alert(&quot;x&quot;)" in text
+    for heading in ("Plan", "Results", "Compatibility: Edge TPU, PQAT &lt;int8&gt; (Edge TPU)", "Weight distributions"):
+        assert f"<h2>{heading}</h2>" in text
+    assert "75.00%" in text, "the stats table shows the pruned kernel's zeros"
+
+    markdown = written_report.with_suffix(".md").read_text(encoding="utf-8")
+    assert "<script>" not in markdown and "&lt;script&gt;" in markdown and "\\|" in markdown
+    linked = re.findall(r"\]\((digits_files/[^)]+\.png)\)", markdown)
+    assert linked and all((written_report.parent / link).is_file() for link in linked)
+    plan_json = markdown.split("~~~~json\n", 1)[1].split("\n~~~~", 1)[0]
+    assert NASTY in tw.Plan.from_json(plan_json), "the escaped plan JSON still reads back"

@@ -1,0 +1,428 @@
+"""Plan.to_python: a plan as a standalone tf_keras + tfmot + TensorFlow script that reproduces tw.optimize/convert.
+
+The script must not drift from the engine, so it is assembled from the engine's own pieces rather than a second
+implementation: the stage decisions come from plan.py's pure helpers (``stages``, ``frozen_layers``,
+``quantize_scheme``, ``masked_layers``, ``preserves_sparsity``), and the functions that do the numeric or
+converter work (``pruning_steps``, the ``_KeepZeros`` callback, the converter set-up, the Conv1D quantize config)
+are copied into it verbatim from the engine's source files (read with ``ast``, so no TensorFlow is imported here).
+
+Every user-supplied string (layer names, paths) enters the script through ``repr()``: a name with quotes,
+backslashes or newlines stays one string literal and cannot break or inject code.
+"""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+from functools import cache
+from pathlib import Path
+
+from . import __version__
+from .errors import PlanError
+from .plan import CENTROID_INITS, Plan, frozen_layers, masked_layers, preserves_sparsity, quantize_scheme, stages
+from .targets import get_target
+
+__all__ = ["plan_to_python"]
+
+_PACKAGE = Path(__file__).resolve().parent
+# What load_training_data() holds until the reader fills it in (tests replace this exact line).
+FILL_IN = 'raise NotImplementedError("Fill in load_training_data() with your training data, then run this script.")'
+
+
+@cache
+def _tree(module: str) -> tuple[str, ast.Module]:
+    text = (_PACKAGE / f"{module}.py").read_text(encoding="utf-8")
+    return text, ast.parse(text)
+
+
+def _definition(module: str, name: str, rename: str | None = None) -> str:
+    """The source of top-level function/class ``name`` in the engine's ``module``, optionally renamed."""
+    text, tree = _tree(module)
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name:
+            source = textwrap.dedent(ast.get_source_segment(text, node))
+            if rename:
+                keyword = "class" if isinstance(node, ast.ClassDef) else "def"
+                source = source.replace(f"{keyword} {name}(", f"{keyword} {rename}(", 1)
+            return source
+    raise LookupError(f"{name} not found in tfopt_widgets/{module}.py")
+
+
+def _constant(module: str, name: str):
+    """The literal value assigned to top-level ``name`` in the engine's ``module``."""
+    _, tree = _tree(module)
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, ast.AnnAssign) else []
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            return node.value
+    raise LookupError(f"{name} not found in tfopt_widgets/{module}.py")
+
+
+def _literal(module: str, name: str):
+    return ast.literal_eval(_constant(module, name))
+
+
+def _quantize_configs() -> dict[str, str]:
+    """inspection.QUANTIZE_CONFIGS as {layer class: name of the function that makes its QuantizeConfig}."""
+    node = _constant("inspection", "QUANTIZE_CONFIGS")
+    return {ast.literal_eval(k): v.id for k, v in zip(node.keys, node.values)}
+
+
+def _public(name: str) -> str:
+    return name.lstrip("_")
+
+
+def plan_to_python(plan: Plan, *, model_path="model.keras", target="cpu", model=None, quantization=None,
+                   epochs: int = 2, batch_size: int = 32, learning_rate: float | None = None,
+                   output_path=None) -> str:
+    """See :meth:`Plan.to_python`."""
+    if len(plan) == 0:
+        raise PlanError("The plan is empty: there is nothing to reproduce. Add layers with plan.quantize(...), "
+                        "plan.prune(...) or plan.cluster(...) first.", field="plan")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise PlanError(f"epochs must be a positive integer; got {epochs!r}.", field="epochs")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise PlanError(f"batch_size must be a positive integer; got {batch_size!r}.", field="batch_size")
+    target = get_target(target)
+    run = stages(plan)
+    # The converted file's mode, decided as tw.convert decides it (the script always calibrates on training data).
+    mode = target.quantization_for(quantization, calibrated=True, quantization_aware="quantize" in run)
+    int8_io = target.int8_io
+    groups = None
+    if model is not None:
+        from .inspection import inspect
+
+        plan.validate(model)
+        info = inspect(model)
+        groups = {layer: info.group_members(layer) for layer in plan.layers("quantize") if info.group_members(layer)}
+    output_path = output_path or f"{Path(str(model_path)).stem}-{target.name}-{mode}.tflite"
+
+    parts = [_header(plan, target, mode, model_path), _settings(model_path, output_path, epochs, batch_size,
+                                                                learning_rate, target, mode, int8_io),
+             _data_section(), _plan_section(plan, run, groups)]
+    parts.append(_helpers(run, groups is None))
+    parts.append(_stages_section(run))
+    parts.append(_conversion_section())
+    parts.append(_main_section(run))
+    return "\n\n\n".join(part.strip("\n") for part in parts) + "\n"
+
+
+def _header(plan: Plan, target, mode: str, model_path) -> str:
+    lines = [f"#   {entry.layer!r}: {entry.scheme} ({' + '.join(Plan._describe(entry))})" for entry in plan]
+    return f'''"""Reproduce a tfopt-widgets optimization plan with TensorFlow, tf_keras and tfmot only.
+
+Generated by tfopt-widgets {__version__} (no import of it is needed to run this). What it does, in order:
+  1. load the tf_keras model file (MODEL_PATH below),
+  2. prune, then cluster, then quantization-aware-train the planned layers, fine-tuning after each stage
+     (tfmot's collaborative optimization: each stage keeps what the one before did),
+  3. strip the pruning/clustering wrappers and convert to TensorFlow Lite for the target, with the converter
+     settings tfopt-widgets uses.
+
+Fill in load_training_data() below, then run:  python <this file>
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import namedtuple
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# tfmot works only with Keras 2 (tf_keras); this makes `tf.keras` mean tf_keras whatever the import order.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+import tensorflow_model_optimization as tfmot  # noqa: E402
+
+# The plan, per layer (scheme: tfmot's name for the combination of techniques):
+{chr(10).join(lines)}
+# Target: {target.title} ({target.name!r}); the .tflite file is {mode}.'''
+
+
+def _settings(model_path, output_path, epochs, batch_size, learning_rate, target, mode, int8_io) -> str:
+    calibration = _literal("conversion", "CALIBRATION_SAMPLES")
+    return f'''# -- settings -----------------------------------------------------------------------------------------------
+MODEL_PATH = {str(model_path)!r}
+OUTPUT_PATH = {str(output_path)!r}
+EPOCHS = {epochs!r}  # per stage
+BATCH_SIZE = {batch_size!r}
+LEARNING_RATE = {learning_rate!r}  # None: the optimizer settings the model was compiled with
+TARGET = {target.name!r}
+QUANTIZATION = {mode!r}  # the converter mode for this target
+INT8_IO = {bool(int8_io)!r}  # the file takes and returns int8 tensors
+FIXED_BATCH = {bool(target.fixed_batch)!r}  # the batch dimension is fixed to 1 in the file
+CALIBRATION_SAMPLES = {calibration!r}  # training inputs that calibrate int8 activation ranges'''
+
+
+def _data_section() -> str:
+    return f'''# -- 1. your data -------------------------------------------------------------------------------------------
+def load_training_data():
+    """Your training data: (x_train, y_train) numpy arrays, or a tf.data.Dataset of (x, y) batches.
+
+    It fine-tunes every stage, and its first inputs calibrate int8 ranges. >>> FILL IN <<<
+    """
+    {FILL_IN}
+
+
+def training_batches(data):
+    """(batched dataset, steps per epoch): arrays are shuffled with seed 0 and batched by BATCH_SIZE."""
+    if isinstance(data, tf.data.Dataset):
+        steps = int(data.cardinality())
+        return data, steps if steps > 0 else sum(1 for _ in data)
+    x, y = data
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=0).batch(BATCH_SIZE)
+    return dataset, -(-len(x) // BATCH_SIZE)
+
+
+def calibration_inputs(data):
+    """At most CALIBRATION_SAMPLES training inputs, evenly spread over the data (sorted data still calibrates)."""
+    if isinstance(data, tf.data.Dataset):  # the first samples of a dataset
+        parts = []
+        for x, _ in data:
+            parts.append(np.asarray(x))
+            if sum(map(len, parts)) >= CALIBRATION_SAMPLES:
+                break
+        return np.concatenate(parts)[:CALIBRATION_SAMPLES].astype("float32")
+    x = np.asarray(data[0])
+    if len(x) > CALIBRATION_SAMPLES:
+        x = x[np.linspace(0, len(x) - 1, CALIBRATION_SAMPLES).round().astype(int)]
+    return x.astype("float32")'''
+
+
+def _plan_section(plan: Plan, run: list[str], groups: dict | None) -> str:
+    out = ["# -- 2. the plan --------------------------------------------------------------------------------------------"]
+    if "prune" in run:
+        out.append('PruneSpec = namedtuple("PruneSpec", "sparsity schedule begin end begin_step end_step block_size")')
+        out.append("# Sparsity (fraction of zeros) per layer; begin/end are fractions of the fine-tuning steps.")
+        out.append("PRUNE = {")
+        for entry in plan:
+            if entry.prune:
+                p = entry.prune
+                out.append(f"    {entry.layer!r}: PruneSpec(sparsity={p.sparsity!r}, schedule={p.schedule!r}, "
+                           f"begin={p.begin!r}, end={p.end!r},\n        begin_step={p.begin_step!r}, "
+                           f"end_step={p.end_step!r}, block_size={tuple(p.block_size)!r}),")
+        out.append("}")
+    else:
+        out.append("PRUNE = {}  # no layer is pruned")
+    if "cluster" in run:
+        out.append("CentroidInitialization = tfmot.clustering.keras.CentroidInitialization")
+        out.append("# tfmot.clustering.keras.cluster_weights arguments per layer (a pruned layer keeps its zeros).")
+        out.append("CLUSTER = {")
+        for entry in plan:
+            if entry.cluster:
+                c = entry.cluster
+                out.append(f"    {entry.layer!r}: dict(number_of_clusters={c.clusters!r},"
+                           f"\n        cluster_centroids_init=CentroidInitialization.{CENTROID_INITS[c.init]}, "
+                           f"preserve_sparsity={preserves_sparsity(plan, entry.layer)!r}),")
+        out.append("}")
+        out.append("# Pruned layers that are not clustered: held still while clustering fine-tunes, so they keep "
+                   "their zeros.")
+        out.append(f"FROZEN_WHILE_CLUSTERING = {sorted(frozen_layers(plan, 'cluster'))!r}")
+    else:
+        out.append("CLUSTER = {}  # no layer is clustered")
+    if "quantize" in run:
+        path, kwargs = quantize_scheme(plan)
+        arguments = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        out.append("# Quantization-aware training (int8) on these layers.")
+        out.append(f"QUANTIZE = {plan.layers('quantize')!r}")
+        out.append("# A BatchNormalization (and the activation after it) is quantized folded into its convolution.")
+        out.append(f"QUANTIZED_WITH = {groups!r}" if groups is not None else
+                   "QUANTIZED_WITH = None  # None: found in the model by quantized_with() when the script runs")
+        out.append("# tfmot applies one QAT scheme to the whole model: the one that preserves what earlier stages did.")
+        out.append(f"QUANTIZE_SCHEME = tfmot.{path}({arguments})")
+        out.append("# Pruned or clustered layers that QAT does not wrap: held still so they keep zeros and shared "
+                   "values.")
+        out.append(f"FROZEN_WHILE_QUANTIZING = {sorted(frozen_layers(plan, 'quantize'))!r}")
+        out.append("# Pruned-only layers whose zeros the cluster-preserving scheme would let grow back: re-masked "
+                   "after every step.")
+        out.append(f"KEEP_ZEROS = {sorted(masked_layers(plan))!r}")
+    else:
+        out.append("QUANTIZE = []  # no layer is quantization-aware trained")
+    return "\n".join(out)
+
+
+def _helpers(run: list[str], find_groups: bool) -> str:
+    out = ["# -- 3. helpers (copied from tfopt-widgets, so the numbers come out the same) -----------------------------"]
+    out.append(f"KERNEL_ATTRIBUTES = {_literal('optimization', 'KERNEL_ATTRIBUTES')!r}")
+    out.append('''
+
+def fine_tune(model, source, dataset, callbacks=(), freeze=()):
+    """Compile ``model`` as ``source`` was compiled (loss, metrics, a fresh optimizer) and train it for EPOCHS.
+
+    Layers named in ``freeze`` are held still (trainable=False) for this stage.
+    """
+    frozen = [layer for layer in model.layers if layer.name in freeze and layer.trainable]
+    for layer in frozen:
+        layer.trainable = False
+    config = source.get_compile_config()
+    if LEARNING_RATE is not None:
+        config["optimizer"]["config"]["learning_rate"] = LEARNING_RATE
+    model.compile_from_config(config)
+    model.fit(dataset, epochs=EPOCHS, callbacks=list(callbacks), verbose=2)
+    for layer in frozen:
+        layer.trainable = True''')
+    if "prune" in run:
+        out.append("\n\n" + _definition("plan", "pruning_steps"))
+    if "quantize" in run:
+        out.append("\n\n" + _definition("optimization", "_KeepZeros", "KeepZeros"))
+        configs = _quantize_configs()
+        for function in dict.fromkeys(configs.values()):
+            out.append("\n\n" + _definition("inspection", function, _public(function)))
+        mapping = ", ".join(f"{layer!r}: {_public(function)}" for layer, function in configs.items())
+        out.append("\n\n# Layers outside tfmot's QAT registry, quantized with a QuantizeConfig made here.\n"
+                   f"QUANTIZE_CONFIGS = {{{mapping}}}")
+        if find_groups:
+            out.append(f"\n\nFOLDING_HEADS = {_literal('inspection', '_FOLDING_HEADS')!r}")
+            out.append(f"FOLDED_ACTIVATIONS = {_literal('inspection', '_FOLDED_ACTIVATIONS')!r}")
+            out.append("\n\n" + _definition("inspection", "_inbound_names", "inbound_names"))
+            out.append('''
+
+def quantized_with(model):
+    """{convolution: [the BatchNormalization, and the activation after it]}: quantization folds them into it."""
+    inbound = inbound_names(model)
+    kinds = {layer.name: type(layer).__name__ for layer in model.layers}
+    consumers = {}
+    for name, sources in inbound.items():
+        for source in sources:
+            consumers.setdefault(source, []).append(name)
+    groups = {}
+    for name, sources in inbound.items():
+        if kinds.get(name) != "BatchNormalization" or len(sources) != 1:
+            continue
+        head = sources[0]
+        if kinds.get(head) not in FOLDING_HEADS or len(consumers.get(head, [])) != 1:
+            continue
+        groups.setdefault(head, []).append(name)
+        after = consumers.get(name, [])
+        if len(after) == 1 and kinds.get(after[0]) in FOLDED_ACTIVATIONS:
+            groups[head].append(after[0])
+    return groups''')
+    return "\n".join(out)
+
+
+def _stages_section(run: list[str]) -> str:
+    out = ["# -- 4. the stages: annotate -> fine-tune -> strip ------------------------------------------------------"]
+    if "prune" in run:
+        out.append('''
+
+def prune(model, source, dataset, steps_per_epoch):
+    """Magnitude pruning of the PRUNE layers, on a schedule over the fine-tuning steps."""
+    sparsity = tfmot.sparsity.keras
+    total_steps = steps_per_epoch * EPOCHS
+
+    def annotate(layer):
+        spec = PRUNE.get(layer.name)
+        if spec is None:
+            return layer
+        begin, end, frequency = pruning_steps(spec, total_steps)
+        if spec.schedule == "constant":
+            schedule = sparsity.ConstantSparsity(spec.sparsity, begin_step=begin, end_step=end, frequency=frequency)
+        else:
+            schedule = sparsity.PolynomialDecay(initial_sparsity=0.0, final_sparsity=spec.sparsity,
+                                                begin_step=begin, end_step=end, frequency=frequency)
+        return sparsity.prune_low_magnitude(layer, pruning_schedule=schedule, block_size=spec.block_size)
+
+    annotated = keras.models.clone_model(model, clone_function=annotate)
+    fine_tune(annotated, source, dataset, [sparsity.UpdatePruningStep()])
+    return sparsity.strip_pruning(annotated)''')
+    if "cluster" in run:
+        out.append('''
+
+def cluster(model, source, dataset):
+    """Weight clustering of the CLUSTER layers (sparsity-preserving where the layer was pruned)."""
+    clustering = tfmot.clustering.keras
+
+    def annotate(layer):
+        settings = CLUSTER.get(layer.name)
+        return layer if settings is None else clustering.cluster_weights(layer, **settings)
+
+    annotated = keras.models.clone_model(model, clone_function=annotate)
+    fine_tune(annotated, source, dataset, freeze=FROZEN_WHILE_CLUSTERING)
+    return clustering.strip_clustering(annotated)''')
+    if "quantize" in run:
+        out.append('''
+
+def quantize(model, source, dataset):
+    """Quantization-aware training of the QUANTIZE layers (with the layers folded into them)."""
+    quantization = tfmot.quantization.keras
+    groups = QUANTIZED_WITH if QUANTIZED_WITH is not None else quantized_with(model)
+    names = set(QUANTIZE) | {member for layer in QUANTIZE for member in groups.get(layer, [])}
+
+    def annotate(layer):
+        if layer.name not in names:
+            return layer
+        config = QUANTIZE_CONFIGS.get(type(layer).__name__)
+        return quantization.quantize_annotate_layer(layer, quantize_config=config() if config else None)
+
+    annotated = keras.models.clone_model(model, clone_function=annotate)
+    with quantization.quantize_scope():
+        quantized = quantization.quantize_apply(annotated, scheme=QUANTIZE_SCHEME)
+    callbacks = []
+    if KEEP_ZEROS:
+        callbacks.append(KeepZeros([layer for layer in quantized.layers
+                                    if getattr(layer, "layer", layer).name in KEEP_ZEROS]))
+    fine_tune(quantized, source, dataset, callbacks, freeze=FROZEN_WHILE_QUANTIZING)
+    return quantized  # QAT wrappers stay: the converter reads their ranges''')
+    return "\n".join(out)
+
+
+def _conversion_section() -> str:
+    converter = _definition("conversion", "_converter", "make_converter").replace(
+        "raise ModelError(", "raise ValueError(").replace(', field="model")', ")")
+    return ("# -- 5. conversion (tfopt-widgets' converter settings) ------------------------------------------------\n"
+            + "\n\n" + converter + "\n\n\n" + _definition("conversion", "_configure", "configure_converter") + '''
+
+
+def layer_summary(model):
+    """{layer: (kernel sparsity, unique kernel values)} for the planned layers, as the model computes with them."""
+    planned = {*PRUNE, *CLUSTER, *QUANTIZE}
+    # An eager forward pass makes each QAT wrapper set its inner kernel to the fake-quantized values.
+    model(np.zeros([1, *[d or 1 for d in model.inputs[0].shape[1:]]], "float32"), training=False)
+    summary = {}
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)
+        for attribute in KERNEL_ATTRIBUTES:
+            value = getattr(inner, attribute, None)
+            if inner.name in planned and value is not None and hasattr(value, "numpy"):
+                kernel = np.asarray(value.numpy(), dtype="float32")
+                summary[inner.name] = (float(np.mean(kernel == 0)), int(np.unique(kernel).size))
+    return summary''')
+
+
+def _main_section(run: list[str]) -> str:
+    calls = {
+        "prune": "    model = prune(model, source, dataset, steps_per_epoch)",
+        "cluster": "    model = cluster(model, source, dataset)",
+        "quantize": "    model = quantize(model, source, dataset)",
+    }
+    body = "\n".join(calls[stage] for stage in run)
+    return f'''# -- 6. run ---------------------------------------------------------------------------------------------------
+def main():
+    source = keras.models.load_model(MODEL_PATH)  # compiled: its loss and optimizer settings are reused
+    planned = {{*PRUNE, *CLUSTER, *QUANTIZE}}
+    missing = sorted(planned - {{layer.name for layer in source.layers}})
+    if missing:
+        raise SystemExit(f"{{MODEL_PATH}} has no layer named {{', '.join(map(repr, missing))}}; is it the right model?")
+    data = load_training_data()
+    dataset, steps_per_epoch = training_batches(data)
+    model = source
+{body}
+
+    print(f"{{'layer':<24}} {{'sparsity':>9}} {{'unique values':>14}}")
+    for name, (sparsity, unique) in layer_summary(model).items():
+        print(f"{{name!r:<24}} {{sparsity:>9.4f}} {{unique:>14}}")
+
+    converter = make_converter(model, fixed_batch=FIXED_BATCH)
+    samples = calibration_inputs(data) if QUANTIZATION in ("int8", "int16x8") else None
+    configure_converter(converter, QUANTIZATION, samples, INT8_IO)
+    content = converter.convert()
+    Path(OUTPUT_PATH).write_bytes(content)
+    print(f"Wrote {{OUTPUT_PATH}}: {{len(content):,}} bytes ({{TARGET}}, {{QUANTIZATION}})")
+
+
+if __name__ == "__main__":
+    main()'''

@@ -1,0 +1,351 @@
+"""tw.report: a self-contained write-up of an optimization: plan, weight histograms, results, target compatibility.
+
+>>> opt = tw.optimize(model, plan, (x_train, y_train))
+>>> baseline, tfl = tw.convert(model, "float32"), tw.convert(opt, "edgetpu", representative_data=x_train)
+>>> tw.report("report.html", model=model, optimized=opt,
+...           runs=[("float32", baseline, tw.evaluate(baseline, (x_test, y_test))),
+...                 ("Edge TPU, PQAT", tfl, tw.evaluate(tfl, (x_test, y_test)))])
+PosixPath('report.html')
+
+The HTML file holds everything (figures as PNG data URIs) and needs no JavaScript, no network and no kernel to be
+read; a Markdown twin (``report.md``) with its PNG files in ``report_files/`` goes next to it for a repository or a
+paper's supplement. Every name from the model is escaped. Figures are drawn with matplotlib's Agg canvas (no pyplot
+state, so a report can be written from a background thread).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import Error
+from .histograms import compare
+from .plan import Plan
+
+__all__ = ["Run", "report", "summary_html"]
+
+MAX_FIGURES = 24  # per report: a MobileNet has ~50 weighted layers, and a reader wants the planned ones
+
+
+@dataclass
+class Run:
+    """One row of the results table: a converted file and what was measured on it.
+
+    ``tflite`` (a TFLiteModel) gives the sizes, the compatibility summary and the stored weights; without it the
+    numbers come from the fields (e.g. a Studio results row).
+    """
+
+    label: str
+    target: str | None = None
+    mode: str | None = None
+    size: int | None = None
+    gzip_size: int | None = None
+    metric: str = "accuracy"
+    value: float | None = None
+    latency_ms: float | None = None
+    accelerated_share: float | None = None
+    tflite: object = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, item) -> Run:
+        """A Run from ``(label, TFLiteModel, Metrics or None)``, a Studio results row (dict) or a Run."""
+        if isinstance(item, Run):
+            return item
+        if isinstance(item, dict):
+            return cls(label=str(item.get("run", "")), target=item.get("target"), mode=item.get("mode"),
+                       size=item.get("size"), gzip_size=item.get("gzip_size"), value=item.get("accuracy"),
+                       latency_ms=item.get("latency_ms"), accelerated_share=item.get("accelerated_share"))
+        if isinstance(item, (tuple, list)) and len(item) in (2, 3):
+            label, tflite, metrics = (*item, None)[:3]
+            run = cls(label=str(label), target=getattr(tflite, "target", None),
+                      mode=getattr(tflite, "quantization", None), size=tflite.size, gzip_size=tflite.gzip_size,
+                      tflite=tflite)
+            if metrics is not None:
+                run.metric, run.value, run.latency_ms = metrics.metric, metrics.value, metrics.latency_ms
+            if tflite.target is not None:
+                run.accelerated_share = tflite.compatibility.summary.get("op_share")
+            return run
+        raise Error(f"Each run is (label, TFLiteModel, Metrics), (label, TFLiteModel) or a Studio results row; "
+                    f"got {type(item).__name__}.", field="runs")
+
+
+def report(path, *, model=None, optimized=None, runs=(), plan: Plan | None = None, title: str | None = None,
+           layers=None, markdown: bool = True, notes: str = "") -> Path:
+    """Write an HTML report to ``path`` (and, with ``markdown``, ``<stem>.md`` plus ``<stem>_files/*.png``).
+
+    ``model``: the user's float tf_keras model (the "before" weights). ``optimized``: tw.optimize's result (the
+    "after" weights; its plan is used when ``plan`` is not given). ``runs``: results rows, each
+    ``(label, TFLiteModel, Metrics)`` (Metrics may be left out) or a Studio results row. ``layers``: the layers to
+    draw (default: the planned ones, else the largest weighted layers). ``notes``: a paragraph of plain text shown
+    under the title. Returns the HTML file's path.
+    """
+    path = Path(path)
+    plan = plan if plan is not None else getattr(optimized, "plan", None) or Plan()
+    runs = [Run.of(item) for item in runs]
+    figures = _figures(model, optimized, runs, plan, layers)
+    title = title or f"Optimization report: {_model_name(model, optimized)}"
+    sections = _sections(model, plan, runs, notes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_html(title, sections, figures, plan), encoding="utf-8")
+    if markdown:
+        folder = path.with_name(f"{path.stem}_files")
+        folder.mkdir(exist_ok=True)
+        for figure in figures:
+            (folder / figure.file).write_bytes(figure.png)
+        path.with_suffix(".md").write_text(_markdown(title, sections, figures, plan, folder.name), encoding="utf-8")
+    return path
+
+
+def summary_html(plan: Plan, runs=(), *, title: str = "", target: str | None = None) -> str:
+    """A small static HTML summary (plan and results tables, no figures): what a notebook shows without widgets."""
+    runs = [Run.of(item) for item in runs]
+    heading = f"<p><b>{_e(title)}</b>" + (f" (target: {_e(target)})" if target else "") + "</p>" if title else ""
+    results = _table_html(*_results_table(runs)) if runs else "<p><i>No results yet.</i></p>"
+    return (f"<div class='tfopt-static-summary'>{heading}<p><b>Plan</b></p>{_table_html(*_plan_table(plan, None))}"
+            f"<p><b>Results</b></p>{results}</div>")
+
+
+# -- content ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class _Figure:
+    layer: str
+    file: str
+    png: bytes
+    stats: list[tuple[str, dict]]
+
+
+@dataclass
+class _Section:
+    heading: str
+    text: list[str] = field(default_factory=list)  # plain-text paragraphs
+    table: tuple[list[str], list[list[str]]] | None = None
+
+
+def _model_name(model, optimized) -> str:
+    for source in (model, getattr(optimized, "model", None)):
+        if source is not None and getattr(source, "name", None):
+            return str(source.name)
+    return "model"
+
+
+def _sections(model, plan: Plan, runs: list[Run], notes: str) -> list[_Section]:
+    info = None
+    if model is not None:
+        from .inspection import inspect
+
+        info = inspect(model)
+    intro = [f"Written by tfopt-widgets {__version__} on {datetime.date.today().isoformat()}."]
+    if info is not None:
+        intro.append(f"Model {info.name!r}: {len(info.layers)} layers, {info.params:,} parameters.")
+    if notes:
+        intro.append(notes)
+    sections = [_Section("", intro)]
+    plan_text = [f"{len(plan)} layers planned; the other layers are left as they are."] if len(plan) else \
+        ["The plan is empty: every run below converts the model as it is."]
+    sections.append(_Section("Plan", plan_text, _plan_table(plan, info)))
+    if runs:
+        about = ("Sizes are of the .tflite file; gzip size shows what pruning and clustering save once compressed. "
+                 "Latency: median of batch-1 runs with LiteRT on the machine that wrote this report, not on the "
+                 "target's chip.")
+        sections.append(_Section("Results", [about], _results_table(runs)))
+    for run in runs:
+        if run.tflite is None or run.tflite.target is None:
+            continue
+        compatibility = run.tflite.compatibility
+        s = compatibility.summary
+        where = s["accelerator"] or "CPU"
+        text = [f"{s['ops_accelerated']}/{s['ops']} ops run on the {where}"
+                + (f", {s['mac_share']:.0%} of {s['macs']:,} multiply-accumulates" if s["mac_share"] is not None
+                   else "") + f"; parameters {s['parameter_bytes']:,} B. Checked by: {s['checker']}."]
+        text += [f"Warning: {w}" for w in s["warnings"]] + list(s["notes"])
+        rows = [[name, "yes" if p.accelerated else "no" if p.accelerated is False else "(no op)",
+                 f"{p.macs:,}", p.reason or p.note or ""]
+                for name, p in compatibility.by_layer().items() if p.accelerated is not None or p.reason]
+        table = (["layer", f"on the {where}", "MACs", "why not / note"], rows) if rows else None
+        sections.append(_Section(f"Compatibility: {run.label} ({compatibility.target.title})", text, table))
+    return sections
+
+
+def _plan_table(plan: Plan, info) -> tuple[list[str], list[list[str]]]:
+    rows = []
+    for entry in plan:
+        layer = info.get(entry.layer) if info is not None else None
+        prune = (f"{entry.prune.sparsity:.0%} ({entry.prune.schedule}"
+                 + (f", blocks {entry.prune.block_size[0]}x{entry.prune.block_size[1]}"
+                    if tuple(entry.prune.block_size) != (1, 1) else "") + ")") if entry.prune else ""
+        cluster = f"{entry.cluster.clusters} ({entry.cluster.init})" if entry.cluster else ""
+        rows.append([entry.layer, layer.class_name if layer else "", f"{layer.params:,}" if layer else "",
+                     entry.scheme, prune, cluster, "int8 QAT" if entry.quantize else ""])
+    return ["layer", "type", "params", "scheme", "prune", "cluster", "quantize"], rows
+
+
+def _results_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
+    metric = next((run.metric for run in runs if run.value is not None), "accuracy")
+    rows = [[run.label, run.target or "", run.mode or "", _n(run.size, "{:,} B"), _n(run.gzip_size, "{:,} B"),
+             _n(run.value, "{:.4f}"), _n(run.latency_ms, "{:.3f} ms"), _n(run.accelerated_share, "{:.0%}")]
+            for run in runs]
+    return ["run", "target", "mode", "size", "gzip size", metric, "latency", "ops on the accelerator"], rows
+
+
+def _n(value, fmt: str) -> str:
+    return "–" if value is None else fmt.format(value)
+
+
+def _figures(model, optimized, runs: list[Run], plan: Plan, layers) -> list[_Figure]:
+    """One PNG per layer: its kernel's distribution before, after optimization and as stored in each file."""
+    from .optimization import kernels
+
+    before = kernels(model) if model is not None else {}
+    after = optimized.weights() if optimized is not None else {}
+    # The stored weights of the last two quantized files (a float32 file holds the "before" weights again).
+    stored = [(run.label, run.tflite.weights()) for run in runs if run.tflite is not None
+              and getattr(run.tflite, "_origins", None) and run.mode != "none"][-2:]
+    if layers is None:
+        available = {*before, *after}
+        layers = [name for name in plan.layers("prune") + plan.layers("cluster") + plan.layers("quantize")
+                  if name in available]
+        layers = list(dict.fromkeys(layers)) or sorted(available, key=lambda n: -(before.get(n, after.get(n)).size))
+    figures = []
+    for i, layer in enumerate(list(layers)[:MAX_FIGURES]):
+        series = {"float (before)": before.get(layer), "optimized (Keras)": after.get(layer)}
+        for label, weights in stored:
+            series[f"TFLite: {label}"] = weights.get(layer)
+        if all(values is None for values in series.values()):
+            continue
+        data = compare(series)
+        png = _plot(layer, data, plan[layer].scheme if layer in plan else "not planned")
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", layer).strip("-.")[:40] or "layer"
+        figures.append(_Figure(layer, f"{i + 1:02d}-{slug}.png", png, list(data["stats"].items())))
+    return figures
+
+
+_COLORS = ("#9e9e9e", "#1f77b4", "#d62728", "#2ca02c")
+
+
+def _plot(layer: str, data: dict, scheme: str) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8.6, 2.4), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    edges = np.asarray(data["edges"])
+    for i, (label, counts) in enumerate(data["counts"].items()):
+        filled = i == 0
+        axes.stairs(counts, edges, label=label, fill=filled, alpha=0.45 if filled else 1.0,
+                    color=_COLORS[i % len(_COLORS)], linewidth=1.4, linestyle="-" if i < 2 else "--")
+    axes.set_yscale("symlog", linthresh=1)  # the spike of zeros and a few outliers both stay visible
+    axes.set_xlabel("weight value", fontsize=8)
+    axes.set_ylabel("count", fontsize=8)
+    axes.tick_params(labelsize=7)
+    # parse_math=False: a '$' in a layer name must stay text, not become matplotlib mathtext.
+    axes.set_title(f"{layer} ({scheme})", fontsize=9, loc="left", parse_math=False)
+    axes.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+# -- HTML -------------------------------------------------------------------------------------------------------
+
+def _e(text) -> str:
+    return html.escape(str(text), quote=True)
+
+
+_CSS = """
+body{font-family:"Liberation Sans",Arial,Helvetica,sans-serif;margin:24px auto;max-width:1000px;color:#222;
+line-height:1.45;padding:0 16px}
+h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:3px}
+table{border-collapse:collapse;font-size:13px;margin:8px 0}th,td{padding:3px 10px;border-bottom:1px solid #eee;
+text-align:left;vertical-align:top}th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.figure{margin:14px 0 22px}.figure img{max-width:100%;display:block}
+.stats td{font-size:12px}pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px}
+.warning{color:#8a4b00}
+"""
+
+
+def _table_html(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td{_num_class(cell)}>{_e(cell)}</td>" for cell in row) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _num_class(cell: str) -> str:
+    return " class='num'" if re.fullmatch(r"[-–\d.,%]+( ms| B)?", cell or "-") else ""
+
+
+def _stats_rows(stats: list[tuple[str, dict]]) -> tuple[list[str], list[list[str]]]:
+    rows = [[label, f"{s['size']:,}", f"{s['sparsity']:.2%}", f"{s['unique_values']:,}", f"{s['min']:.4g}",
+             f"{s['max']:.4g}", f"{s['std']:.4g}"] for label, s in stats]
+    return ["weights", "count", "zeros", "unique values", "min", "max", "std"], rows
+
+
+def _html(title: str, sections: list[_Section], figures: list[_Figure], plan: Plan) -> str:
+    head = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
+            f"<meta name='generator' content='tfopt-widgets {_e(__version__)}'><style>{_CSS}</style></head><body>")
+    parts = [head, f"<h1>{_e(title)}</h1>"]
+    for section in sections:
+        if section.heading:
+            parts.append(f"<h2>{_e(section.heading)}</h2>")
+        for paragraph in section.text:
+            css = " class='warning'" if paragraph.startswith("Warning:") else ""
+            parts.append(f"<p{css}>{_e(paragraph)}</p>")
+        if section.table is not None:
+            parts.append(_table_html(*section.table))
+    if figures:
+        parts.append("<h2>Weight distributions</h2><p>Each planned layer's main kernel: the float weights before, "
+                     "the optimized Keras weights, and the values stored in the converted file (dequantized). "
+                     "Counts on a symmetric-log scale.</p>")
+        for figure in figures:
+            data = base64.b64encode(figure.png).decode("ascii")
+            parts.append(f"<div class='figure'><img src='data:image/png;base64,{data}' "
+                         f"alt='{_e('weight histogram of layer ' + figure.layer)}'>"
+                         f"<div class='stats'>{_table_html(*_stats_rows(figure.stats))}</div></div>")
+    parts.append("<h2>Reproduce</h2><p>The plan as JSON (tw.Plan.from_json); plan.to_python(model_path=..., "
+                 "target=...) writes it as a standalone tfmot script.</p>"
+                 f"<pre>{_e(plan.to_json())}</pre></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+# -- Markdown ---------------------------------------------------------------------------------------------------
+
+def _md(text) -> str:
+    """Plain text for Markdown: HTML and Markdown syntax neutralised, one line (GitHub renders inline HTML)."""
+    text = html.escape(str(text), quote=False).replace("\r", " ").replace("\n", " ")
+    return re.sub(r"([\\`*_{}\[\]()#+!|~])", r"\\\1", text)
+
+
+def _table_md(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(_md(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _markdown(title: str, sections: list[_Section], figures: list[_Figure], plan: Plan, folder: str) -> str:
+    parts = [f"# {_md(title)}"]
+    for section in sections:
+        if section.heading:
+            parts.append(f"## {_md(section.heading)}")
+        parts += [_md(paragraph) for paragraph in section.text]
+        if section.table is not None:
+            parts.append(_table_md(*section.table))
+    if figures:
+        parts.append("## Weight distributions")
+        for figure in figures:
+            parts.append(f"![weight histogram of layer {_md(figure.layer)}]({folder}/{figure.file})")
+            parts.append(_table_md(*_stats_rows(figure.stats)))
+    # JSON's own escapes keep markup out even of a code block (some renderers are lax), and it still parses.
+    plan_json = plan.to_json().replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    parts.append(f"## Reproduce\n\nThe plan as JSON (tw.Plan.from_json):\n\n~~~~json\n{plan_json}\n~~~~")
+    return "\n\n".join(parts) + "\n"
