@@ -1,42 +1,110 @@
-"""The independent jobs of ``tw.sensitivity``: score variants of a .tflite file on labelled data.
+"""The independent jobs of ``tw.sensitivity``: compress one kernel of a .tflite file, score the file on labelled data.
 
-This module imports no TensorFlow (only numpy and LiteRT), so a worker process or a Dask worker that runs these jobs
-starts in about a second and never forks a TensorFlow runtime. A job gets everything it needs as plain values
-(file bytes, numpy arrays, byte patches); nothing in it refers to the user's Keras model.
+This module imports no TensorFlow (only numpy, gzip and LiteRT), so a worker process or a Dask worker that runs these
+jobs starts in about a second and never forks a TensorFlow runtime. A job gets everything it needs as plain values
+(file bytes, numpy arrays); nothing in it refers to the user's Keras model.
 """
 
 from __future__ import annotations
 
+import gzip
+from dataclasses import dataclass
+
 import numpy as np
 
-# A variant of the base file: (name, patches, content). ``patches`` are (byte offset, new bytes) written over a copy
-# of the base file's bytes (a pruned or clustered kernel, same length); ``content`` replaces the base file entirely
-# (a quantized variant). One of them is empty.
+
+@dataclass
+class Kernel:
+    """One layer's kernel, as Keras holds it and as the float file stores it."""
+
+    keras: np.ndarray
+    tflite: np.ndarray  # the file's layout, with a BatchNormalization folded in where the converter folded one
+    offset: int  # where the file's bytes of that tensor start
+    layout: tuple | None  # axes that turn the Keras kernel into the file's layout (None: work on the file's values)
+    scale: np.ndarray | None  # per-output-channel factor the converter folded in, in the file's layout
+
+
+# A variant of the base file: (name, content, change). ``content`` replaces the base file (a quantized variant), or
+# ``change`` = (kernel, technique, level) is applied to a copy of the base file's bytes (same length) in the job;
+# with neither, the base file itself is scored.
 Variant = tuple
 
 
 def score_variants(base: bytes, variants: list, x: np.ndarray, y: np.ndarray, metric=None,
-                   num_threads: int = 1) -> list[tuple[str, float]]:
-    """[(variant name, metric value)] for each variant of ``base`` run with LiteRT on ``(x, y)``.
+                   num_threads: int = 1) -> list[tuple[str, float, dict | None]]:
+    """[(variant name, metric value, sizes of the changed kernel or None)] for each variant, run with LiteRT.
 
     ``metric(y_true, y_pred) -> float``, or accuracy when None. One interpreter per variant, with ``num_threads``
-    threads: several jobs run side by side in threads or processes, so each stays on one core by default.
+    threads: several jobs run side by side, so each stays on one core by default.
     """
     from ai_edge_litert.interpreter import Interpreter
 
     from .evaluation import _accuracy, _predict
 
     results = []
-    for name, patches, content in variants:
-        if content is None:
+    for name, content, change in variants:
+        sizes = None
+        if change is not None:
+            kernel, technique, level = change
+            values = compress(kernel, technique, level)
+            sizes = kernel_sizes(values)
             buffer = bytearray(base)
-            for offset, data in patches:
-                buffer[offset:offset + len(data)] = data
+            data = values.astype("<f4").tobytes()
+            buffer[kernel.offset:kernel.offset + len(data)] = data
             content = bytes(buffer)
+        elif content is None:
+            content = base
         # No stderr capture here: it swaps a process-wide file descriptor, which threads running side by side
         # would corrupt. tw.sensitivity lets LiteRT print its once-per-process delegate banner beforehand.
         interpreter = Interpreter(model_content=content, num_threads=num_threads)
         predictions = _predict(interpreter, x)
         value = _accuracy(y, predictions) if metric is None else float(metric(y, predictions))
-        results.append((name, value))
+        results.append((name, value, sizes))
     return results
+
+
+def compress(kernel: Kernel, technique: str, level) -> np.ndarray:
+    """The file's kernel after pruning or clustering the Keras kernel (a folded BatchNormalization applied again)."""
+    source = kernel.keras if kernel.layout is not None else kernel.tflite
+    values = prune(source, level) if technique == "prune" else cluster(source, level)
+    if kernel.layout is not None:
+        values = values.transpose(kernel.layout) * kernel.scale
+    return np.ascontiguousarray(values, dtype=np.float32)
+
+
+def prune(values: np.ndarray, sparsity: float) -> np.ndarray:
+    """Magnitude pruning: the ``sparsity`` fraction of smallest-magnitude weights set to zero (as tfmot does)."""
+    flat = values.reshape(-1).copy()
+    count = round(sparsity * flat.size)
+    if count:
+        flat[np.argpartition(np.abs(flat), count - 1)[:count]] = 0.0
+    return flat.reshape(values.shape)
+
+
+def cluster(values: np.ndarray, clusters: int, iterations: int = 30) -> np.ndarray:
+    """1-D k-means (Lloyd) of the weights into ``clusters`` shared values, centroids started at quantiles."""
+    flat = values.reshape(-1).astype(np.float64)
+    order = np.sort(flat)
+    if np.unique(order).size <= clusters:
+        return values.copy()
+    centroids = np.quantile(order, (np.arange(clusters) + 0.5) / clusters)
+    for _ in range(iterations):
+        edges = (centroids[1:] + centroids[:-1]) / 2
+        labels = np.searchsorted(edges, order)
+        sums = np.bincount(labels, weights=order, minlength=clusters)
+        counts = np.bincount(labels, minlength=clusters)
+        updated = np.where(counts > 0, sums / np.maximum(counts, 1), centroids)
+        if np.allclose(updated, centroids):
+            break
+        centroids = np.sort(updated)
+    edges = (centroids[1:] + centroids[:-1]) / 2
+    return centroids[np.searchsorted(edges, flat)].astype(np.float32).reshape(values.shape)
+
+
+def kernel_sizes(kernel: np.ndarray) -> dict:
+    """Estimated gzip bytes of a kernel (file layout) stored as int8 (per output channel), float16 and float32."""
+    flat = kernel.reshape(kernel.shape[0], -1) if kernel.ndim > 1 else kernel.reshape(1, -1)
+    peak = np.max(np.abs(flat), axis=1, keepdims=True)
+    int8 = np.round(flat / np.where(peak > 0, peak / 127.0, 1.0)).astype(np.int8)
+    return {dtype: len(gzip.compress(data.tobytes(), 9, mtime=0)) for dtype, data in
+            (("int8", int8), ("float16", kernel.astype(np.float16)), ("float32", kernel.astype(np.float32)))}

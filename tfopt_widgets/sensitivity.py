@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ._sensitivity_jobs import score_variants
+from ._sensitivity_jobs import Kernel, kernel_sizes, score_variants
 from .errors import DataError, Error
 from .plan import Plan
 
@@ -269,45 +269,44 @@ def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Execu
     origins = conversion._user_layers(keras_model)
 
     float_file = conversion.convert(keras_model, "float32")
-    base = float_file.content
-    variants = [("float", [], None)]
-    rows_pending = []  # (name, layer, technique, level, size, extra)
     kernels = _kernels(keras_model, float_file, info)
-    sizes = {name: _sizes(kernel.tflite) for name, kernel in kernels.items()}
-
-    for technique in ("prune", "cluster"):
-        for name, kernel in kernels.items():
-            if technique not in levels or not info[name].supports(technique).ok:
-                continue
-            for level in levels[technique]:
-                values = _compress(kernel, technique, level)
-                key = f"{technique}|{name}|{level}"
-                variants.append((key, [(kernel.offset, values.astype("<f4").tobytes())], None))
-                rows_pending.append((key, name, technique, level, _sizes(values), {}))
-
+    sizes = {name: kernel_sizes(kernel.tflite) for name, kernel in kernels.items()}
+    pending = []  # (variant name, layer, technique, level, extra)
     int8_file, debug = None, {}
-    if "quantize" in levels:
-        quantizer = _Quantizer(keras_model, conversion, calibration, origins)
-        int8_file = quantizer.quantize(exclude=())
-        variants.append(("int8", [], int8_file))
-        debug = quantizer.layer_errors()
-        for name in quantizer.layers:
-            if not info[name].supports("quantize").ok:
-                continue
-            only = quantizer.quantize(exclude=[n for n in quantizer.layers if n != name], unnamed=True)
-            kept = quantizer.quantize(exclude=[name])
-            variants.append((f"quantize|{name}|only", [], only))
-            variants.append((f"quantize|{name}|keep_float", [], kept))
-            rows_pending.append((f"quantize|{name}|only", name, "quantize", "int8", sizes.get(name, {}),
-                                 {"keep_float": f"quantize|{name}|keep_float", "quant_error": debug.get(name)}))
-
-    scores = _run_jobs(base, variants, x, y, metric, executor, workers)
-    baseline = scores["float"]
-    int8_value = scores.get("int8")
+    with _Jobs(float_file.content, x, y, metric, executor, workers) as jobs:
+        jobs.submit([("float", None, None)])
+        changes = []
+        for technique in ("prune", "cluster"):
+            for name, kernel in kernels.items():
+                if technique in levels and info[name].supports(technique).ok:
+                    for level in levels[technique]:
+                        key = f"{technique}|{name}|{level}"
+                        changes.append((key, None, (kernel, technique, level)))
+                        pending.append((key, name, technique, level, {}))
+        jobs.submit(changes)
+        if "quantize" in levels:
+            # Quantized variants are made here (TensorFlow) while the workers already score the ones above.
+            quantizer = _Quantizer(keras_model, conversion, calibration, origins)
+            int8_file = quantizer.quantize(exclude=())
+            jobs.submit([("int8", int8_file, None)], chunks=1)
+            debug = quantizer.layer_errors()
+            for name in quantizer.layers:
+                if not info[name].supports("quantize").ok:
+                    continue
+                only = quantizer.quantize(exclude=[n for n in quantizer.layers if n != name], unnamed=True)
+                kept = quantizer.quantize(exclude=[name])
+                jobs.submit([(f"quantize|{name}|only", only, None), (f"quantize|{name}|keep_float", kept, None)],
+                            chunks=1)
+                pending.append((f"quantize|{name}|only", name, "quantize", "int8",
+                                {"keep_float": f"quantize|{name}|keep_float", "quant_error": debug.get(name)}))
+        scores = jobs.results()
+    baseline = scores["float"][0]
+    int8_value = scores["int8"][0] if "int8" in scores else None
     rows = []
-    for key, name, technique, level, size, extra in rows_pending:
-        kept = scores.get(extra.get("keep_float")) if extra.get("keep_float") else None
-        rows.append(SensitivityRow(name, technique, level, scores[key], baseline - scores[key], size,
+    for key, name, technique, level, extra in pending:
+        value, size = scores[key]
+        kept = scores[extra["keep_float"]][0] if "keep_float" in extra else None
+        rows.append(SensitivityRow(name, technique, level, value, baseline - value, size or sizes.get(name, {}),
                                    keep_float_value=kept, quant_error=extra.get("quant_error")))
     int8_gzip = len(gzip.compress(int8_file, 9, mtime=0)) if int8_file is not None else None
     total = int8_gzip or float_file.gzip_size
@@ -340,16 +339,7 @@ def _evaluation_data(model, data, samples: int):
     return np.asarray(x, dtype=model.inputs[0].dtype.as_numpy_dtype), np.asarray(y)
 
 
-@dataclass
-class _Kernel:
-    keras: np.ndarray  # the layer's kernel as Keras holds it
-    tflite: np.ndarray  # the same weights as the float file stores them (layout, folded BatchNormalization)
-    offset: int  # where the file's bytes of that tensor start
-    layout: tuple | None  # axes that turn the Keras kernel into the file's layout (None: operate on the file's)
-    scale: np.ndarray | None  # per-output-channel factor folded in (BatchNormalization), in the file's layout
-
-
-def _kernels(keras_model, tfl, info) -> dict[str, _Kernel]:
+def _kernels(keras_model, tfl, info) -> dict[str, Kernel]:
     """The main kernel of every layer that supports pruning or clustering, found in the float file."""
     from .tflite_model import _KERNELS
 
@@ -384,7 +374,7 @@ def _kernels(keras_model, tfl, info) -> dict[str, _Kernel]:
                                  / np.maximum(denominator, 1e-30), 1.0).astype(np.float32)
             else:
                 layout = None
-            result[layer.name] = _Kernel(keras_kernel, values, offsets[index], layout, scale)
+            result[layer.name] = Kernel(keras_kernel, values, offsets[index], layout, scale)
             break
     return result
 
@@ -403,53 +393,6 @@ def _buffer_offsets(content: bytes) -> dict[int, int]:
         # The flatbuffer vector of field 4 (data) starts here; files over 2 GB keep data elsewhere (not patched).
         offsets[index] = buffer._tab.Vector(buffer._tab.Offset(4))
     return offsets
-
-
-def _compress(kernel: _Kernel, technique: str, level) -> np.ndarray:
-    """The file's kernel after pruning or clustering the Keras kernel (BatchNormalization folded in again)."""
-    source = kernel.keras if kernel.layout is not None else kernel.tflite
-    values = _prune(source, level) if technique == "prune" else _cluster(source, level)
-    if kernel.layout is not None:
-        values = values.transpose(kernel.layout) * kernel.scale
-    return np.ascontiguousarray(values, dtype=np.float32)
-
-
-def _prune(values: np.ndarray, sparsity: float) -> np.ndarray:
-    """Magnitude pruning: the ``sparsity`` fraction of smallest-magnitude weights set to zero (as tfmot does)."""
-    flat = values.reshape(-1).copy()
-    count = round(sparsity * flat.size)
-    if count:
-        flat[np.argpartition(np.abs(flat), count - 1)[:count]] = 0.0
-    return flat.reshape(values.shape)
-
-
-def _cluster(values: np.ndarray, clusters: int, iterations: int = 30) -> np.ndarray:
-    """1-D k-means (Lloyd) of the weights into ``clusters`` shared values, centroids started at quantiles."""
-    flat = values.reshape(-1).astype(np.float64)
-    order = np.sort(flat)
-    if np.unique(order).size <= clusters:
-        return values.copy()
-    centroids = np.quantile(order, (np.arange(clusters) + 0.5) / clusters)
-    for _ in range(iterations):
-        edges = (centroids[1:] + centroids[:-1]) / 2
-        labels = np.searchsorted(edges, order)
-        sums = np.bincount(labels, weights=order, minlength=clusters)
-        counts = np.bincount(labels, minlength=clusters)
-        updated = np.where(counts > 0, sums / np.maximum(counts, 1), centroids)
-        if np.allclose(updated, centroids):
-            break
-        centroids = np.sort(updated)
-    edges = (centroids[1:] + centroids[:-1]) / 2
-    return centroids[np.searchsorted(edges, flat)].astype(np.float32).reshape(values.shape)
-
-
-def _sizes(kernel: np.ndarray) -> dict:
-    """Estimated gzip bytes of a kernel (file layout) stored as int8 (per output channel), float16 and float32."""
-    flat = kernel.reshape(kernel.shape[0], -1) if kernel.ndim > 1 else kernel.reshape(1, -1)
-    peak = np.max(np.abs(flat), axis=1, keepdims=True)
-    int8 = np.round(flat / np.where(peak > 0, peak / 127.0, 1.0)).astype(np.int8)
-    return {dtype: len(gzip.compress(data.tobytes(), 9, mtime=0)) for dtype, data in
-            (("int8", int8), ("float16", kernel.astype(np.float16)), ("float32", kernel.astype(np.float32)))}
 
 
 class _Quantizer:
@@ -520,39 +463,54 @@ def _worker_count(executor, workers) -> int | None:
     return workers or min(2, os.cpu_count() or 1)
 
 
-def _run_jobs(base: bytes, variants: list, x, y, metric, executor, workers) -> dict[str, float]:
-    """Score every variant, in chunks submitted to the executor; {variant name: metric value}."""
-    from ai_edge_litert.interpreter import Interpreter
+class _Jobs:
+    """Variants submitted to an executor as they are made, in chunks; ``results()`` waits for all of them."""
 
-    from ._quiet import captured_stderr
+    def __init__(self, base: bytes, x, y, metric, executor, workers):
+        from ai_edge_litert.interpreter import Interpreter
 
-    with captured_stderr():  # LiteRT prints its delegate banner once per process: here, not inside the jobs
-        Interpreter(model_content=base).allocate_tensors()
-    workers = workers or min(2, os.cpu_count() or 1)
-    own = None
-    if executor is None or executor == "threads":
-        own = executor = ThreadPoolExecutor(max_workers=workers)
-    elif executor == "processes":
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from ._quiet import captured_stderr
 
-        # spawn, never fork: a forked TensorFlow runtime deadlocks; the jobs' module imports no TensorFlow.
-        own = executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-    elif not isinstance(executor, Executor) and not hasattr(executor, "submit"):
-        raise Error(f"executor must be a concurrent.futures.Executor, 'threads' or 'processes'; got {executor!r}.",
-                    field="executor")
-    # Variants in a few chunks per worker: fewer transfers of the data and the base file, still balanced.
-    chunks = max(1, min(len(variants), 4 * workers))
-    try:
-        futures = [executor.submit(score_variants, base, variants[i::chunks], x, y, metric)
-                   for i in range(chunks)]
-        scores = {}
-        for future in futures:
-            scores.update(dict(future.result()))
-    finally:
-        if own is not None:
-            own.shutdown(wait=True)
-    return scores
+        with captured_stderr():  # LiteRT prints its delegate banner once per process: here, not inside the jobs
+            Interpreter(model_content=base).allocate_tensors()
+        self.base, self.x, self.y, self.metric = base, x, y, metric
+        self.workers = workers or min(2, os.cpu_count() or 1)
+        self.own = None
+        if executor is None or executor == "threads":
+            self.own = executor = ThreadPoolExecutor(max_workers=self.workers)
+        elif executor == "processes":
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, never fork: a forked TensorFlow runtime deadlocks; the jobs' module imports no TensorFlow.
+            self.own = executor = ProcessPoolExecutor(max_workers=self.workers,
+                                                      mp_context=multiprocessing.get_context("spawn"))
+        elif not hasattr(executor, "submit"):
+            raise Error(f"executor must be a concurrent.futures.Executor, 'threads' or 'processes'; got "
+                        f"{executor!r}.", field="executor")
+        self.executor = executor
+        self.futures = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is not None:
+            for future in self.futures:
+                future.cancel()
+        if self.own is not None:
+            self.own.shutdown(wait=True)
+
+    def submit(self, variants: list, chunks: int | None = None) -> None:
+        # A few chunks per worker: fewer transfers of the data and the base file, still balanced.
+        chunks = max(1, min(len(variants), chunks or 4 * self.workers))
+        for i in range(chunks):
+            self.futures.append(self.executor.submit(score_variants, self.base, variants[i::chunks], self.x,
+                                                     self.y, self.metric))
+
+    def results(self) -> dict[str, tuple[float, dict | None]]:
+        """{variant name: (metric value, sizes of its changed kernel or None)}."""
+        return {name: (value, sizes) for future in self.futures for name, value, sizes in future.result()}
 
 
 # -- planning ------------------------------------------------------------------------------------------------------
