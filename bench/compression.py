@@ -91,9 +91,9 @@ def main(argv=None) -> int:
 
     info = _common.machine()
     (x_train, y_train), (x_test, y_test) = demo.digits_data()
-    model = demo.digits_model(epochs=3 if args.quick else 12, seed=0)
+    model = demo.digits_model(epochs=1 if args.quick else 12, seed=0)
     epochs = args.epochs or (1 if args.quick else 3)
-    train = (x_train[:128], y_train[:128]) if args.quick else (x_train, y_train)
+    train = (x_train[:64], y_train[:64]) if args.quick else (x_train, y_train)
     targets = ("cpu", "edgetpu") if args.quick else TARGETS
     runs = 1 if args.quick else 50
 

@@ -269,7 +269,7 @@ def digits_case(args) -> dict:
     from tfopt_widgets import demo
 
     (x_train, y_train), (x_test, y_test) = demo.digits_data()
-    base = demo.digits_model(epochs=2 if args.quick else 12, seed=SEED)
+    base = demo.digits_model(epochs=1 if args.quick else 12, seed=SEED)
     epochs, batch_size = 2, 32
     if args.quick:  # one short stage: the smoke test checks the path, not the numbers
         x_train, y_train, epochs = x_train[:64], y_train[:64], 1

@@ -10,10 +10,10 @@ when the view opens), plus the largest update one layer click sends. Goals: ResN
 
 Browser figure: the saved state of a 500-layer model's layer table (and of its whole Studio) rendered by VS Code's
 widget manager in Debian's Chromium (tests/browser's proxy page and launch settings): time from handing over the
-state to "500 of 500 layers shown" with rows drawn, on a fresh page each time (median of 3).
+state to "500 of 500 layers shown" with rows drawn, on a fresh page and again on the same page (median of 3).
 
     python bench/scale.py            # ResNet50, EfficientNetB0, MobileNetV2 (224x224) + the 500-layer render
-    python bench/scale.py --quick    # MobileNetV2-0.35 at 96x96 + a 60-layer render (skipped without Chromium)
+    python bench/scale.py --quick    # MobileNetV2-0.35 at 96x96 + one 60-layer table render (skipped without Chromium)
 """
 
 from __future__ import annotations
@@ -117,13 +117,16 @@ def measure_model(name: str) -> dict:
 
 def _proxy_site(folder: Path):
     """tests/browser's VS Code proxy page served from ``folder``; None (and why) when it cannot be set up."""
-    sys.path.insert(0, str(ROOT / "tests" / "browser"))
+    import importlib.util
+
+    # tests/browser/conftest.py: the proxy page's paths and the Chromium settings (loaded by path: under pytest the
+    # name "conftest" is taken by tests/conftest.py).
+    spec = importlib.util.spec_from_file_location("tfopt_browser_conftest", ROOT / "tests" / "browser" / "conftest.py")
+    browser = importlib.util.module_from_spec(spec)
     try:
-        import conftest as browser
+        spec.loader.exec_module(browser)
     except Exception as error:  # noqa: BLE001
-        return None, f"tests/browser/conftest.py could not be imported: {error}"
-    finally:
-        sys.path.pop(0)
+        return None, f"tests/browser/conftest.py could not be loaded: {error}"
     bundle = browser.PROXY / "dist" / "page.js"
     if not bundle.exists():
         return None, f"{bundle} is not built (cd tests/browser/vscode && npm ci && npm run build)"
@@ -144,7 +147,7 @@ def _proxy_site(folder: Path):
     return (server, browser), None
 
 
-def render_times(layers: int) -> dict:
+def render_times(layers: int, repeats: int = RENDER_REPEATS, studio: bool = True) -> dict:
     """Seconds from handing the saved state to the page until the table shows every layer (median of fresh pages)."""
     try:
         from playwright.sync_api import sync_playwright
@@ -155,8 +158,9 @@ def render_times(layers: int) -> dict:
 
     model = deep_model(layers)
     table = LayerTable(tw.inspect(model))
-    studio = tw.Studio(model)
-    states = {"layer table": state_json(table), "whole Studio": state_json(studio)}
+    states = {"layer table": state_json(table)}
+    if studio:
+        states["whole Studio"] = state_json(tw.Studio(model))
     with tempfile.TemporaryDirectory() as folder:
         site, why = _proxy_site(Path(folder))
         if site is None:
@@ -171,7 +175,7 @@ def render_times(layers: int) -> dict:
                 result["chromium"] = chromium.version
                 for label, text in states.items():
                     times, warm = [], []
-                    for _ in range(RENDER_REPEATS):
+                    for _ in range(repeats):
                         page = chromium.new_page(viewport=browser.VIEWPORT)
                         page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
                             ("http://127.0.0.1", "data:", "blob:")) else route.abort())
@@ -214,9 +218,10 @@ def main(argv=None) -> int:
 
     info = _common.machine()
     names = ["MobileNetV2-0.35-96"] if args.quick else ["ResNet50", "EfficientNetB0", "MobileNetV2"]
-    measure_model(names[0])  # first use of TensorFlow/tfmot in the process (imports, registries): not counted
+    if not args.quick:
+        measure_model(names[0])  # first use of TensorFlow/tfmot in the process (imports, registries): not counted
     models = [measure_model(name) for name in names]
-    render = {"skipped": "--no-browser"} if args.no_browser else render_times(60 if args.quick else 500)
+    render = {"skipped": "--no-browser"} if args.no_browser else render_times(60, 1, studio=False) if args.quick else render_times(500)
 
     lines = ["# Scale: tw.inspect and the Studio on large models", "",
              (f"Ready = building tw.Studio (it inspects the model, reads every kernel, bins the largest layer); goals: "
@@ -245,7 +250,7 @@ def main(argv=None) -> int:
             [[label, render["layers"], f"{render['state_bytes'][label] / 1000:.0f}", render[label]["times_s"],
               f"**{render[label]['median_s']}**", render[label]["warm_times_s"], f"**{render[label]['warm_median_s']}**",
               render["rows_in_dom"][label]]
-             for label in ("layer table", "whole Studio")])
+             for label in ("layer table", "whole Studio") if label in render])
         lines += ["", (f"Chromium {render['chromium']}; time from `renderSaved(state)` to \"{render['layers']} of "
                       f"{render['layers']} layers shown\" with the first row drawn: on a fresh page (the widget modules "
                       "load first), then a second render on the same page. The table draws only the rows in view "
