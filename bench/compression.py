@@ -162,7 +162,8 @@ def main(argv=None) -> int:
         verdict = "met" if result["goal_met"] else f"missed ({best['x_gzip']:.2f}x < {GOAL_X:.0f}x)"
         lines.append(f"Best at <= 1 point drop: **{best['technique']} on {best['target']}: {best['x_gzip']:.2f}x smaller "
                      f"gzip ({best['gzip_size']:,} B vs {baseline.gzip_size:,} B), accuracy {best['accuracy']:.4f} "
-                     f"({best['drop_points']:+.2f} points)**. Goal >= {GOAL_X:.0f}x: {verdict}.")
+                     f"(drop {best['drop_points']:+.2f} points; negative: more accurate than float32)**. Goal >= {GOAL_X:.0f}x: "
+                     f"{verdict}.")
     else:
         lines.append("No file stayed within 1 accuracy point of float32.")
     lines += ["", "Best per target at <= 1 point drop: " + "; ".join(
