@@ -198,3 +198,23 @@ def test_report_html_is_self_contained_and_escaped(written_report):
     assert linked and all((written_report.parent / link).is_file() for link in linked)
     plan_json = markdown.split("~~~~json\n", 1)[1].split("\n~~~~", 1)[0]
     assert NASTY in tw.Plan.from_json(plan_json), "the escaped plan JSON still reads back"
+
+
+@pytest.mark.slow
+def test_studio_report_and_static_summary(digits, tmp_path):
+    from tfopt_widgets.reporting import studio_report, studio_summary_html
+
+    model, train, test = digits
+    studio = tw.Studio(model, train_data=train, validation_data=test, target="cpu")
+    studio.plan.quantize("dense")
+    summary = studio_summary_html(studio)
+    assert "dense" in summary and "No results yet" in summary and "<script" not in summary
+    studio.plan.clear()
+    studio.run(wait=True)  # an empty plan: baseline + a post-training int8 file, no fine-tuning
+    assert studio.error == ""
+    summary = studio_summary_html(studio)
+    assert "float32 baseline" in summary and "int8" in summary
+    path = studio_report(studio, tmp_path / "studio.html")
+    text = path.read_text(encoding="utf-8")
+    assert "<h2>Results</h2>" in text and "<h2>Compatibility: float32 baseline (Float32 baseline)</h2>" in text
+    assert text.count("data:image/png;base64,") >= 1, "the largest layers' weights, before and in the file"

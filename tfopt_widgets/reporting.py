@@ -30,7 +30,7 @@ from .errors import Error
 from .histograms import compare
 from .plan import Plan
 
-__all__ = ["Run", "report", "summary_html"]
+__all__ = ["Run", "report", "studio_report", "studio_summary_html", "summary_html"]
 
 MAX_FIGURES = 24  # per report: a MobileNet has ~50 weighted layers, and a reader wants the planned ones
 
@@ -111,6 +111,32 @@ def summary_html(plan: Plan, runs=(), *, title: str = "", target: str | None = N
     results = _table_html(*_results_table(runs)) if runs else "<p><i>No results yet.</i></p>"
     return (f"<div class='tfopt-static-summary'>{heading}<p><b>Plan</b></p>{_table_html(*_plan_table(plan, None))}"
             f"<p><b>Results</b></p>{results}</div>")
+
+
+def studio_report(studio, path="report.html", **kwargs) -> Path:
+    """:func:`report` for what a ``tw.Studio`` holds: its model, last optimized model, every results row.
+
+    The baseline row and the last run's row get their TFLiteModel (compatibility, stored weights); the plan is the
+    one the last run used (the live plan when nothing was optimized yet). ``kwargs`` go to :func:`report`.
+    """
+    runs = [Run.of(row) for row in studio.results_view.rows]
+    baseline = getattr(studio, "_baseline", None)  # the float32 file the Studio converted on its first run
+    if runs and baseline is not None:
+        runs[0].tflite = baseline
+    if len(runs) > 1 and studio.tflite is not None:
+        runs[-1].tflite = studio.tflite
+    optimized = studio.optimized
+    kwargs.setdefault("plan", optimized.plan if optimized is not None else studio.plan)
+    kwargs.setdefault("title", f"Optimization report: {studio.info.name}")
+    return report(path, model=studio.model, optimized=optimized, runs=runs, **kwargs)
+
+
+def studio_summary_html(studio) -> str:
+    """The Studio as static HTML (plan and results, no figures): what nbconvert or GitHub show without widgets."""
+    body = summary_html(studio.plan, list(studio.results_view.rows), title=f"tfopt-widgets Studio: {studio.info.name}",
+                        target=studio.target)
+    return (f"{body}<p style='color:#666;font-size:12px'>A static snapshot from when this output was made; the "
+            "interactive Studio needs a running kernel. studio.export_report(path) writes the full report.</p>")
 
 
 # -- content ----------------------------------------------------------------------------------------------------
