@@ -346,10 +346,17 @@ def _html(title: str, sections: list[_Section], figures: list[_Figure], plan: Pl
 
 # -- Markdown ---------------------------------------------------------------------------------------------------
 
-def _md(text) -> str:
-    """Plain text for Markdown: HTML and Markdown syntax neutralised, one line (GitHub renders inline HTML)."""
+def _md(text, block: bool = False) -> str:
+    """Plain text for Markdown: HTML and Markdown syntax neutralised, one line (GitHub renders inline HTML).
+
+    ``block``: the text starts a line (a paragraph or heading), where '#', '-', '>' or '1.' would start a block.
+    """
     text = html.escape(str(text), quote=False).replace("\r", " ").replace("\n", " ")
-    return re.sub(r"([\\`*_{}\[\]()#+!|~])", r"\\\1", text)
+    text = re.sub(r"([\\`*_\[\]|~])", r"\\\1", text)
+    if block:
+        text = re.sub(r"^(\d+)([.)])", r"\1\\\2", text)
+        text = "\\" + text if re.match(r"[#+\-=>!]", text) else text
+    return text
 
 
 def _table_md(headers: list[str], rows: list[list[str]]) -> str:
@@ -359,11 +366,11 @@ def _table_md(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def _markdown(title: str, sections: list[_Section], figures: list[_Figure], plan: Plan, folder: str) -> str:
-    parts = [f"# {_md(title)}"]
+    parts = [f"# {_md(title, block=True)}"]
     for section in sections:
         if section.heading:
-            parts.append(f"## {_md(section.heading)}")
-        parts += [_md(paragraph) for paragraph in section.text]
+            parts.append(f"## {_md(section.heading, block=True)}")
+        parts += [_md(paragraph, block=True) for paragraph in section.text]
         if section.table is not None:
             parts.append(_table_md(*section.table))
     if figures:
