@@ -69,6 +69,10 @@ def _quantize_configs() -> dict[str, str]:
     return {ast.literal_eval(k): v.id for k, v in zip(node.keys, node.values)}
 
 
+def _cluster_preserving(scheme_path: str) -> bool:
+    return scheme_path.endswith("ClusterPreserveQuantizeScheme")
+
+
 def _public(name: str) -> str:
     return name.lstrip("_")
 
@@ -77,9 +81,17 @@ def plan_to_python(plan: Plan, *, model_path="model.keras", target="cpu", model=
                    epochs: int = 2, batch_size: int = 32, learning_rate: float | None = None,
                    output_path=None) -> str:
     """See :meth:`Plan.to_python`."""
-    if len(plan) == 0:
+    if not stages(plan):
         raise PlanError("The plan is empty: there is nothing to reproduce. Add layers with plan.quantize(...), "
                         "plan.prune(...) or plan.cluster(...) first.", field="plan")
+    if plan.float_layers:
+        # Selective int8 finds each layer's ops in a calibrated file (tfopt_widgets' op-to-layer map): not
+        # something a short standalone script can do faithfully, so say so rather than export a different file.
+        names = ", ".join(repr(name) for name in plan.float_layers)
+        raise PlanError(f"plan.to_python cannot reproduce keep_float ({names}) yet: the script would convert those "
+                        "layers to int8. Export without them (plan.copy() then .remove(layer, 'keep_float')) and "
+                        "convert with tw.convert(..., plan=plan) for the selective int8 file.",
+                        layer=plan.float_layers[0], field="keep_float")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise PlanError(f"epochs must be a positive integer; got {epochs!r}.", field="epochs")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -124,6 +136,7 @@ Fill in load_training_data() below, then run:  python <this file>
 
 from __future__ import annotations
 
+import copy  # noqa: F401 -- used by cluster_preserve_scheme_class() when the plan clusters a quantized layer
 import math
 import os
 from collections import namedtuple
@@ -227,13 +240,19 @@ def _plan_section(plan: Plan, run: list[str], groups: dict | None) -> str:
     if "quantize" in run:
         path, kwargs = quantize_scheme(plan)
         arguments = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        # As in optimization._quantize_scheme: tfopt-widgets' cluster-preserving scheme (one quantizer per layer).
+        scheme = (f"cluster_preserve_scheme_class()({arguments})" if _cluster_preserving(path)
+                  else f"tfmot.{path}({arguments})")
         out.append("# Quantization-aware training (int8) on these layers.")
         out.append(f"QUANTIZE = {plan.layers('quantize')!r}")
         out.append("# A BatchNormalization (and the activation after it) is quantized folded into its convolution.")
         out.append(f"QUANTIZED_WITH = {groups!r}" if groups is not None else
                    "QUANTIZED_WITH = None  # None: found in the model by quantized_with() when the script runs")
+        if _cluster_preserving(path):
+            out.append("\n\n" + _definition("optimization", "_cluster_preserve_scheme_class",
+                                            "cluster_preserve_scheme_class") + "\n\n")
         out.append("# tfmot applies one QAT scheme to the whole model: the one that preserves what earlier stages did.")
-        out.append(f"QUANTIZE_SCHEME = tfmot.{path}({arguments})")
+        out.append(f"QUANTIZE_SCHEME = {scheme}")
         out.append("# Pruned or clustered layers that QAT does not wrap: held still so they keep zeros and shared "
                    "values.")
         out.append(f"FROZEN_WHILE_QUANTIZING = {sorted(frozen_layers(plan, 'quantize'))!r}")

@@ -210,7 +210,8 @@ def _plan_table(plan: Plan, info) -> tuple[list[str], list[list[str]]]:
                     if tuple(entry.prune.block_size) != (1, 1) else "") + ")") if entry.prune else ""
         cluster = f"{entry.cluster.clusters} ({entry.cluster.init})" if entry.cluster else ""
         rows.append([entry.layer, layer.class_name if layer else "", f"{layer.params:,}" if layer else "",
-                     entry.scheme, prune, cluster, "int8 QAT" if entry.quantize else ""])
+                     entry.scheme, prune, cluster,
+                     "int8 QAT" if entry.quantize else "kept float" if getattr(entry, "keep_float", False) else ""])
     return ["layer", "type", "params", "scheme", "prune", "cluster", "quantize"], rows
 
 
