@@ -209,7 +209,10 @@ def test_report_html_is_self_contained_and_escaped(written_report):
 
 @pytest.mark.slow
 def test_studio_report_and_static_summary(digits, tmp_path):
-    from tfopt_widgets.reporting import studio_report, studio_summary_html
+    from nbconvert import HTMLExporter
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    from tfopt_widgets.reporting import studio_summary_html
 
     model, train, test = digits
     studio = tw.Studio(model, train_data=train, validation_data=test, target="cpu")
@@ -221,7 +224,14 @@ def test_studio_report_and_static_summary(digits, tmp_path):
     assert studio.error == ""
     summary = studio_summary_html(studio)
     assert "float32 baseline" in summary and "int8" in summary
-    path = studio_report(studio, tmp_path / "studio.html")
+    path = studio.export_report(tmp_path / "studio.html")
     text = path.read_text(encoding="utf-8")
     assert "<h2>Results</h2>" in text and "<h2>Compatibility: float32 baseline (Float32 baseline)</h2>" in text
     assert text.count("data:image/png;base64,") >= 1, "the largest layers' weights, before and in the file"
+
+    # Without a widget front-end (nbconvert, GitHub), the Studio's output reads as a static summary.
+    bundle = studio._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle and "float32 baseline" in bundle["text/html"]
+    notebook = new_notebook(cells=[new_code_cell("studio", outputs=[new_output("display_data", data=bundle)])])
+    page, _ = HTMLExporter().from_notebook_node(notebook)
+    assert "tfopt-widgets Studio: digits_cnn" in page and "float32 baseline" in page

@@ -309,6 +309,22 @@ class Studio(widgets.VBox):
             raise Error("There is no converted model yet: click “Optimize and convert” first.", field="tflite")
         return tflite.save(path or f"{self.info.name}-{tflite.target}-{tflite.quantization}.tflite")
 
+    def export_report(self, path="report.html", **kwargs) -> Path:
+        """Write the plan, weight histograms, every result and the target compatibility as one self-contained HTML
+        file (plus Markdown with PNG figures next to it); ``kwargs`` as for ``tw.report``."""
+        from ..reporting import studio_report
+
+        return studio_report(self, path, **kwargs)
+
+    def _repr_mimebundle_(self, **kwargs):
+        # Viewers without a widget front-end (nbconvert, GitHub) show this HTML instead of "Loading widget...".
+        from ..reporting import studio_summary_html
+
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is not None:
+            bundle["text/html"] = studio_summary_html(self)
+        return bundle
+
     def __repr__(self) -> str:
         return f"<Studio {self.info.name!r}: {len(self.info.layers)} layers, target {self.target!r}, " \
                f"{len(self.plan)} layers planned, {len(self.results_view.rows)} results>"
