@@ -96,7 +96,7 @@ def kernels(model, origins: dict[str, str] | None = None) -> dict[str, np.ndarra
             value = getattr(inner, attribute, None)
             if value is not None and hasattr(value, "numpy"):
                 # A SeparableConv2D has two kernels; the pointwise one, listed later, holds most weights.
-                result[origins.get(layer.name, layer.name)] = np.array(value.numpy(), dtype="float32")
+                result[origins.get(layer.name, layer.name)] = np.asarray(value.numpy(), dtype="float32")
     return result
 
 
