@@ -82,6 +82,21 @@ def test_user_model_untouched(frozen, digits):
     assert small.int8_value is None and small.samples == 200
 
 
+def on_the_int8_grid(y_true, y_pred):
+    """The share of output probabilities that are whole multiples of 1/256 (a softmax computed in int8)."""
+    return float(np.mean(np.isclose(np.asarray(y_pred) * 256, np.round(np.asarray(y_pred) * 256), atol=1e-4)))
+
+
+def test_only_this_layer_variants_keep_the_output_float(digits):
+    model, _, test = digits
+    report = tw.sensitivity(model, test, techniques=("quantize",), samples=100, metric=on_the_int8_grid)
+    assert report.baseline < 0.5 and report.int8_value == 1.0  # the full-int8 file's softmax is int8
+    # With only conv1 (or conv2, dense) int8, the softmax and the output stay float: not charged to those layers.
+    for name in ("conv1", "conv2", "dense"):
+        assert report.row(name, "quantize").value < 0.5, name
+    assert report.row("classifier", "quantize").value == 1.0  # its softmax op is part of the classifier
+
+
 def test_keep_float_stays_float_and_falls_back_on_the_edge_tpu(digits, frozen, tmp_path):
     _, (x_train, _), (x_test, y_test) = digits
     plan = tw.Plan().keep_float("conv2")
@@ -102,6 +117,7 @@ def test_keep_float_stays_float_and_falls_back_on_the_edge_tpu(digits, frozen, t
     # A folded BatchNormalization keeps its convolution float; the cpu target runs it all.
     cpu = tw.convert(frozen, "cpu", representative_data=x_train[:200], keep_float=["bn2"])
     assert cpu.float_layers() == ["conv2"] and all(p.accelerated for p in cpu.compatibility)
+    assert cpu.inputs[0].dtype == "float32" and cpu.outputs[0].dtype == "float32"  # the cpu target's float I/O
     assert tw.convert(frozen, "cpu", representative_data=x_train[:200]).float_layers() == []
 
 

@@ -213,6 +213,8 @@ def _selective_int8(converter, model, float_layers: list[str], samples, int8_io:
 
     The debugger calibrates once and quantizes with ``denylisted_nodes``: the output tensor names of the ops that
     compute those layers (a folded BatchNormalization names its convolution's op), read from the calibrated file.
+    Its ``fully_quantize=True`` would also make the file's inputs and outputs int8 on every target; with False they
+    stay float like the converter's own int8 files, and targets that want int8 I/O get it as the converter does.
     """
     if samples is None:
         raise DataError("keep_float calibrates the other layers from representative_data, and none was given. Pass "
@@ -220,7 +222,7 @@ def _selective_int8(converter, model, float_layers: list[str], samples, int8_io:
                         field="representative_data")
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=converter, debug_dataset=lambda: iter([[samples[:1]]]),
-        debug_options=tf.lite.experimental.QuantizationDebugOptions(fully_quantize=True))
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(fully_quantize=False))
     calibrated = TFLiteModel(debugger.calibrated_model, layer_origins=_user_layers(model))
     nodes = {}
     for op in calibrated.ops:
@@ -233,9 +235,9 @@ def _selective_int8(converter, model, float_layers: list[str], samples, int8_io:
                         f"model {model.name!r} (layers with ops: {', '.join(known)}).", layer=missing[0],
                         field="keep_float")
     debugger.options = tf.lite.experimental.QuantizationDebugOptions(
-        fully_quantize=True, denylisted_nodes=sorted({name for names in nodes.values() for name in names}))
+        fully_quantize=False, denylisted_nodes=sorted({name for names in nodes.values() for name in names}))
     content = debugger.get_nondebug_quantized_model()
-    if int8_io:  # the debugger quantizes with float I/O; the target wants int8 tensors in and out
+    if int8_io:
         from tensorflow.lite.python.util import modify_model_io_type
 
         content = modify_model_io_type(content, tf.int8, tf.int8)

@@ -399,7 +399,9 @@ class _Quantizer:
     """Selective int8 post-training quantization of one model through TFLite's QuantizationDebugger.
 
     The debugger calibrates once; each variant then quantizes the calibrated file with ``denylisted_nodes``
-    (the output tensor names of the ops to keep float), which takes a fraction of a full conversion.
+    (the output tensor names of the ops to keep float), which takes a fraction of a full conversion. Inputs and
+    outputs stay float (``fully_quantize=False``): with int8 ones, every "only this layer" variant would also
+    round the model's output to int8 (a softmax to steps of 1/256), charging each layer for the output's error.
     """
 
     def __init__(self, keras_model, conversion, calibration, origins):
@@ -415,7 +417,7 @@ class _Quantizer:
         with captured_stderr("Statistics for quantized inputs", r"\s*Warning: tf.lite.Interpreter is deprecated"):
             self.debugger = tf.lite.experimental.QuantizationDebugger(
                 converter=converter, debug_dataset=lambda: ([debug_samples[i:i + 1]] for i in range(len(debug_samples))),
-                debug_options=tf.lite.experimental.QuantizationDebugOptions(fully_quantize=True))
+                debug_options=tf.lite.experimental.QuantizationDebugOptions(fully_quantize=False))
         calibrated = TFLiteModel(self.debugger.calibrated_model, layer_origins=origins)
         self.nodes: dict[str, list[str]] = {}
         self.unnamed: list[str] = []
@@ -433,7 +435,7 @@ class _Quantizer:
         from ._quiet import captured_stderr
 
         denylist = [name for layer in exclude for name in self.nodes[layer]] + (self.unnamed if unnamed else [])
-        options = self._tf.lite.experimental.QuantizationDebugOptions(fully_quantize=True,
+        options = self._tf.lite.experimental.QuantizationDebugOptions(fully_quantize=False,
                                                                         denylisted_nodes=denylist or None)
         # Set the options without the public setter: it would also rebuild the instrumented debug model, doubling
         # the cost of every variant; get_nondebug_quantized_model reads the options from here.
