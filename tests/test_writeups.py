@@ -95,6 +95,48 @@ def test_generated_script_reproduces_optimize_and_convert(digits, frozen, tmp_pa
             assert zeros[0] == pytest.approx(zeros[1], abs=max(0.005, 1.01 / kernels[0].size)), mine
 
 
+@pytest.mark.slow
+def test_generated_script_keeps_float_layers_as_convert_does(digits, frozen, tmp_path):
+    """keep_float next to QAT (cpu: float I/O), and a plan that only keeps a layer float (Edge TPU: int8 I/O,
+    nothing fine-tuned): each script's file keeps exactly that layer float, like the engine's file for the plan."""
+    _, (x_train, y_train), _ = digits
+    model_path = tmp_path / "digits.keras"
+    frozen.save(model_path)
+    plans = {"qat": (tw.Plan().quantize("dense").keep_float("conv2"), "cpu"),
+             "kept": (tw.Plan().keep_float("conv2"), "edgetpu")}
+    processes = {}
+    try:
+        for name, (plan, target) in plans.items():
+            script = plan.to_python(str(model_path), target, model=frozen, epochs=1,
+                                    output_path=str(tmp_path / f"{name}.tflite"))
+            assert "tfopt_widgets" not in script.replace("tfopt-widgets", "")
+            path = tmp_path / f"{name}.py"
+            path.write_text(script.replace(FILL_IN, DIGITS_TRAIN))
+            processes[name] = subprocess.Popen([sys.executable, "-c", WITHOUT_PACKAGE, str(path)], cwd=tmp_path,
+                                               text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        optimized = tw.optimize(frozen, plans["qat"][0], (x_train, y_train), epochs=1)
+        engines = {"qat": tw.convert(optimized, "cpu", representative_data=x_train, plan=plans["qat"][0]),
+                   "kept": tw.convert(frozen, "edgetpu", representative_data=x_train, plan=plans["kept"][0])}
+        outputs = {name: process.communicate(timeout=600)[0] for name, process in processes.items()}
+    finally:
+        for process in processes.values():
+            process.kill()
+    for name, engine in engines.items():
+        assert processes[name].returncode == 0, outputs[name][-4000:]
+        # The script's model has the engine's layer names (quant_dense for QAT), so the engine's map reads its file.
+        reproduced = TFLiteModel.load(tmp_path / f"{name}.tflite", layer_origins=engine._origins)
+        assert reproduced.float_layers() == engine.float_layers() == ["conv2"], name
+        assert [op.op for op in reproduced.ops] == [op.op for op in engine.ops], name
+        assert [(t.dtype, t.shape) for t in reproduced.tensors] == [(t.dtype, t.shape) for t in engine.tensors], name
+        assert abs(reproduced.size - engine.size) <= 64, (name, reproduced.size, engine.size)
+        convs = [op for op in reproduced.ops if op.op == "CONV_2D"]
+        assert [reproduced.tensors[op.inputs[1]].dtype for op in convs] == ["int8", "float32"], name
+    assert set(summary_table(outputs["qat"])) == {"dense"} and summary_table(outputs["kept"]) == {}
+    assert TFLiteModel.load(tmp_path / "qat.tflite").inputs[0].dtype == "float32"  # the cpu target's float I/O
+    kept = TFLiteModel.load(tmp_path / "kept.tflite")
+    assert kept.inputs[0].dtype == "int8" and kept.inputs[0].shape_signature == (1, 8, 8, 1)
+
+
 def test_layer_names_are_quoted_safely(tmp_path):
     marker = tmp_path / "injected"
     nasty = [f"a'); open({str(marker)!r}, 'w') #", 'b"""\n import os', "c\\", "d\x00e", "f{x}"]
@@ -138,8 +180,13 @@ def test_script_settings_follow_the_target_and_plan():
         tw.Plan().quantize("dense").cluster("dense", clusters=8).to_python()
     with pytest.raises(tw.PlanError, match="empty"):
         tw.Plan().to_python()
-    with pytest.raises(tw.PlanError, match="keep_float"):  # selective int8 is not reproduced: say so
-        qat.copy().keep_float("conv1").to_python()
+    kept = qat.copy().keep_float("conv1").to_python()  # QAT plus selective int8, as tw.suggest_plan makes for cpu
+    assert "KEEP_FLOAT = ['conv1']" in kept and "content = selective_int8(converter, model, KEEP_FLOAT" in kept
+    float_only = tw.Plan().keep_float("conv1").to_python(target="gpu")  # float16: every layer stays float anyway
+    assert "KEEP_FLOAT = []" in float_only and "selective_int8" not in float_only
+    assert "fine_tune" not in float_only and "content = converter.convert()" in float_only
+    with pytest.raises(tw.TargetError, match="keep_float"):  # as tw.convert: only int8 has a denylist
+        tw.Plan().keep_float("conv1").to_python(quantization="dynamic")
     with pytest.raises(tw.TargetError):
         qat.to_python(target="tpu9000")
 

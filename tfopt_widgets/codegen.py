@@ -5,6 +5,10 @@ implementation: the stage decisions come from plan.py's pure helpers (``stages``
 ``quantize_scheme``, ``masked_layers``, ``preserves_sparsity``), and the functions that do the numeric or
 converter work (``pruning_steps``, the ``_KeepZeros`` callback, the converter set-up, the Conv1D quantize config)
 are copied into it verbatim from the engine's source files (read with ``ast``, so no TensorFlow is imported here).
+Layers marked ``keep_float`` are reproduced the same way: the script runs a copy of tw.convert's selective int8
+(``conversion._selective_int8``: QuantizationDebugger with the layers' ops denylisted) and of the op-to-layer map
+it reads the calibrated file with (``tflite_model.op_layers``), on TensorFlow's copy of the TFLite schema. A plan
+that only keeps layers float gives a script that fine-tunes nothing and just converts.
 
 Every user-supplied string (layer names, paths) enters the script through ``repr()``: a name with quotes,
 backslashes or newlines stays one string literal and cannot break or inject code.
@@ -13,12 +17,13 @@ backslashes or newlines stays one string literal and cannot break or inject code
 from __future__ import annotations
 
 import ast
+import re
 import textwrap
 from functools import cache
 from pathlib import Path
 
 from . import __version__
-from .errors import PlanError
+from .errors import PlanError, TargetError
 from .plan import CENTROID_INITS, Plan, frozen_layers, masked_layers, preserves_sparsity, quantize_scheme, stages
 from .targets import get_target
 
@@ -35,28 +40,54 @@ def _tree(module: str) -> tuple[str, ast.Module]:
     return text, ast.parse(text)
 
 
-def _definition(module: str, name: str, rename: str | None = None) -> str:
-    """The source of top-level function/class ``name`` in the engine's ``module``, optionally renamed."""
-    text, tree = _tree(module)
+def _statement(module: str, name: str) -> ast.stmt:
+    """The top-level function, class or assignment that defines ``name`` in the engine's ``module``."""
+    _, tree = _tree(module)
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name:
-            source = textwrap.dedent(ast.get_source_segment(text, node))
-            if rename:
-                keyword = "class" if isinstance(node, ast.ClassDef) else "def"
-                source = source.replace(f"{keyword} {name}(", f"{keyword} {rename}(", 1)
-            return source
+            return node
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, ast.AnnAssign) else []
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            return node
     raise LookupError(f"{name} not found in tfopt_widgets/{module}.py")
+
+
+def _definition(module: str, name: str, rename: str | None = None) -> str:
+    """The source of top-level function/class ``name`` in the engine's ``module``, optionally renamed."""
+    node = _statement(module, name)
+    source = textwrap.dedent(ast.get_source_segment(_tree(module)[0], node))
+    if rename:
+        keyword = "class" if isinstance(node, ast.ClassDef) else "def"
+        source = source.replace(f"{keyword} {name}(", f"{keyword} {rename}(", 1)
+    return source
 
 
 def _constant(module: str, name: str):
     """The literal value assigned to top-level ``name`` in the engine's ``module``."""
-    _, tree = _tree(module)
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
-            node, ast.AnnAssign) else []
-        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
-            return node.value
-    raise LookupError(f"{name} not found in tfopt_widgets/{module}.py")
+    return _statement(module, name).value
+
+
+def _copies(*names: tuple[str, str]) -> str:
+    """The engine's top-level definitions ``(module, name)``, in this order, as one block of script source.
+
+    Functions and classes are copied with their comments; a leading underscore is dropped from each copied name
+    wherever the block uses it (``_indices`` -> ``indices``), so the copies call each other under script names.
+    """
+    blocks = []
+    for module, name in names:
+        node = _statement(module, name)
+        source = textwrap.dedent(ast.get_source_segment(_tree(module)[0], node))
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) or not blocks or blocks[-1][0]:
+            blocks.append((isinstance(node, (ast.FunctionDef, ast.ClassDef)), source))
+        else:  # consecutive assignments stay together
+            blocks[-1] = (False, blocks[-1][1] + "\n" + source)
+    text = "\n\n\n".join(source for _, source in blocks)
+    private = [name for _, name in names if name.startswith("_")]
+    if private:
+        pattern = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, private)) + r")\b")
+        text = pattern.sub(lambda match: _public(match.group(1)), text)
+    return text
 
 
 def _literal(module: str, name: str):
@@ -81,17 +112,9 @@ def plan_to_python(plan: Plan, *, model_path="model.keras", target="cpu", model=
                    epochs: int = 2, batch_size: int = 32, learning_rate: float | None = None,
                    output_path=None) -> str:
     """See :meth:`Plan.to_python`."""
-    if not stages(plan):
+    if len(plan) == 0:
         raise PlanError("The plan is empty: there is nothing to reproduce. Add layers with plan.quantize(...), "
-                        "plan.prune(...) or plan.cluster(...) first.", field="plan")
-    if plan.float_layers:
-        # Selective int8 finds each layer's ops in a calibrated file (tfopt_widgets' op-to-layer map): not
-        # something a short standalone script can do faithfully, so say so rather than export a different file.
-        names = ", ".join(repr(name) for name in plan.float_layers)
-        raise PlanError(f"plan.to_python cannot reproduce keep_float ({names}) yet: the script would convert those "
-                        "layers to int8. Export without them (plan.copy() then .remove(layer, 'keep_float')) and "
-                        "convert with tw.convert(..., plan=plan) for the selective int8 file.",
-                        layer=plan.float_layers[0], field="keep_float")
+                        "plan.prune(...), plan.cluster(...) or plan.keep_float(...) first.", field="plan")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise PlanError(f"epochs must be a positive integer; got {epochs!r}.", field="epochs")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -101,6 +124,14 @@ def plan_to_python(plan: Plan, *, model_path="model.keras", target="cpu", model=
     # The converted file's mode, decided as tw.convert decides it (the script always calibrates on training data).
     mode = target.quantization_for(quantization, calibrated=True, quantization_aware="quantize" in run)
     int8_io = target.int8_io
+    float_layers = plan.float_layers
+    if float_layers and mode in ("dynamic", "int16x8"):  # as tw.convert refuses it: only int8 has a denylist
+        raise TargetError(f"keep_float ({', '.join(float_layers)}) applies to int8 conversion; target "
+                          f"{target.name!r} converts this plan with {mode!r}. Pass quantization='int8' where the "
+                          "target allows it, or drop the marks (plan.remove(layer, 'keep_float')).",
+                          layer=float_layers[0], field="keep_float")
+    # Selective int8 (tw.convert's QuantizationDebugger denylist); a float file keeps every layer float anyway.
+    selective = bool(float_layers) and mode == "int8"
     groups = None
     if model is not None:
         from .inspection import inspect
@@ -110,26 +141,31 @@ def plan_to_python(plan: Plan, *, model_path="model.keras", target="cpu", model=
         groups = {layer: info.group_members(layer) for layer in plan.layers("quantize") if info.group_members(layer)}
     output_path = output_path or f"{Path(str(model_path)).stem}-{target.name}-{mode}.tflite"
 
-    parts = [_header(plan, target, mode, model_path), _settings(model_path, output_path, epochs, batch_size,
-                                                                learning_rate, target, mode, int8_io),
-             _data_section(), _plan_section(plan, run, groups)]
+    parts = [_header(plan, run, target, mode, selective),
+             _settings(model_path, output_path, epochs, batch_size, learning_rate, target, mode, int8_io),
+             _data_section(), _plan_section(plan, run, groups, mode, selective)]
     parts.append(_helpers(run, groups is None))
     parts.append(_stages_section(run))
-    parts.append(_conversion_section())
-    parts.append(_main_section(run))
+    parts.append(_conversion_section(run, selective))
+    parts.append(_main_section(run, selective))
     return "\n\n\n".join(part.strip("\n") for part in parts) + "\n"
 
 
-def _header(plan: Plan, target, mode: str, model_path) -> str:
+def _header(plan: Plan, run: list[str], target, mode: str, selective: bool) -> str:
     lines = [f"#   {entry.layer!r}: {entry.scheme} ({' + '.join(Plan._describe(entry))})" for entry in plan]
+    steps = ["load the tf_keras model file (MODEL_PATH below),"]
+    if run:
+        steps.append("prune, then cluster, then quantization-aware-train the planned layers, fine-tuning after each "
+                     "stage\n     (tfmot's collaborative optimization: each stage keeps what the one before did),")
+    steps.append(("strip the pruning/clustering wrappers and convert" if run else "convert it") + " to TensorFlow "
+                 "Lite for the target, with the converter\n     settings tfopt-widgets uses" + (
+                     ", keeping the KEEP_FLOAT layers float (selective int8 through\n     TFLite's "
+                     "QuantizationDebugger)." if selective else "."))
+    steps = "\n".join(f"  {number}. {step}" for number, step in enumerate(steps, 1))
     return f'''"""Reproduce a tfopt-widgets optimization plan with TensorFlow, tf_keras and tfmot only.
 
 Generated by tfopt-widgets {__version__} (no import of it is needed to run this). What it does, in order:
-  1. load the tf_keras model file (MODEL_PATH below),
-  2. prune, then cluster, then quantization-aware-train the planned layers, fine-tuning after each stage
-     (tfmot's collaborative optimization: each stage keeps what the one before did),
-  3. strip the pruning/clustering wrappers and convert to TensorFlow Lite for the target, with the converter
-     settings tfopt-widgets uses.
+{steps}
 
 Fill in load_training_data() below, then run:  python <this file>
 """
@@ -206,7 +242,7 @@ def calibration_inputs(data):
     return x.astype("float32")'''
 
 
-def _plan_section(plan: Plan, run: list[str], groups: dict | None) -> str:
+def _plan_section(plan: Plan, run: list[str], groups: dict | None, mode: str, selective: bool) -> str:
     out = ["# -- 2. the plan --------------------------------------------------------------------------------------------"]
     if "prune" in run:
         out.append('PruneSpec = namedtuple("PruneSpec", "sparsity schedule begin end begin_step end_step block_size")')
@@ -261,11 +297,21 @@ def _plan_section(plan: Plan, run: list[str], groups: dict | None) -> str:
         out.append(f"KEEP_ZEROS = {sorted(masked_layers(plan))!r}")
     else:
         out.append("QUANTIZE = []  # no layer is quantization-aware trained")
+    if selective:
+        out.append("# Layers that stay float in the int8 file: selective post-training int8 leaves their ops float.")
+        out.append(f"KEEP_FLOAT = {plan.float_layers!r}")
+    elif plan.float_layers:
+        out.append(f"KEEP_FLOAT = []  # the {mode} file keeps every layer float, those marked keep_float too: "
+                   f"{', '.join(map(repr, plan.float_layers))}")
+    else:
+        out.append("KEEP_FLOAT = []  # no layer is kept float")
     return "\n".join(out)
 
 
 def _helpers(run: list[str], find_groups: bool) -> str:
     out = ["# -- 3. helpers (copied from tfopt-widgets, so the numbers come out the same) -----------------------------"]
+    if not run:
+        return out[0] + "\n# none needed: nothing is fine-tuned"
     out.append(f"KERNEL_ATTRIBUTES = {_literal('optimization', 'KERNEL_ATTRIBUTES')!r}")
     out.append('''
 
@@ -325,6 +371,8 @@ def quantized_with(model):
 
 def _stages_section(run: list[str]) -> str:
     out = ["# -- 4. the stages: annotate -> fine-tune -> strip ------------------------------------------------------"]
+    if not run:
+        out.append("# none: the plan only keeps layers float, which the conversion below does")
     if "prune" in run:
         out.append('''
 
@@ -389,14 +437,48 @@ def quantize(model, source, dataset):
     return "\n".join(out)
 
 
-def _conversion_section() -> str:
+def _conversion_section(run: list[str], selective: bool) -> str:
     converter = _definition("conversion", "_converter", "make_converter").replace(
         "raise ModelError(", "raise ValueError(").replace(', field="model")', ")")
-    return ("# -- 5. conversion (tfopt-widgets' converter settings) ------------------------------------------------\n"
-            + "\n\n" + converter + "\n\n\n" + _definition("conversion", "_configure", "configure_converter") + '''
+    out = ["# -- 5. conversion (tfopt-widgets' converter settings) ------------------------------------------------",
+           converter, _definition("conversion", "_configure", "configure_converter")]
+    if selective:
+        out.append(_selective_section())
+    if run:
+        out.append(_LAYER_SUMMARY)
+    return "\n\n\n".join(out)
 
 
-def layer_summary(model):
+def _selective_section() -> str:
+    """tw.convert's selective int8 and the op-to-layer map it reads the calibrated file with, copied."""
+    return '''# Selective int8 (keep_float): TFLite's QuantizationDebugger calibrates once, then quantizes with the ops of the
+# KEEP_FLOAT layers denylisted. Which op computes which layer is read from the tensor names in the calibrated file,
+# with TensorFlow's copy of the TFLite flatbuffer schema.
+from collections.abc import Mapping  # noqa: E402 -- in the copied functions' annotations
+
+from tensorflow.lite.python import schema_py_generated as schema  # noqa: E402
+
+
+class PlanError(ValueError):
+    """A check of the copied tfopt-widgets code failed; the message says what to change (``layer``, ``field``)."""
+
+    def __init__(self, message, *, layer=None, field=None):
+        super().__init__(message)
+        self.layer, self.field = layer, field
+
+
+DataError = PlanError
+
+
+''' + _copies(("tflite_model", "_enum_names"), ("tflite_model", "_OP_NAMES"), ("tflite_model", "_CASTS"),
+                 ("_keras", "ORIGINS_ATTRIBUTE"), ("conversion", "_NOT_USER_LAYERS"),
+                 ("tflite_model", "op_layers"), ("tflite_model", "layer_outputs"), ("tflite_model", "_op_name"),
+                 ("tflite_model", "_tensor_name"), ("tflite_model", "_holds_data"),
+                 ("tflite_model", "_signature_outputs"), ("tflite_model", "_indices"), ("_keras", "layer_origins"),
+                 ("conversion", "_user_layers"), ("conversion", "_selective_int8"))
+
+
+_LAYER_SUMMARY = '''def layer_summary(model):
     """{layer: (kernel sparsity, unique kernel values)} for the planned layers, as the model computes with them."""
     planned = {*PRUNE, *CLUSTER, *QUANTIZE}
     # An eager forward pass makes each QAT wrapper set its inner kernel to the fake-quantized values.
@@ -409,36 +491,38 @@ def layer_summary(model):
             if inner.name in planned and value is not None and hasattr(value, "numpy"):
                 kernel = np.asarray(value.numpy(), dtype="float32")
                 summary[inner.name] = (float(np.mean(kernel == 0)), int(np.unique(kernel).size))
-    return summary''')
+    return summary'''
 
 
-def _main_section(run: list[str]) -> str:
+def _main_section(run: list[str], selective: bool) -> str:
     calls = {
         "prune": "    model = prune(model, source, dataset, steps_per_epoch)",
         "cluster": "    model = cluster(model, source, dataset)",
         "quantize": "    model = quantize(model, source, dataset)",
     }
-    body = "\n".join(calls[stage] for stage in run)
+    if run:
+        body = "\n".join(["    dataset, steps_per_epoch = training_batches(data)", "    model = source",
+                          *(calls[stage] for stage in run), "", '''    print(f"{'layer':<24} {'sparsity':>9} {'unique values':>14}")
+    for name, (sparsity, unique) in layer_summary(model).items():
+        print(f"{name!r:<24} {sparsity:>9.4f} {unique:>14}")'''])
+    else:
+        body = "    model = source  # nothing to fine-tune: the plan only keeps layers float"
+    convert = ("selective_int8(converter, model, KEEP_FLOAT, samples, INT8_IO)" if selective
+               else "converter.convert()")
     return f'''# -- 6. run ---------------------------------------------------------------------------------------------------
 def main():
     source = keras.models.load_model(MODEL_PATH)  # compiled: its loss and optimizer settings are reused
-    planned = {{*PRUNE, *CLUSTER, *QUANTIZE}}
+    planned = {{*PRUNE, *CLUSTER, *QUANTIZE, *KEEP_FLOAT}}
     missing = sorted(planned - {{layer.name for layer in source.layers}})
     if missing:
         raise SystemExit(f"{{MODEL_PATH}} has no layer named {{', '.join(map(repr, missing))}}; is it the right model?")
     data = load_training_data()
-    dataset, steps_per_epoch = training_batches(data)
-    model = source
 {body}
-
-    print(f"{{'layer':<24}} {{'sparsity':>9}} {{'unique values':>14}}")
-    for name, (sparsity, unique) in layer_summary(model).items():
-        print(f"{{name!r:<24}} {{sparsity:>9.4f}} {{unique:>14}}")
 
     converter = make_converter(model, fixed_batch=FIXED_BATCH)
     samples = calibration_inputs(data) if QUANTIZATION in ("int8", "int16x8") else None
     configure_converter(converter, QUANTIZATION, samples, INT8_IO)
-    content = converter.convert()
+    content = {convert}
     Path(OUTPUT_PATH).write_bytes(content)
     print(f"Wrote {{OUTPUT_PATH}}: {{len(content):,}} bytes ({{TARGET}}, {{QUANTIZATION}})")
 

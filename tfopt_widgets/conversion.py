@@ -20,7 +20,7 @@ from ._quiet import captured_stderr
 from .errors import ConversionError, DataError, ModelError, PlanError, TargetError
 from .porting import prepare
 from .targets import Target, get_target
-from .tflite_model import Op, Tensor, TFLiteModel
+from .tflite_model import Op, Tensor, TFLiteModel, layer_outputs
 
 __all__ = ["CALIBRATION_SAMPLES", "Op", "TFLiteModel", "Tensor", "convert"]
 
@@ -215,6 +215,7 @@ def _selective_int8(converter, model, float_layers: list[str], samples, int8_io:
     compute those layers (a folded BatchNormalization names its convolution's op), read from the calibrated file.
     Its ``fully_quantize=True`` would also make the file's inputs and outputs int8 on every target; with False they
     stay float like the converter's own int8 files, and targets that want int8 I/O get it as the converter does.
+    Plan.to_python's script runs a copy of this function, so it calls only what that script copies too.
     """
     if samples is None:
         raise DataError("keep_float calibrates the other layers from representative_data, and none was given. Pass "
@@ -223,19 +224,14 @@ def _selective_int8(converter, model, float_layers: list[str], samples, int8_io:
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=converter, debug_dataset=lambda: iter([[samples[:1]]]),
         debug_options=tf.lite.experimental.QuantizationDebugOptions(fully_quantize=False))
-    calibrated = TFLiteModel(debugger.calibrated_model, layer_origins=_user_layers(model))
-    nodes = {}
-    for op in calibrated.ops:
-        for layer in set(op.layers) & set(float_layers):
-            nodes.setdefault(layer, []).extend(calibrated.tensors[i].name for i in op.outputs)
-    missing = [layer for layer in float_layers if layer not in nodes]
+    outputs = layer_outputs(debugger.calibrated_model, _user_layers(model))
+    missing = [layer for layer in float_layers if layer not in outputs]
     if missing:
-        known = list(dict.fromkeys(n for op in calibrated.ops for n in op.layers))
         raise PlanError(f"keep_float names {', '.join(repr(n) for n in missing)}, which leaves no op in the file of "
-                        f"model {model.name!r} (layers with ops: {', '.join(known)}).", layer=missing[0],
+                        f"model {model.name!r} (layers with ops: {', '.join(outputs)}).", layer=missing[0],
                         field="keep_float")
     debugger.options = tf.lite.experimental.QuantizationDebugOptions(
-        fully_quantize=False, denylisted_nodes=sorted({name for names in nodes.values() for name in names}))
+        fully_quantize=False, denylisted_nodes=sorted({name for layer in float_layers for name in outputs[layer]}))
     content = debugger.get_nondebug_quantized_model()
     if int8_io:
         from tensorflow.lite.python.util import modify_model_io_type

@@ -169,17 +169,12 @@ class TFLiteModel:
     @cached_property
     def ops(self) -> list[Op]:
         """Every op of the main graph in execution order, with the user's Keras layer each came from."""
-        model, graph = self._flatbuffer, self._graph
-        raw_ops = graph.operators or []
-        names = [self._op_name(model.operatorCodes[raw.opcodeIndex]) for raw in raw_ops]
-        producers = {int(t): i for i, raw in enumerate(raw_ops) for t in _indices(raw.outputs)}
-        layer_names = _LayerNames(self._origins, self.tensors, self._signature_outputs(), names, raw_ops,
-                                  producers, set(_indices(graph.inputs)), set(_indices(graph.outputs)))
+        model = self._flatbuffer
         ops = []
-        for index, (raw, name) in enumerate(zip(raw_ops, names)):
+        for index, (raw, (layer, layers)) in enumerate(zip(self._graph.operators or [],
+                                                            op_layers(model, self._origins))):
             code = model.operatorCodes[raw.opcodeIndex]
-            layer, layers = layer_names.of(index)
-            ops.append(Op(index=index, op=name, inputs=_indices(raw.inputs), outputs=_indices(raw.outputs),
+            ops.append(Op(index=index, op=_op_name(code), inputs=_indices(raw.inputs), outputs=_indices(raw.outputs),
                           layer=layer, layers=layers, options=_options(raw.builtinOptions), version=code.version,
                           custom_code=code.customCode.decode() if code.customCode else None))
         return ops
@@ -274,28 +269,12 @@ class TFLiteModel:
         quant = raw.quantization
         scale = () if quant is None or quant.scale is None else tuple(float(s) for s in quant.scale)
         zero = () if quant is None or quant.zeroPoint is None else tuple(int(z) for z in quant.zeroPoint)
-        buffer = self._flatbuffer.buffers[raw.buffer] if raw.buffer < len(self._flatbuffer.buffers) else None
-        constant = buffer is not None and ((buffer.data is not None and len(buffer.data) > 0) or buffer.offset > 1)
         shape = _indices(raw.shape)
-        return Tensor(index=index, name=raw.name.decode(errors="replace") if raw.name else "", shape=shape,
+        return Tensor(index=index, name=_tensor_name(raw), shape=shape,
                       shape_signature=_indices(raw.shapeSignature) if raw.shapeSignature is not None else shape,
                       dtype=type_name.lower(), scale=scale if any(scale) else (), zero_point=zero if any(scale) else (),
                       quantized_dimension=int(quant.quantizedDimension) if quant is not None else 0,
-                      constant=constant)
-
-    @staticmethod
-    def _op_name(code) -> str:
-        # Codes below 127 live in the deprecated 8-bit field; the larger of the two is the real one (schema docs).
-        return _OP_NAMES.get(max(code.builtinCode, code.deprecatedBuiltinCode), "UNKNOWN")
-
-    def _signature_outputs(self) -> dict[int, str]:
-        """{tensor index: signature output name}; a Keras conversion names outputs after the output layers."""
-        names = {}
-        for signature in self._flatbuffer.signatureDefs or []:
-            if signature.subgraphIndex == 0:
-                for output in signature.outputs or []:
-                    names[int(output.tensorIndex)] = output.name.decode()
-        return names
+                      constant=_holds_data(self._flatbuffer, raw))
 
     def __repr__(self) -> str:
         def describe(tensors):
@@ -306,83 +285,124 @@ class TFLiteModel:
                 f"out {describe(self.outputs)})")
 
 
-class _LayerNames:
-    """Finds the user's layer behind each op from the tensor names the converter kept.
+# -- which user layer each op computes: pure functions of the parsed file, also copied into Plan.to_python's script
+# (which reads the file with TensorFlow's copy of the same schema), so keep them free of anything else in here.
 
-    Tensor names are Keras name scopes joined by ';' when ops were fused, e.g.
+def op_layers(flatbuffer, origins: Mapping[str, str]) -> list[tuple[str | None, tuple[str, ...]]]:
+    """(main user layer, every user layer folded in) of each op of a file's main graph, from its tensor names.
+
+    ``flatbuffer`` is the file read with the TFLite schema's object API (``schema.ModelT.InitFromPackedBuf``);
+    ``origins`` maps layer names of the converted Keras model, in model order, to the user's layer names (empty:
+    no op has a layer). Tensor names are Keras name scopes joined by ';' when ops were fused, e.g.
     ``digits_cnn/relu2/Relu;digits_cnn/bn2/FusedBatchNormV3;digits_cnn/conv2/Conv2D`` (QAT: ``.../quant_conv2/...``).
     An op's weights name its layer most reliably, then its outputs; graph outputs are named generically
     (``StatefulPartitionedCall:0``), so the signature's output names (the Keras output layers) stand in for them.
+    QUANTIZE of a graph input and DEQUANTIZE into a graph output are format glue and have no layer.
     """
+    graph = flatbuffer.subgraphs[0]
+    raw_ops = graph.operators or []
+    if not origins:
+        return [(None, ())] * len(raw_ops)
+    order = {name: i for i, name in enumerate(origins)}
+    raw_tensors = graph.tensors or []
+    op_names = [_op_name(flatbuffer.operatorCodes[raw.opcodeIndex]) for raw in raw_ops]
+    producers = {tensor: i for i, raw in enumerate(raw_ops) for tensor in _indices(raw.outputs)}
+    graph_inputs, graph_outputs = set(_indices(graph.inputs)), set(_indices(graph.outputs))
 
-    def __init__(self, origins, tensors, signature_outputs, op_names, raw_ops, producers, graph_inputs, graph_outputs):
-        self.origins = origins
-        self.order = {name: i for i, name in enumerate(origins)}
-        self.tensors, self.op_names, self.raw_ops, self.producers = tensors, op_names, raw_ops, producers
-        self.graph_inputs, self.graph_outputs = graph_inputs, graph_outputs
-        self.hints = {}
-        for index, name in signature_outputs.items():
-            if name in origins:
-                for tensor in self._through_casts(index):
-                    self.hints[tensor] = name
-
-    def of(self, op_index: int) -> tuple[str | None, tuple[str, ...]]:
-        """(main user layer, all user layers) of one op."""
-        if not self.origins or self._is_io_cast(op_index):
-            return None, ()
-        raw = self.raw_ops[op_index]
-        params = [n for t in _indices(raw.inputs) if self._is_parameter(t) for n in self._named(t)]
-        outputs = [n for t in _indices(raw.outputs) for n in self._named(t)]
-        hinted = [self.hints[t] for t in _indices(raw.outputs) if t in self.hints]
-        main_from = params or outputs or hinted
-        if not main_from:
-            return None, ()
-        main = min(main_from, key=self.order.__getitem__)
-        every = sorted(set(params) | set(outputs) | set(hinted), key=self.order.__getitem__)
-        users = list(dict.fromkeys(self.origins[name] for name in every))
-        return self.origins[main], tuple(users)
-
-    def _named(self, tensor: int) -> list[str]:
+    def named(tensor: int) -> list[str]:
         """Layer names (of the converted model) in a tensor's name; the first scope is the model's own name."""
         if tensor < 0:
             return []
         found = []
-        for scope in self.tensors[tensor].name.split(";"):
+        for scope in _tensor_name(raw_tensors[tensor]).split(";"):
             parts = scope.split("/")[1:]
             # Layer names may hold '/' themselves (nested models inlined as 'outer/inner'): longest match first.
             match = next(("/".join(parts[start:end]) for start in range(len(parts))
-                          for end in range(len(parts), start, -1) if "/".join(parts[start:end]) in self.origins),
-                         None)
+                          for end in range(len(parts), start, -1) if "/".join(parts[start:end]) in origins), None)
             if match is not None:
                 found.append(match)
         return found
 
-    def _is_parameter(self, tensor: int) -> bool:
+    def is_parameter(tensor: int) -> bool:
         """A constant, or a constant turned float by a DEQUANTIZE op (float16 weights)."""
         if tensor < 0:
             return False
-        if self.tensors[tensor].constant:
+        if _holds_data(flatbuffer, raw_tensors[tensor]):
             return True
-        producer = self.producers.get(tensor)
-        if producer is None or self.op_names[producer] != "DEQUANTIZE":
+        producer = producers.get(tensor)
+        if producer is None or op_names[producer] != "DEQUANTIZE":
             return False
-        source = _indices(self.raw_ops[producer].inputs)[0]
-        return source >= 0 and self.tensors[source].constant
+        source = _indices(raw_ops[producer].inputs)[0]
+        return source >= 0 and _holds_data(flatbuffer, raw_tensors[source])
 
-    def _is_io_cast(self, op_index: int) -> bool:
+    def is_io_cast(op_index: int) -> bool:
         """QUANTIZE of a graph input or DEQUANTIZE into a graph output: format glue, no Keras layer."""
-        if self.op_names[op_index] not in _CASTS:
+        if op_names[op_index] not in _CASTS:
             return False
-        raw = self.raw_ops[op_index]
-        return bool(set(_indices(raw.inputs)) & self.graph_inputs or set(_indices(raw.outputs)) & self.graph_outputs)
+        raw = raw_ops[op_index]
+        return bool(set(_indices(raw.inputs)) & graph_inputs or set(_indices(raw.outputs)) & graph_outputs)
 
-    def _through_casts(self, tensor: int):
-        """The tensor and, walking back through QUANTIZE/DEQUANTIZE ops, the tensors it was cast from."""
-        seen = [tensor]
-        while tensor in self.producers and self.op_names[self.producers[tensor]] in _CASTS:
-            tensor = _indices(self.raw_ops[self.producers[tensor]].inputs)[0]
-            seen.append(tensor)
-        return seen
+    hints = {}
+    for tensor, name in _signature_outputs(flatbuffer).items():
+        if name in origins:
+            hints[tensor] = name
+            # ... and, walking back through QUANTIZE/DEQUANTIZE ops, the tensors it was cast from.
+            while tensor in producers and op_names[producers[tensor]] in _CASTS:
+                tensor = _indices(raw_ops[producers[tensor]].inputs)[0]
+                hints[tensor] = name
+    result = []
+    for index, raw in enumerate(raw_ops):
+        params = [n for t in _indices(raw.inputs) if is_parameter(t) for n in named(t)]
+        outputs = [n for t in _indices(raw.outputs) for n in named(t)]
+        hinted = [hints[t] for t in _indices(raw.outputs) if t in hints]
+        main_from = params or outputs or hinted
+        if is_io_cast(index) or not main_from:
+            result.append((None, ()))
+            continue
+        main = min(main_from, key=order.__getitem__)
+        every = sorted(set(params) | set(outputs) | set(hinted), key=order.__getitem__)
+        result.append((origins[main], tuple(dict.fromkeys(origins[name] for name in every))))
+    return result
+
+
+def layer_outputs(content: bytes, origins: Mapping[str, str]) -> dict[str, list[str]]:
+    """{user layer: the output tensor names of every op that computes it, alone or folded with others}, in op order.
+
+    What TFLite's QuantizationDebugger takes as ``denylisted_nodes`` to keep a layer float; ``content`` is a
+    .tflite file and ``origins`` as for :func:`op_layers`.
+    """
+    flatbuffer = schema.ModelT.InitFromPackedBuf(content, 0)
+    graph = flatbuffer.subgraphs[0]
+    outputs: dict[str, list[str]] = {}
+    for raw, (_, layers) in zip(graph.operators or [], op_layers(flatbuffer, origins)):
+        for layer in layers:
+            outputs.setdefault(layer, []).extend(_tensor_name(graph.tensors[i]) for i in _indices(raw.outputs))
+    return outputs
+
+
+def _op_name(code) -> str:
+    # Codes below 127 live in the deprecated 8-bit field; the larger of the two is the real one (schema docs).
+    return _OP_NAMES.get(max(code.builtinCode, code.deprecatedBuiltinCode), "UNKNOWN")
+
+
+def _tensor_name(raw) -> str:
+    return raw.name.decode(errors="replace") if raw.name else ""
+
+
+def _holds_data(flatbuffer, raw) -> bool:
+    """Whether a tensor is a constant: its buffer holds data (in the flatbuffer, or after it in files over 2 GB)."""
+    buffer = flatbuffer.buffers[raw.buffer] if raw.buffer < len(flatbuffer.buffers) else None
+    return buffer is not None and ((buffer.data is not None and len(buffer.data) > 0) or buffer.offset > 1)
+
+
+def _signature_outputs(flatbuffer) -> dict[int, str]:
+    """{tensor index: signature output name}; a Keras conversion names outputs after the output layers."""
+    names = {}
+    for signature in flatbuffer.signatureDefs or []:
+        if signature.subgraphIndex == 0:
+            for output in signature.outputs or []:
+                names[int(output.tensorIndex)] = output.name.decode()
+    return names
 
 
 def _indices(values) -> tuple[int, ...]:
