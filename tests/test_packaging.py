@@ -111,3 +111,19 @@ def test_missing_bundle_error_says_how_to_build_it(monkeypatch, tmp_path):
     with pytest.raises(Error, match="npm run build") as raised:
         _frontend.bundle()
     assert "reinstall" in str(raised.value).lower()
+
+
+def test_public_names_survive_importing_every_submodule():
+    # A submodule named like a public function (tfopt_widgets/sensitivity.py beside tw.sensitivity) replaces the
+    # function on the package once anything imports it; a fresh interpreter imports every module first.
+    script = (
+        "import importlib, pkgutil, types\n"
+        "import tfopt_widgets as tw\n"
+        "for module in pkgutil.walk_packages(tw.__path__, 'tfopt_widgets.'):\n"
+        "    importlib.import_module(module.name)\n"
+        "wrong = [name for name, where in tw._LAZY.items()\n"
+        "         if where is not None and isinstance(getattr(tw, name), types.ModuleType)]\n"
+        "print('MODULES', wrong)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "MODULES []" in done.stdout, done.stdout

@@ -22,10 +22,12 @@ The variants are independent jobs for a ``concurrent.futures.Executor``: local t
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import math
 import os
+import threading
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -152,9 +154,9 @@ class SensitivityReport:
         ax.figure.tight_layout()
         return ax.figure
 
-    def estimate(self, plan: Plan, target="cpu") -> dict:
+    def estimate(self, plan: Plan, target="cpu", quantization: str | None = None) -> dict:
         """The additive estimate for ``plan`` on ``target``: ``drop`` and ``size`` (gzip bytes of the kernels)."""
-        return _estimate(self, plan, _target_profile(target))
+        return _estimate(self, plan, _target_profile(target, quantization))
 
     def verify(self, model, plan: Plan, train_data, data=None, *, target="cpu", representative_data=None,
                epochs: int = 1, metric=None, budget: float | None = None, **optimize_args) -> PlanCheck:
@@ -242,7 +244,7 @@ class PlanCheck:
 
 def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Executor | str | None = None,
                 metric=None, *, representative_data=None, samples: int = EVALUATION_SAMPLES,
-                workers: int | None = None) -> SensitivityReport:
+                workers: int | None = None, progress=None) -> SensitivityReport:
     """Per layer and technique, the metric drop when only that layer is compressed (no fine-tuning).
 
     ``data``: ``(x, y)`` arrays to measure on (at most ``samples`` of them, evenly spread). ``levels``: per
@@ -251,6 +253,8 @@ def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Execu
     picklable (a module-level function). ``representative_data`` calibrates int8 (default: the measured inputs).
     ``executor``: a ``concurrent.futures.Executor`` the jobs are submitted to (e.g. Dask's
     ``Client.get_executor()``), "threads" (the default, ``workers`` threads, one per core) or "processes".
+    ``progress("sensitivity", scored, submitted)`` is called as variants are made and scored; raising
+    ``tw.Cancelled`` from it stops: jobs not started are dropped, the running ones finish first.
     """
     from . import conversion
     from .inspection import inspect
@@ -273,7 +277,7 @@ def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Execu
     sizes = {name: kernel_sizes(kernel.tflite) for name, kernel in kernels.items()}
     pending = []  # (variant name, layer, technique, level, extra)
     int8_file, debug = None, {}
-    with _Jobs(float_file.content, x, y, metric, executor, workers) as jobs:
+    with _Jobs(float_file.content, x, y, metric, executor, workers, progress) as jobs:
         jobs.submit([("float", None, None)])
         changes = []
         for technique in ("prune", "cluster"):
@@ -468,7 +472,7 @@ def _worker_count(executor, workers) -> int | None:
 class _Jobs:
     """Variants submitted to an executor as they are made, in chunks; ``results()`` waits for all of them."""
 
-    def __init__(self, base: bytes, x, y, metric, executor, workers):
+    def __init__(self, base: bytes, x, y, metric, executor, workers, progress=None):
         from ai_edge_litert.interpreter import Interpreter
 
         from ._quiet import captured_stderr
@@ -491,28 +495,53 @@ class _Jobs:
             raise Error(f"executor must be a concurrent.futures.Executor, 'threads' or 'processes'; got "
                         f"{executor!r}.", field="executor")
         self.executor = executor
-        self.futures = []
+        self.futures = []  # (future, number of variants in it)
+        self.progress = progress
+        self.submitted = self.scored = 0
+        self._lock = threading.Lock()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         if exc[0] is not None:
-            for future in self.futures:
+            for future, _ in self.futures:
                 future.cancel()
         if self.own is not None:
             self.own.shutdown(wait=True)
 
     def submit(self, variants: list, chunks: int | None = None) -> None:
-        # A few chunks per worker: fewer transfers of the data and the base file, still balanced.
-        chunks = max(1, min(len(variants), chunks or 4 * self.workers))
+        # Local threads share the data: one job per variant, so a cancel waits for one variant at most. Elsewhere a
+        # few chunks per worker: fewer transfers of the data and the base file, still balanced.
+        default = len(variants) if isinstance(self.own, ThreadPoolExecutor) else 4 * self.workers
+        chunks = max(1, min(len(variants), chunks or default))
         for i in range(chunks):
-            self.futures.append(self.executor.submit(score_variants, self.base, variants[i::chunks], self.x,
-                                                     self.y, self.metric))
+            part = variants[i::chunks]
+            future = self.executor.submit(score_variants, self.base, part, self.x, self.y, self.metric)
+            self.futures.append((future, len(part)))
+            future.add_done_callback(functools.partial(self._done, count=len(part)))
+        self.submitted += len(variants)
+        self.report()
+
+    def _done(self, future, count: int) -> None:  # called in a worker's thread
+        if not future.cancelled() and future.exception() is None:
+            with self._lock:
+                self.scored += count
+
+    def report(self) -> None:
+        """Tell ``progress`` how far the scoring is (from the submitting thread: it may raise Cancelled)."""
+        if self.progress is not None:
+            self.progress("sensitivity", self.scored, self.submitted)
 
     def results(self) -> dict[str, tuple[float, dict | None]]:
-        """{variant name: (metric value, sizes of its changed kernel or None)}."""
-        return {name: (value, sizes) for future in self.futures for name, value, sizes in future.result()}
+        """{variant name: (metric value, sizes of its changed kernel or None)}, as the jobs finish."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        waiting = {future for future, _ in self.futures}
+        while waiting:
+            _, waiting = wait(waiting, timeout=None if self.progress is None else 0.5, return_when=FIRST_COMPLETED)
+            self.report()
+        return {name: (value, sizes) for future, _ in self.futures for name, value, sizes in future.result()}
 
 
 # -- planning ------------------------------------------------------------------------------------------------------
@@ -525,11 +554,11 @@ class _Profile:
     weights: str  # how kernels are stored: int8, float16, float32
 
 
-def _target_profile(target) -> _Profile:
+def _target_profile(target, quantization: str | None = None) -> _Profile:
     from .targets import get_target
 
     target = get_target(target)
-    mode = target.quantization_for(None, calibrated=True)
+    mode = target.quantization_for(quantization, calibrated=True)
     quantized = mode == "int8"
     floats = any(m in target.allowed_quantizations for m in ("none", "float16", "dynamic"))
     weights = {"int8": "int8", "int16x8": "int8", "dynamic": "int8", "float16": "float16"}.get(mode, "float32")
@@ -568,18 +597,21 @@ def _quant_costs(report: SensitivityReport, profile: _Profile) -> tuple[dict, fl
     return costs, max(0.0, total - sum(costs.values()))
 
 
-def suggest_plan(report: SensitivityReport, budget: float = 0.01, target="cpu", *, resolution: int = 400) -> Plan:
+def suggest_plan(report: SensitivityReport, budget: float = 0.01, target="cpu", *, quantization: str | None = None,
+                 resolution: int = 400) -> Plan:
     """The plan with the smallest estimated compressed size whose estimated metric drop stays within ``budget``.
 
     Per layer it picks one of: nothing, pruning or clustering at a measured level, and, where ``target`` allows
     float layers in an int8 file (cpu), keeping the layer float. Drops are assumed to add up (measured one layer
     at a time, without fine-tuning, so usually pessimistic); the int8 conversion's own drop is counted on
     targets that quantize. On int8-only targets (edgetpu, hexagon) no layer is kept float. Solved exactly as a
-    multiple-choice knapsack over ``resolution`` steps of the budget. Check it with :meth:`SensitivityReport.verify`.
+    multiple-choice knapsack over ``resolution`` steps of the budget. ``quantization`` is the conversion mode when
+    not the target's own (as for ``tw.convert``): layers are kept float only in an int8 conversion. Check the plan
+    with :meth:`SensitivityReport.verify`.
     """
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:
         raise Error(f"budget is the largest acceptable metric drop, e.g. 0.01; got {budget!r}.", field="budget")
-    profile = _target_profile(target)
+    profile = _target_profile(target, quantization)
     costs, fixed = _quant_costs(report, profile)
     capacity = budget - fixed
     plan = Plan()
