@@ -8,6 +8,11 @@ import { CSS } from "./layer_table_css.js";
 const ROW_HEIGHT = 30;
 const OVERSCAN = 8;
 const SUPPORT = { quantize: 1, prune: 2, cluster: 4 };
+const HEAT_CELL = 22; // px per heat map column
+// Heat map colours: within the budget, over it, ten times over (the Studio's legend shows the same three).
+const HEAT_OK = [199, 235, 201];
+const HEAT_OVER = [253, 230, 176];
+const HEAT_BAD = [244, 163, 163];
 const COLUMNS = [
   // key, heading, row field index (for sorting), numeric
   ["name", "layer", 0, false],
@@ -36,6 +41,25 @@ function onCommit(input, commit) {
   input.addEventListener("keydown", (event) => {
     if (event.key === "Enter") commit();
   });
+}
+
+// The colour of a metric drop against the budget: green within it, amber to red up to ten times over (log scale).
+export function heatColour(drop, budget) {
+  if (drop <= budget) return `rgb(${HEAT_OK.join(",")})`;
+  const t = budget > 0 ? Math.min(1, Math.log10(drop / budget)) : 1;
+  const mix = HEAT_OVER.map((a, i) => Math.round(a + (HEAT_BAD[i] - a) * t));
+  return `rgb(${mix.join(",")})`;
+}
+
+// A heat map column's short heading and its words: ["50", "prune to 50% sparsity"].
+function heatHeading([technique, level]) {
+  if (technique === "quantize") return ["8b", "int8 post-training quantization of this layer alone"];
+  if (technique === "prune") return [String(Math.round(level * 100)), `prune to ${Math.round(level * 100)}% sparsity`];
+  return [String(level), `cluster into ${level} shared values`];
+}
+
+function signed(x) {
+  return `${x >= 0 ? "+" : ""}${x.toFixed(4)}`;
 }
 
 export function formatBytes(n) {
@@ -93,8 +117,11 @@ export function renderLayerTable({ model, el }) {
     sortButtons[key] = element("span", { role: "columnheader", "aria-sort": "none" }, [button]);
     header.append(sortButtons[key]);
   }
-  for (const heading of ["quantize", "sparsity", "clusters", "init"]) {
-    header.append(element("span", { role: "columnheader", text: heading }));
+  const heatHeader = element("span", { role: "columnheader", className: "tfopt-heat" });
+  header.append(heatHeader);
+  for (const [heading, title] of [["quantize", "quantization-aware training (int8)"],
+    ["float", "keep float: stays float when the rest is converted to int8"], ["sparsity", ""], ["clusters", ""], ["init", ""]]) {
+    header.append(element("span", { role: "columnheader", text: heading, title: title || undefined }));
   }
   const placementHeading = element("span", { role: "columnheader", text: "placement" });
   header.append(placementHeading);
@@ -112,13 +139,16 @@ export function renderLayerTable({ model, el }) {
   const inits = () => model.get("cluster_inits") || ["kmeans++"];
   const checked = () => new Set(model.get("checked") || []);
   const reasonText = (index) => (index >= 0 ? reasons()[index] || "" : "");
+  const heat = () => model.get("sensitivity") || {};
+  const emptyEntry = () => [0, 0, 0, inits()[0], 0];
 
   function editPlan(names, change) {
     const state = { ...plan() };
     for (const name of names) {
-      const entry = [...(state[name] || [0, 0, 0, inits()[0]])];
+      const entry = [...(state[name] || emptyEntry())];
+      while (entry.length < 5) entry.push(emptyEntry()[entry.length]);
       change(entry, name);
-      if (!entry[0] && !entry[1] && !entry[2]) delete state[name];
+      if (!entry[0] && !entry[1] && !entry[2] && !entry[4]) delete state[name];
       else state[name] = entry;
     }
     model.set("plan_state", state);
@@ -137,9 +167,19 @@ export function renderLayerTable({ model, el }) {
     if (needle) {
       order = order.filter((i) => all[i][0].toLowerCase().includes(needle) || all[i][1].toLowerCase().includes(needle));
     }
-    if (view.sortKey) {
+    const sign = view.sortDescending ? -1 : 1;
+    if (view.sortKey && view.sortKey.startsWith("heat:")) {
+      // A heat map column: by that drop, unmeasured layers last whichever the direction.
+      const column = Number(view.sortKey.slice(5));
+      const drops = heat().drops || {};
+      const drop = (i) => ((drops[all[i][0]] || [])[column] ?? null);
+      order.sort((a, b) => {
+        const x = drop(a), y = drop(b);
+        if (x === null || y === null) return (x === null) - (y === null) || a - b;
+        return sign * (x - y) || a - b;
+      });
+    } else if (view.sortKey) {
       const [, , field, numeric] = COLUMNS.find((c) => c[0] === view.sortKey);
-      const sign = view.sortDescending ? -1 : 1;
       order.sort((a, b) => {
         const x = all[a][field], y = all[b][field];
         return sign * (numeric ? x - y : String(x).localeCompare(String(y))) || a - b;
@@ -147,6 +187,10 @@ export function renderLayerTable({ model, el }) {
     }
     for (const [key, cell] of Object.entries(sortButtons)) {
       cell.setAttribute("aria-sort", key !== view.sortKey ? "none" : view.sortDescending ? "descending" : "ascending");
+    }
+    for (const button of heatHeader.querySelectorAll("button")) {
+      const key = button.getAttribute("data-sort");
+      button.setAttribute("aria-sort", key !== view.sortKey ? "none" : view.sortDescending ? "descending" : "ascending");
     }
     view.order = order;
     spacer.style.height = `${order.length * ROW_HEIGHT}px`;
@@ -165,11 +209,69 @@ export function renderLayerTable({ model, el }) {
     );
   }
 
+  // The heat map columns: a sort button per column in the header, and the grid's width for them.
+  function refreshHeat() {
+    const columns = heat().columns || [];
+    root.style.setProperty("--tfopt-heat", columns.length ? `${columns.length * HEAT_CELL + 8}px` : "0px");
+    const metric = heat().metric || "metric";
+    heatHeader.replaceChildren(...columns.map((column, i) => {
+      const [short, words] = heatHeading(column);
+      const button = element("button", {
+        type: "button", text: short, className: `tfopt-heat-head tfopt-heat-${column[0]}`,
+        title: `${words}: ${metric} drop of the layer compressed alone; click to sort by it`,
+        "aria-label": `sort by sensitivity to ${words}`, "data-sort": `heat:${i}`,
+      });
+      button.addEventListener("click", () => {
+        const key = `heat:${i}`;
+        view.sortDescending = view.sortKey === key ? !view.sortDescending : true; // most sensitive first
+        view.sortKey = key;
+        refreshOrder();
+      });
+      return button;
+    }));
+    if (!columns.length && view.sortKey && view.sortKey.startsWith("heat:")) view.sortKey = null;
+  }
+
+  // One layer's heat map cells; a click plans that level (or removes it), the int8 cell toggles keep float.
+  function heatCells(name, entry, disabled) {
+    const { columns = [], drops = {}, sizes = {}, metric = "metric" } = heat();
+    const budget = model.get("budget") ?? 0.01;
+    const layerDrops = drops[name];
+    const layerSizes = sizes[name] || [];
+    return columns.map((column, i) => {
+      const [technique, level] = column;
+      const drop = layerDrops ? layerDrops[i] : null;
+      if (drop === null || drop === undefined) return element("span", { className: "tfopt-heat-cell tfopt-heat-none" });
+      const [, words] = heatHeading(column);
+      const planned = technique === "quantize" ? !!entry[4] : technique === "prune" ? entry[1] === level : entry[2] === level;
+      let detail = `${words}: ${metric} drop ${signed(drop)}`;
+      if (layerSizes[0] && layerSizes[i + 1]) {
+        detail += `; kernel ${formatBytes(layerSizes[0])} → ${formatBytes(layerSizes[i + 1])} gzipped as int8`;
+      }
+      const action = technique === "quantize" ? (planned ? "click: quantize it again" : "click: keep it float")
+        : planned ? "click: remove from the plan" : "click: plan it";
+      const cell = element("button", {
+        type: "button", className: `tfopt-heat-cell${planned ? " tfopt-heat-on" : ""}`, disabled,
+        title: `${detail} (${action})`, "aria-label": `sensitivity of ${name} to ${words}: ${signed(drop)}`,
+        "aria-pressed": String(planned), "data-key": `heat${i}\u0000${name}`,
+      });
+      cell.style.background = heatColour(drop, budget);
+      cell.addEventListener("click", () => editPlan([name], (e) => {
+        if (technique === "quantize") {
+          e[4] = e[4] ? 0 : 1;
+          if (e[4]) e[0] = 0;
+        } else if (technique === "prune") e[1] = e[1] === level ? 0 : level;
+        else e[2] = e[2] === level ? 0 : level;
+      }));
+      return cell;
+    });
+  }
+
   // -- one row -----------------------------------------------------------------------------------------------
   function renderRow(index, position) {
     const row = rows()[index];
     const [name, type, shape, params, bytes, mask, quantizeReason, pruneReason, clusterReason] = row;
-    const entry = plan()[name] || [0, 0, 0, inits()[0]];
+    const entry = plan()[name] || emptyEntry();
     const disabled = model.get("disabled");
     const supports = (technique) => (mask & SUPPORT[technique]) !== 0;
     const tip = (technique, reason) => (supports(technique) ? reasonText(reason) || undefined : reasonText(reason) || `cannot ${technique} this layer`);
@@ -198,7 +300,20 @@ export function renderLayerTable({ model, el }) {
       "aria-label": `quantize ${name}`, title: tip("quantize", quantizeReason), "data-key": key("quantize"),
     });
     // Toggling a folded layer toggles its convolution (Python quantizes or releases the whole group).
-    quantize.addEventListener("change", () => editPlan([head ?? name], (e) => { e[0] = quantize.checked ? 1 : 0; }));
+    quantize.addEventListener("change", () => editPlan([head ?? name], (e) => {
+      e[0] = quantize.checked ? 1 : 0;
+      if (e[0]) e[4] = 0;
+    }));
+    // Keep float: the layer stays float when the rest is converted to int8 (not with quantization-aware training).
+    const keepFloat = element("input", {
+      type: "checkbox", checked: !!entry[4], disabled: disabled || (!params && !supports("quantize")),
+      "aria-label": `keep ${name} float`, "data-key": key("float"),
+      title: "keep float: this layer stays float when the rest is converted to int8 (selective post-training quantization)",
+    });
+    keepFloat.addEventListener("change", () => editPlan([name], (e) => {
+      e[4] = keepFloat.checked ? 1 : 0;
+      if (e[4]) e[0] = 0;
+    }));
     const sparsity = element("input", {
       type: "number", min: 0, max: 0.99, step: 0.05, placeholder: "off", value: entry[1] ? String(entry[1]) : "",
       disabled: disabled || !supports("prune"), "aria-label": `prune sparsity for ${name}`,
@@ -241,7 +356,9 @@ export function renderLayerTable({ model, el }) {
       element("span", { role: "cell", text: shape, title: shape }),
       element("span", { role: "cell", className: "tfopt-num", text: params.toLocaleString("en-US") }),
       element("span", { role: "cell", className: "tfopt-num", text: bytes ? formatBytes(bytes) : "" }),
+      element("span", { role: "cell", className: "tfopt-heat" }, heatCells(name, entry, disabled)),
       element("span", { role: "cell", className: "tfopt-center", title: tip("quantize", quantizeReason) }, [quantize]),
+      element("span", { role: "cell", className: "tfopt-center" }, [keepFloat]),
       element("span", { role: "cell", title: tip("prune", pruneReason) }, [sparsity]),
       element("span", { role: "cell", title: tip("cluster", clusterReason) }, [clusters]),
       element("span", { role: "cell" }, [init]),
@@ -346,10 +463,13 @@ export function renderLayerTable({ model, el }) {
     status.textContent = `${view.order.length} of ${rows().length} layers shown, ${checked().size} selected`;
     renderRows(true);
   };
-  const stateEvents = "change:plan_state change:selected change:placement change:disabled change:target_title";
+  const stateEvents = "change:plan_state change:selected change:placement change:disabled change:target_title change:budget";
+  const onHeat = () => { refreshHeat(); refreshOrder(); };
   model.on("change:layers change:reasons change:cluster_inits change:quantize_groups", onRows);
   model.on(stateEvents, onState);
   model.on("change:checked", onChecked);
+  model.on("change:sensitivity", onHeat);
+  refreshHeat();
   onRows();
   // The element has no size until it is attached; render again once it has one.
   const resize = new ResizeObserver(() => renderRows(false));
@@ -359,5 +479,6 @@ export function renderLayerTable({ model, el }) {
     model.off("change:layers change:reasons change:cluster_inits change:quantize_groups", onRows);
     model.off(stateEvents, onState);
     model.off("change:checked", onChecked);
+    model.off("change:sensitivity", onHeat);
   };
 }

@@ -13,7 +13,7 @@ import pytest
 
 import tfopt_widgets as tw
 from tfopt_widgets.inspection import LayerInfo, ModelInfo, Support, WeightInfo
-from tfopt_widgets.widgets.layer_table import LayerTable
+from tfopt_widgets.widgets.layer_table import LayerTable, plan_state
 from tfopt_widgets.widgets.weight_view import WeightView
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -44,13 +44,13 @@ def test_table_edits_change_the_plan(studio):
     assert row["dense"][5] == 7 and row["pool"][5] == 1  # quantize|prune|cluster; pooling can only be quantized
     assert "no weights to prune" in studio.table.reasons[row["pool"][7]]
 
-    edit(studio.table, plan_state={"dense": [1, 0.75, 16, "linear"]})
+    edit(studio.table, plan_state={"dense": [1, 0.75, 16, "linear", 0]})
     entry = studio.plan["dense"]
     assert entry.quantize and entry.prune.sparsity == 0.75 and entry.cluster.clusters == 16
     assert entry.cluster.init == "linear" and entry.scheme == "PCQAT"
 
     # Quantizing conv2 quantizes the BatchNormalization and ReLU folded into it; unticking them unticks the group.
-    edit(studio.table, plan_state={**studio.table.plan_state, "conv2": [1, 0, 0, "kmeans++"]})
+    edit(studio.table, plan_state={**studio.table.plan_state, "conv2": [1, 0, 0, "kmeans++", 0]})
     assert studio.plan.layers("quantize") == ["dense", "conv2", "bn2", "relu2"]
     assert studio.table.plan_state["bn2"][0] == 1
     state = dict(studio.table.plan_state)
@@ -60,30 +60,30 @@ def test_table_edits_change_the_plan(studio):
 
     # Sparsity off keeps the rest; other prune settings survive a sparsity edit.
     studio.plan.prune("classifier", sparsity=0.5, schedule="constant")
-    edit(studio.table, plan_state={**studio.table.plan_state, "classifier": [0, 0.6, 0, "kmeans++"]})
+    edit(studio.table, plan_state={**studio.table.plan_state, "classifier": [0, 0.6, 0, "kmeans++", 0]})
     assert studio.plan["classifier"].prune.schedule == "constant" and studio.plan["classifier"].prune.sparsity == 0.6
-    edit(studio.table, plan_state={**studio.table.plan_state, "dense": [1, 0, 16, "linear"]})
+    edit(studio.table, plan_state={**studio.table.plan_state, "dense": [1, 0, 16, "linear", 0]})
     assert studio.plan["dense"].prune is None and studio.plan["dense"].cluster.clusters == 16
     assert studio.error == ""
 
 
 def test_rejected_edit_shows_the_error_and_reverts_the_table(studio):
     studio.plan.quantize("dense")
-    edit(studio.table, plan_state={"dense": [1, 0, 0, "kmeans++"], "pool": [0, 0.5, 0, "kmeans++"]})
+    edit(studio.table, plan_state={"dense": [1, 0, 0, "kmeans++", 0], "pool": [0, 0.5, 0, "kmeans++", 0]})
     assert "Cannot prune layer 'pool'" in studio.error and "no weights" in studio.error
-    assert "pool" not in studio.plan and studio.table.plan_state == {"dense": [1, 0, 0, "kmeans++"]}
+    assert "pool" not in studio.plan and studio.table.plan_state == {"dense": [1, 0, 0, "kmeans++", 0]}
 
-    edit(studio.table, plan_state={"dense": [1, 1.5, 0, "kmeans++"]})
+    edit(studio.table, plan_state={"dense": [1, 1.5, 0, "kmeans++", 0]})
     assert "sparsity" in studio.error and "'dense'" in studio.error and studio.plan["dense"].prune is None
     assert "display" in studio._error_box.layout.keys and studio._error_box.layout.display == "flex"
 
 
 def test_python_plan_edits_and_assignment_reach_the_table(studio):
     studio.plan.prune("dense", sparsity=0.5).cluster("conv1", clusters=8, init="density")
-    assert studio.table.plan_state == {"dense": [0, 0.5, 0, "kmeans++"], "conv1": [0, 0, 8, "density"]}
+    assert studio.table.plan_state == {"dense": [0, 0.5, 0, "kmeans++", 0], "conv1": [0, 0, 8, "density", 0]}
     old = studio.plan
     studio.plan = tw.Plan().quantize("classifier")
-    assert studio.table.plan_state == {"classifier": [1, 0, 0, "kmeans++"]}
+    assert studio.table.plan_state == {"classifier": [1, 0, 0, "kmeans++", 0]}
     old.quantize("dense")  # the replaced plan is no longer followed
     assert "dense" not in studio.table.plan_state
     edit(studio.table, plan_state={})
@@ -106,8 +106,8 @@ def test_target_and_mode_pickers(studio):
 
 def test_run_fills_results_histograms_and_badges(studio, frozen, tmp_path):
     # Pruning-preserving QAT (two stages: prune, then quantize); clustering has its own engine tests.
-    edit(studio.table, plan_state={"dense": [1, 0.75, 0, "kmeans++"], "conv1": [1, 0, 0, "kmeans++"],
-                                   "conv2": [1, 0, 0, "kmeans++"], "classifier": [1, 0, 0, "kmeans++"]})
+    edit(studio.table, plan_state={"dense": [1, 0.75, 0, "kmeans++", 0], "conv1": [1, 0, 0, "kmeans++", 0],
+                                   "conv2": [1, 0, 0, "kmeans++", 0], "classifier": [1, 0, 0, "kmeans++", 0]})
     studio.panel.epochs = 1
     stages = []
     studio.panel.observe(lambda change: stages.append(change["new"]), "stage")
@@ -194,7 +194,7 @@ def test_layer_names_are_sent_as_text_and_escaped_in_html():
                      [], 12, 48)
     table = LayerTable(info)
     assert table.layers[0][0] == XSS  # raw in the state; the front-end sets it with textContent only
-    edit(table, plan_state={XSS: [1, 0, 0, "kmeans++"]})
+    edit(table, plan_state={XSS: [1, 0, 0, "kmeans++", 0]})
     assert table.plan[XSS].quantize
     view = WeightView()
     view.set_weights({XSS: np.ones((3, 4), "float32")})
@@ -233,3 +233,82 @@ def test_magic_builds_a_studio_from_named_variables(digits):
     assert studio.validation_data is None
     with pytest.raises(UsageError, match="no variable named 'missing'"):
         shell.run_line_magic("tfopt", "net --train missing")
+
+
+def test_sensitivity_heat_map_and_suggested_plan_fill_the_table(digits, frozen):
+    _, train, test = digits
+    studio = tw.Studio(frozen, train_data=train, validation_data=test, target="cpu", epochs=1)
+    bar = studio.sensitivity_panel
+    assert bar.suggest_button.disabled and studio.table.sensitivity == {}
+    live_plan = studio.plan
+    bar.analyze()  # a click on "Analyze sensitivity": a background job, like a run
+    assert studio.panel.running and bar.analyze_button.disabled
+    studio.wait(timeout=300)
+    assert studio.error == "" and studio.panel.message.startswith("Sensitivity measured")
+    report = studio.sensitivity
+    assert isinstance(report, tw.SensitivityReport) and not bar.suggest_button.disabled
+
+    # The heat map: one column per technique and level, each layer's drops and int8 kernel sizes as measured.
+    heat = studio.table.sensitivity
+    assert heat["columns"] == [["quantize", "int8"], ["prune", 0.5], ["prune", 0.75], ["prune", 0.9],
+                               ["cluster", 8], ["cluster", 16], ["cluster", 32]]
+    for row in report.rows:
+        column = heat["columns"].index([row.technique, row.level])
+        assert heat["drops"][row.layer][column] == pytest.approx(row.drop, abs=1e-5)
+    assert heat["sizes"]["dense"][0] == report._layer["dense"].size["int8"]
+    assert heat["sizes"]["dense"][1 + 3] == report.row("dense", "prune", 0.9).size["int8"]  # after column 3
+    assert heat["drops"]["pool"][1:] == [None] * 6  # pooling has no kernel: int8 only
+    assert "dropout" not in heat["drops"] and synced_bytes(studio.table) < 10_000
+
+    # "Suggest plan" with the budget box fills the live plan (the same object), then the table stays editable.
+    bar.budget_input.value = 0.02  # typed into the box
+    assert studio.table.budget == 0.02
+    bar.suggest()
+    expected = tw.suggest_plan(report, budget=0.02, target="cpu", quantization="int8")
+    assert studio.plan is live_plan and studio.plan == expected and len(expected) > 0
+    assert studio.table.plan_state == plan_state(expected)
+    assert "Suggested for CPU within 0.0200" in bar.status.value
+    edit(studio.table, plan_state={**studio.table.plan_state, "classifier": [0, 0, 8, "kmeans++", 0]})
+    assert studio.plan["classifier"].cluster.clusters == 8
+    edit(studio.table, plan_state=plan_state(expected))
+    studio.run(wait=True)
+    assert studio.error == "", studio.error
+    assert "Measured after this run" in bar.status.value
+    assert studio.results["plan"].iloc[-1] == expected.to_dict()["layers"]
+
+    # Another model's report is refused with the layer named.
+    with pytest.raises(tw.Error, match="another model"):
+        studio.sensitivity = tw.SensitivityReport("other", "accuracy", 1.0, None, [], [
+            tw.sensitivity.__globals__["LayerSize"]("not_here", "Dense", 1, {"int8": 1}, 1.0)], None, 1, 1, {}, 0.0, 1)
+    studio.sensitivity = None
+    assert studio.table.sensitivity == {} and bar.suggest_button.disabled
+
+
+def test_keep_float_from_the_table_runs_without_fine_tuning(studio):
+    edit(studio.table, plan_state={"conv2": [0, 0, 0, "kmeans++", 1]})
+    assert studio.plan.float_layers == ["conv2"] and not studio.plan["conv2"].techniques
+    # Ticking quantize on a kept-float layer is refused by the front-end's rule too: one or the other.
+    edit(studio.table, plan_state={"conv2": [1, 0, 0, "kmeans++", 1]})
+    assert "both" in studio.error and studio.plan.float_layers == ["conv2"] and not studio.plan["conv2"].quantize
+    studio.error = ""
+    studio.run(wait=True)
+    assert studio.error == "", studio.error
+    assert studio.tflite.float_layers() == ["conv2"] and studio.optimized is None
+    assert studio.results["epochs"].iloc[-1] is None or np.isnan(studio.results["epochs"].iloc[-1])
+
+
+def test_cancel_during_sensitivity_keeps_the_old_report(digits, frozen):
+    _, train, test = digits
+    studio = tw.Studio(frozen, train_data=train, validation_data=test)
+
+    def cancel_on_step(change):
+        if studio.panel.stage == "sensitivity" and change["new"] >= 1:
+            studio.cancel()
+
+    studio.panel.observe(cancel_on_step, "step")
+    studio.analyze(wait=True, samples=100)
+    assert studio.panel.message.startswith("Cancelled") and studio.error == ""
+    assert studio.sensitivity is None and studio.sensitivity_panel.suggest_button.disabled
+    assert not studio.panel.running and not studio.sensitivity_panel.analyze_button.disabled
+    with pytest.raises(tw.Error, match="Analyze sensitivity"):
+        studio.suggest_plan()

@@ -227,6 +227,15 @@ class Plan:
         self._notify()
         return self
 
+    def assign(self, other: Plan) -> Plan:
+        """Hold exactly ``other``'s entries from now on (one change: views that follow this plan show ``other``)."""
+        if not isinstance(other, Plan):
+            raise PlanError(f"Plan.assign takes a tw.Plan, got {type(other).__name__}.", field="plan")
+        with self._lock:
+            self._entries = {entry.layer: entry for entry in other}
+        self._notify()
+        return self
+
     def _update(self, layers, **changes) -> Plan:
         with self._lock:
             for name in layers:

@@ -139,3 +139,57 @@ tw.Studio(keras.Model(inputs, outputs, name={MARKUP_NAME!r}))
     assert studio_box.locator("img").count() == 0
     shot("markup-name", studio_box)
     assert not page_log.dialogs and not page_log.external_requests
+
+
+def test_studio_sensitivity_heat_map_suggest_plan_and_cell_clicks(open_notebook, page, page_log, shot):
+    notebook = open_notebook([DIGITS_STUDIO])
+    studio_box = notebook.output(0).locator(".tfopt-studio")
+    page.get_by_label("prune sparsity for dense", exact=True).wait_for()
+    assert page.get_by_role("button", name="Suggest plan").is_disabled()
+
+    page.get_by_role("button", name="Analyze sensitivity").click()
+    assert wait_for_python(notebook, "studio.sensitivity is not None and not studio.panel.running",
+                           timeout_s=RUN_TIMEOUT_S)
+    assert notebook.execute("print(repr(studio.error))").strip() == "''"
+    # Each measured layer gets a coloured cell per technique and level, named for screen readers.
+    cell = page.get_by_label(re.compile(r"^sensitivity of dense to prune to 90% sparsity: [+-]\d"))
+    cell.wait_for()
+    drop = float(cell.get_attribute("aria-label").rsplit(": ", 1)[1])
+    expected = float(notebook.execute("print(studio.sensitivity.drop('dense', 'prune', 0.9))"))
+    assert drop == pytest.approx(expected, abs=1e-4)
+    assert cell.evaluate("(node) => getComputedStyle(node).backgroundColor").startswith("rgb(")
+    shot("sensitivity-heat-map", studio_box)
+
+    # Sorting by a heat column puts the most sensitive layer first.
+    page.get_by_label("sort by sensitivity to prune to 90% sparsity").click()
+    worst = notebook.execute("r = studio.sensitivity\n"
+                             "print(max((row for row in r.rows if row.technique == 'prune' and row.level == 0.9),"
+                             " key=lambda row: row.drop).layer)").strip()
+    first = studio_box.locator(".tfopt-rows .tfopt-row").first.locator(".tfopt-name")
+    assert first.inner_text() == worst
+
+    # Budget box, then "Suggest plan": the table shows the suggested plan, the status line its estimate.
+    budget = page.get_by_label("Budget")
+    budget.fill("0.02")
+    budget.press("Enter")
+    assert wait_for_python(notebook, "studio.sensitivity_panel.budget == 0.02")
+    page.get_by_role("button", name="Suggest plan").click()
+    assert wait_for_python(notebook, "len(studio.plan) > 0")
+    page.get_by_text(re.compile(r"^Suggested for CPU within 0\.0200")).wait_for()
+    plan = json.loads(notebook.execute("print(studio.plan.to_json())"))["layers"]
+    for layer, entry in plan.items():
+        if "prune" in entry:
+            value = page.get_by_label(f"prune sparsity for {layer}", exact=True).input_value()
+            assert float(value) == pytest.approx(entry["prune"]["sparsity"]), layer
+        if entry.get("keep_float"):
+            assert page.get_by_label(f"keep {layer} float", exact=True).is_checked(), layer
+    shot("suggested-plan", studio_box)
+
+    # Clicking a heat cell plans that level; the float box keeps a layer float.
+    page.get_by_label(re.compile(r"^sensitivity of conv1 to cluster into 16 shared values: ")).click()
+    assert wait_for_python(notebook, "studio.plan['conv1'].cluster is not None "
+                                     "and studio.plan['conv1'].cluster.clusters == 16")
+    assert page.get_by_label("cluster count for conv1", exact=True).input_value() == "16"
+    page.get_by_label("keep classifier float", exact=True).check()
+    assert wait_for_python(notebook, "studio.plan['classifier'].keep_float")
+    assert not page_log.dialogs and not page_log.external_requests

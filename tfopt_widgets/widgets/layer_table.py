@@ -5,9 +5,10 @@ sent compactly so a 500-layer model stays small: rows are lists, support reasons
 index, and the plan holds only the layers that have something planned.
 
 >>> table = LayerTable(tw.inspect(model), plan)
->>> table.plan_state = {"dense": [1, 0.5, 16, "kmeans++"]}   # what the front-end does on an edit
+>>> table.plan_state = {"dense": [1, 0.5, 16, "kmeans++", 0]}   # what the front-end does on an edit
 >>> plan["dense"].prune.sparsity
 0.5
+>>> table.show_sensitivity(tw.sensitivity(model, (x_test, y_test)))   # the heat map columns
 """
 
 from __future__ import annotations
@@ -53,14 +54,40 @@ def layer_rows(info) -> tuple[list[list], list[str]]:
     return rows, list(reasons)
 
 
+# An unplanned row of `plan_state`: [quantize 0/1, sparsity (0: off), clusters (0: off), init, keep float 0/1].
+EMPTY_ROW = (0, 0, 0, CLUSTER_INITS[0], 0)
+
+
 def plan_state(plan: Plan) -> dict:
-    """{layer: [quantize 0/1, sparsity or 0, clusters or 0, init]} for the planned layers only."""
+    """{layer: [quantize 0/1, sparsity or 0, clusters or 0, init, keep float 0/1]} for the planned layers only."""
     state = {}
     for entry in plan:
         state[entry.layer] = [int(entry.quantize), entry.prune.sparsity if entry.prune else 0,
                               entry.cluster.clusters if entry.cluster else 0,
-                              entry.cluster.init if entry.cluster else CLUSTER_INITS[0]]
+                              entry.cluster.init if entry.cluster else CLUSTER_INITS[0], int(entry.keep_float)]
     return state
+
+
+def sensitivity_state(report) -> dict:
+    """The heat map of a :class:`~tfopt_widgets.SensitivityReport` for :attr:`LayerTable.sensitivity`.
+
+    ``columns``: [technique, level] per heat map column; ``drops``: {layer: [metric drop or None per column]};
+    ``sizes``: {layer: [int8 gzip bytes of the kernel as it is, then after each column's change or None]}.
+    """
+    if report is None:
+        return {}
+    columns = [[technique, level] for technique in ("quantize", "prune", "cluster")
+               for level in report.levels.get(technique, ())]
+    drops, sizes = {}, {}
+    for row in report.rows:
+        index = columns.index([row.technique, row.level])
+        drops.setdefault(row.layer, [None] * len(columns))[index] = round(float(row.drop), 5)
+        if row.technique != "quantize":
+            sizes.setdefault(row.layer, [None] * (len(columns) + 1))[index + 1] = row.size.get("int8")
+    for entry in report.layers:
+        sizes.setdefault(entry.layer, [None] * (len(columns) + 1))[0] = entry.size.get("int8")
+    return {"metric": report.metric, "baseline": report.baseline, "samples": report.samples, "columns": columns,
+            "drops": drops, "sizes": sizes}
 
 
 class LayerTable(anywidget.AnyWidget):
@@ -78,7 +105,8 @@ class LayerTable(anywidget.AnyWidget):
                                  "`reasons` (-1: none)").tag(sync=True)
     reasons = traitlets.List(traitlets.Unicode(), help="support reasons, each sent once").tag(sync=True)
     plan_state = traitlets.Dict(help="the plan: {layer: [quantize 0/1, sparsity (0: off), clusters (0: off), "
-                                     "init]}, only planned layers; the front-end sets it on every edit").tag(sync=True)
+                                     "init, keep float 0/1]}, only planned layers; the front-end sets it on every "
+                                     "edit").tag(sync=True)
     cluster_inits = traitlets.List(traitlets.Unicode(), default_value=list(CLUSTER_INITS),
                                    help="cluster centroid initializations offered").tag(sync=True)
     selected = traitlets.Unicode("", help="the layer whose weights the weight view shows").tag(sync=True)
@@ -90,6 +118,9 @@ class LayerTable(anywidget.AnyWidget):
                                           "follows that convolution's").tag(sync=True)
     target_title = traitlets.Unicode("", help="the accelerator named by placement badges").tag(sync=True)
     disabled = traitlets.Bool(False, help="True while a run uses the plan: controls are read-only").tag(sync=True)
+    sensitivity = traitlets.Dict(help="the sensitivity heat map (see sensitivity_state); {} hides its columns").tag(
+        sync=True)
+    budget = traitlets.Float(0.01, help="the accepted metric drop: heat map cells within it are green").tag(sync=True)
 
     def __init__(self, info, plan: Plan | None = None, *, selected: str = ""):
         rows, reasons = layer_rows(info)
@@ -144,7 +175,7 @@ class LayerTable(anywidget.AnyWidget):
 
     def _apply(self, old: dict, new: dict) -> None:
         for layer in sorted(set(old) | set(new)):
-            before, after = old.get(layer, [0, 0, 0, CLUSTER_INITS[0]]), new.get(layer, [0, 0, 0, CLUSTER_INITS[0]])
+            before, after = old.get(layer, list(EMPTY_ROW)), new.get(layer, list(EMPTY_ROW))
             if list(before) == list(after):
                 continue
             try:
@@ -160,7 +191,12 @@ class LayerTable(anywidget.AnyWidget):
         if self._info.get(layer) is None:
             raise PlanError(f"The table sent an edit for layer {layer!r}, which the model does not have.",
                             layer=layer, field="layer")
-        quantize, sparsity, clusters, init = (list(after) + [0, 0, 0, CLUSTER_INITS[0]][len(after):])[:4]
+        quantize, sparsity, clusters, init, keep_float = (list(after) + list(EMPTY_ROW)[len(after):])[:5]
+        if keep_float and quantize:
+            raise PlanError(f"Layer {layer!r} cannot be both quantization-aware trained and kept float; untick one "
+                            "of them.", layer=layer, field="keep_float")
+        if bool(keep_float) != self._plan[layer].keep_float:
+            self._plan.keep_float(layer, enabled=bool(keep_float))
         self._set_quantize(layer, bool(quantize))
         entry = plan[layer]
         if not sparsity:
@@ -213,6 +249,11 @@ class LayerTable(anywidget.AnyWidget):
             self.placement = state
             self.target_title = target_title
 
+    # -- sensitivity heat map ---------------------------------------------------------------------------------
+    def show_sensitivity(self, report) -> None:
+        """Heat map columns from a :class:`~tfopt_widgets.SensitivityReport`; None hides them."""
+        self.sensitivity = sensitivity_state(report)
+
     # -- errors -----------------------------------------------------------------------------------------------
     def on_error(self, callback, remove: bool = False) -> None:
         """Call ``callback(error)`` when an edit from the table is rejected (or stop with ``remove=True``)."""
@@ -236,4 +277,4 @@ def _number(value, layer: str, field: str, integer: bool = False):
     return float(value)
 
 
-__all__ = ["LayerTable", "layer_rows", "plan_state"]
+__all__ = ["LayerTable", "layer_rows", "plan_state", "sensitivity_state"]

@@ -26,6 +26,7 @@ STAGE_WORDS = {
     "quantize": "quantization-aware training",
     "convert": "converting to TensorFlow Lite",
     "evaluate": "evaluating the TFLite file",
+    "sensitivity": "sensitivity: scoring each layer compressed alone",
 }
 
 
@@ -36,7 +37,7 @@ class RunPanel(widgets.VBox):
     learning_rate = traitlets.Float(0.0, help="fine-tuning learning rate; 0 keeps the model's optimizer setting")
     running = traitlets.Bool(False, help="True while a run is in progress")
     stage = traitlets.Unicode("", help="the stage running now (baseline, prune, cluster, quantize, convert, "
-                                       "evaluate) or '' when idle")
+                                       "evaluate, sensitivity) or '' when idle")
     step = traitlets.Int(0, help="steps done in the current stage")
     total = traitlets.Int(0, help="steps in the current stage (0: unknown)")
     message = traitlets.Unicode("", help="the last status line (done, cancelled)")

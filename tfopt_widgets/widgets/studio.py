@@ -5,9 +5,11 @@
 >>> studio.plan.prune("dense", sparsity=0.75)   # the table follows
 >>> studio.run(wait=True)           # what "Optimize and convert" does; wait=True blocks until it is done
 >>> studio.results                  # float32 baseline first, then one row per run
+>>> studio.analyze(wait=True)       # "Analyze sensitivity": tw.sensitivity, shown as a heat map in the table
+>>> studio.suggest_plan(budget=0.01)  # "Suggest plan": tw.suggest_plan fills the table (still editable)
 
-Runs happen in a background thread so the kernel stays responsive and "Cancel" can stop fine-tuning; errors are
-shown in the widget (``studio.error``) rather than lost in a log.
+Runs and analyses happen in a background thread so the kernel stays responsive and "Cancel" can stop them; errors
+are shown in the widget (``studio.error``) rather than lost in a log.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .layer_table import LayerTable
 from .placement import placement_of
 from .results_view import ResultsView
 from .run_panel import RunPanel
+from .sensitivity_panel import SensitivityPanel
 from .weight_view import WeightView
 
 PICKABLE_TARGETS = ("cpu", "gpu", "edgetpu", "hexagon")
@@ -40,7 +43,8 @@ class Studio(widgets.VBox):
     """Per-layer quantize / prune / cluster for a tf_keras model, converted and measured for a hardware target.
 
     ``train_data`` fine-tunes (and calibrates int8); ``validation_data`` is what accuracy is measured on (the
-    training data when it is absent). ``studio.plan`` is the live :class:`~tfopt_widgets.Plan`.
+    training data when it is absent). ``studio.plan`` is the live :class:`~tfopt_widgets.Plan`. ``sensitivity``
+    takes a :class:`~tfopt_widgets.SensitivityReport` measured before (e.g. on a Dask cluster) to show at once.
     """
 
     target = traitlets.Unicode("cpu", help="the hardware target converted for: cpu, gpu, edgetpu or hexagon")
@@ -49,7 +53,7 @@ class Studio(widgets.VBox):
 
     def __init__(self, model, *, train_data=None, validation_data=None, target: str = "cpu",
                  quantization: str | None = None, plan: Plan | None = None, epochs: int = 2,
-                 learning_rate: float | None = None):
+                 learning_rate: float | None = None, sensitivity=None, budget: float = 0.01):
         from ..inspection import inspect
         from ..optimization import kernels
 
@@ -62,6 +66,8 @@ class Studio(widgets.VBox):
         self._baseline = None
         self.optimized = None  # the last run's OptimizedModel (None when the plan was empty)
         self.tflite = None  # the last run's TFLiteModel
+        self._sensitivity = None
+        self._suggestion = None  # (plan, target, mode, estimate) of the last "Suggest plan"
         self._result_callbacks, self._error_callbacks = [], []
 
         self.table = LayerTable(self.info, plan if plan is not None else Plan(), selected=_largest_layer(self.info))
@@ -72,6 +78,11 @@ class Studio(widgets.VBox):
         self.panel = RunPanel(epochs=epochs, learning_rate=learning_rate or 0.0)
         self.panel.on_run(lambda _: self.run())
         self.panel.on_cancel(lambda _: self.cancel())
+        self.sensitivity_panel = SensitivityPanel(budget=budget)
+        self.sensitivity_panel.on_analyze(lambda _: self.analyze())
+        self.sensitivity_panel.on_suggest(lambda _: self.suggest_plan())
+        traitlets.dlink((self.sensitivity_panel, "budget"), (self.table, "budget"))
+        traitlets.dlink((self.panel, "running"), (self.sensitivity_panel, "busy"))
         self.results_view = ResultsView()
         self.export = ExportPanel(self)
         self._error_html = widgets.HTML(layout=widgets.Layout(flex="1 1 auto"))
@@ -84,12 +95,14 @@ class Studio(widgets.VBox):
                              widgets.VBox([_heading("Run"), self.panel, _heading("Export"), self.export],
                                           layout=widgets.Layout(flex="1 1 360px", min_width="0"))],
                             layout=widgets.Layout(flex_flow="row wrap", width="100%"))
-        super().__init__([header, self._error_box, self.table, work, _heading("Results"), self.results_view],
-                         layout=widgets.Layout(width="100%"))
+        super().__init__([header, self._error_box, self.sensitivity_panel, self.table, work, _heading("Results"),
+                          self.results_view], layout=widgets.Layout(width="100%"))
         self.add_class("tfopt-studio")
         self.target = get_target(target).name
         self.quantization = quantization or ""
         self._target_changed({"new": self.target})
+        if sensitivity is not None:
+            self.sensitivity = sensitivity
 
     # -- header: model facts, target and mode pickers ---------------------------------------------------------
     def _header(self) -> widgets.Widget:
@@ -172,31 +185,43 @@ class Studio(widgets.VBox):
 
         Runs in a background thread; ``wait=True`` blocks until it is done. Errors go to ``studio.error``.
         """
+        settings = {"plan": self.plan.copy(), "target": self.target, "quantization": self.quantization or None,
+                    "epochs": int(self.panel.epochs), "learning_rate": float(self.panel.learning_rate) or None}
+        return self._start(lambda: self._run_job(settings), wait)
+
+    def analyze(self, wait: bool = False, **options) -> Studio:
+        """Measure each layer's sensitivity (``tw.sensitivity``): what "Analyze sensitivity" does.
+
+        Measured on the validation data (or the training data), int8 calibrated on the training inputs; ``options``
+        go to ``tw.sensitivity`` (e.g. ``samples=200``, ``levels=...``, ``executor=client.get_executor()``). Runs in
+        the background like :meth:`run`; the table then shows the drops as a heat map and "Suggest plan" works.
+        """
+        return self._start(lambda: self._analyze_job(options), wait)
+
+    def _start(self, job, wait: bool) -> Studio:
+        """Run ``job()`` (which returns the status line) in the background thread, one job at a time."""
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 self._show_error(Error("A run is already in progress; cancel it or wait for it to finish."))
                 return self
-            settings = {"plan": self.plan.copy(), "target": self.target, "quantization": self.quantization or None,
-                        "epochs": int(self.panel.epochs), "learning_rate": float(self.panel.learning_rate) or None}
             self._cancel.clear()
             self.error = ""
             self.panel.running = True
             self.table.disabled = True
-            self._thread = threading.Thread(target=self._work, args=(settings,), name="tfopt-studio-run",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._work, args=(job,), name="tfopt-studio-run", daemon=True)
             self._thread.start()
         if wait:
             self.wait()
         return self
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until the current run (if any) has finished."""
+        """Block until the current run or analysis (if any) has finished."""
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
 
     def cancel(self) -> None:
-        """Stop the current run at the next training step; the user's model is unchanged."""
+        """Stop the current run or analysis at its next step; the user's model is unchanged."""
         self._cancel.set()
 
     def _progress(self, stage: str, step: int, total: int) -> None:
@@ -204,9 +229,9 @@ class Studio(widgets.VBox):
             raise Cancelled("Cancelled by the user; your model is unchanged.")
         self.panel.show_progress(stage, step, total)
 
-    def _work(self, settings: dict) -> None:
+    def _work(self, job) -> None:
         try:
-            row = self._optimize_convert_evaluate(**settings)
+            message = job()
         except Cancelled:
             self.panel.finish("Cancelled: your model is unchanged.", "warning")
         except Error as error:
@@ -216,12 +241,16 @@ class Studio(widgets.VBox):
             self._show_error(Error(f"Unexpected {type(error).__name__} during the run: {error}"))
             self.panel.finish("Failed: see the error above.", "danger")
         else:
-            self.panel.finish(f"Done: {row['run']}, {row['gzip_size']:,} B gzipped"
-                              + (f", accuracy {row['accuracy']:.3f}." if row.get("accuracy") is not None else "."))
-            for callback in list(self._result_callbacks):
-                callback(row)
+            self.panel.finish(message)
         finally:
             self.table.disabled = False
+
+    def _run_job(self, settings: dict) -> str:
+        row = self._optimize_convert_evaluate(**settings)
+        for callback in list(self._result_callbacks):
+            callback(row)
+        return (f"Done: {row['run']}, {row['gzip_size']:,} B gzipped"
+                + (f", accuracy {row['accuracy']:.3f}." if row.get("accuracy") is not None else "."))
 
     def _optimize_convert_evaluate(self, plan: Plan, target: str, quantization, epochs: int, learning_rate):
         from ..conversion import convert
@@ -239,7 +268,8 @@ class Studio(widgets.VBox):
             self._baseline = baseline
         source = self.model
         optimized = None
-        if len(plan):
+        trained = any(entry.techniques for entry in plan)  # keep-float marks alone need no fine-tuning
+        if trained:
             if self.train_data is None:
                 raise DataError("Fine-tuning needs train_data: pass train_data=(x, y) to tw.Studio, or clear the "
                                 "plan to convert the model as it is.", field="train_data")
@@ -250,15 +280,22 @@ class Studio(widgets.VBox):
         self._progress("convert", 0, 0)
         mode = quantization or TARGETS[target].quantization_for(None, calibrated=self.train_data is not None)
         calibration = _inputs(self.train_data) if mode in _CALIBRATED_MODES else None
-        tflite = convert(source, target, representative_data=calibration, quantization=quantization)
+        tflite = convert(source, target, representative_data=calibration, quantization=quantization, plan=plan)
         self._progress("evaluate", 0, 0)
         metrics = evaluate(tflite, evaluation_data)
         label = f"{TARGETS[target].title}, {tflite.quantization}, " + (f"{len(plan)} layers planned" if len(plan)
                                                                         else "no plan")
         placement, share = placement_of(tflite)
-        row = self._add_row(label, tflite, metrics, share, plan, epochs if len(plan) else None)
+        row = self._add_row(label, tflite, metrics, share, plan, epochs if trained else None)
         with self._lock:
             self.optimized, self.tflite = optimized, tflite
+            suggestion = self._suggestion
+        if suggestion is not None and suggestion["plan"] == plan and suggestion["target"] == target \
+                and row["accuracy"] is not None and self.results_view.rows[0]["accuracy"] is not None:
+            measured = self.results_view.rows[0]["accuracy"] - row["accuracy"]
+            self.sensitivity_panel.show(_suggestion_text(suggestion) + f" Measured after this run: {measured:+.4f}"
+                                        + (" (within the budget)." if measured <= suggestion["budget"] else
+                                           f" (over the budget by {measured - suggestion['budget']:.4f})."))
         self.weights.set_weights(optimized=optimized.weights() if optimized is not None else {},
                                  tflite=tflite.weights(), tflite_mode=tflite.quantization)
         self.table.show_placement(placement, TARGETS[target].title)
@@ -272,6 +309,76 @@ class Studio(widgets.VBox):
                "plan": plan.to_dict()["layers"]}
         self.results_view.add(row)
         return row
+
+    # -- sensitivity --------------------------------------------------------------------------------------------
+    @property
+    def sensitivity(self):
+        """The :class:`~tfopt_widgets.SensitivityReport` the heat map shows (None before "Analyze sensitivity")."""
+        return self._sensitivity
+
+    @sensitivity.setter
+    def sensitivity(self, report) -> None:
+        from ..analysis import SensitivityReport
+
+        if report is not None and not isinstance(report, SensitivityReport):
+            raise Error(f"Studio.sensitivity takes a tw.SensitivityReport (from tw.sensitivity), got "
+                        f"{type(report).__name__}.", field="sensitivity")
+        unknown = [] if report is None else [entry.layer for entry in report.layers if self.info.get(entry.layer) is None]
+        if unknown:
+            raise Error(f"This sensitivity report is of another model: layer {unknown[0]!r} is not in model "
+                        f"{self.info.name!r}.", field="sensitivity")
+        self._sensitivity = report
+        self.table.show_sensitivity(report)
+        self.sensitivity_panel.analyzed = report is not None
+        if report is None:
+            self.sensitivity_panel.show("")
+        else:
+            int8 = "" if report.int8_value is None else f", all int8 {report.int8_value:.4f}"
+            self.sensitivity_panel.show(f"{len(report.rows)} measurements on {report.samples} samples: float "
+                                        f"{report.metric} {report.baseline:.4f}{int8}. Pick a budget and suggest a "
+                                        "plan, or click cells of the heat map.")
+
+    def _analyze_job(self, options: dict) -> str:
+        from ..analysis import sensitivity
+
+        data = self.validation_data if self.validation_data is not None else self.train_data
+        if data is None:
+            raise DataError("Sensitivity is measured on labelled data: pass validation_data=(x, y) or "
+                            "train_data=(x, y) to tw.Studio.", field="validation_data")
+        options.setdefault("representative_data", _inputs(self.train_data) if self.train_data is not None else None)
+        self._progress("sensitivity", 0, 0)
+        report = sensitivity(self.model, data, progress=self._progress, **options)
+        self.sensitivity = report
+        return f"Sensitivity measured: {len(report.rows)} variants scored in {report.wall_s:.1f} s."
+
+    def suggest_plan(self, budget: float | None = None) -> Plan:
+        """Fill the table with ``tw.suggest_plan`` for the target and mode: what "Suggest plan" does.
+
+        ``budget`` (default: the budget box) is the largest accepted estimated drop. The plan replaces the current
+        one (the table stays editable); it is returned too.
+        """
+        from ..analysis import suggest_plan
+
+        report = self._sensitivity
+        if report is None:
+            error = Error("There is no sensitivity report yet: click “Analyze sensitivity” (studio.analyze()) "
+                          "first.", field="sensitivity")
+            self._show_error(error)
+            raise error
+        if budget is not None:
+            self.sensitivity_panel.budget = budget
+        budget = self.sensitivity_panel.budget
+        mode = self.quantization or None
+        plan = suggest_plan(report, budget=budget, target=self.target, quantization=mode)
+        estimate = report.estimate(plan, self.target, mode)
+        unplanned = report.estimate(Plan(), self.target, mode)
+        with self._lock:
+            self._suggestion = {"plan": plan.copy(), "target": self.target, "budget": budget, "estimate": estimate,
+                                "unplanned": unplanned, "title": TARGETS[self.target].title}
+            suggestion = self._suggestion
+        self.plan.assign(plan)
+        self.sensitivity_panel.show(_suggestion_text(suggestion) + " Click “Optimize and convert” to measure it.")
+        return self.plan
 
     # -- events and errors ------------------------------------------------------------------------------------
     def on_result(self, callback, remove: bool = False) -> None:
@@ -328,6 +435,16 @@ class Studio(widgets.VBox):
     def __repr__(self) -> str:
         return f"<Studio {self.info.name!r}: {len(self.info.layers)} layers, target {self.target!r}, " \
                f"{len(self.plan)} layers planned, {len(self.results_view.rows)} results>"
+
+
+def _suggestion_text(suggestion: dict) -> str:
+    """"Suggested for CPU within 0.0100: 2 pruned, 1 clustered, 1 kept float; estimated drop +0.0080, ..."."""
+    plan, estimate, unplanned = suggestion["plan"], suggestion["estimate"], suggestion["unplanned"]
+    counts = [(len(plan.layers("prune")), "pruned"), (len(plan.layers("cluster")), "clustered"),
+              (len(plan.float_layers), "kept float")]
+    what = ", ".join(f"{n} {words}" for n, words in counts if n) or "nothing fits the budget"
+    return (f"Suggested for {suggestion['title']} within {suggestion['budget']:.4f}: {what}; estimated drop "
+            f"{estimate['drop']:+.4f}, kernels {unplanned['size']:,} → {estimate['size']:,} B gzipped.")
 
 
 def _largest_layer(info) -> str:
