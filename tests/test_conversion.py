@@ -108,6 +108,22 @@ def test_ops_map_to_the_users_layers(converted, key):
     assert all(op.layer is None for op in tfl.ops if op.op in ("QUANTIZE", "DEQUANTIZE"))  # I/O casts only
 
 
+def test_padding_folded_into_a_strided_convolution_maps_to_the_convolution():
+    # MobileNetV2's ZeroPadding2D -> DepthwiseConv2D(strides=2, padding="valid"): one op whose tensor names name
+    # both layers; the convolution is its layer (its weights, histogram and badge), the padding is folded in.
+    from tfopt_widgets._keras import keras
+
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name="pad")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, strides=2, padding="valid", name="depthwise")(x)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    model = keras.Model(inputs, keras.layers.ReLU(6.0, name="relu")(x))
+    tfl = tw.convert(model, "float32")
+    (op,) = [op for op in tfl.ops if op.op == "DEPTHWISE_CONV_2D"]
+    assert op.layer == "depthwise" and set(op.layers) == {"pad", "depthwise", "bn", "relu"}
+    assert set(tfl.weights()) == {"depthwise"}
+
+
 def test_op_options_are_read_from_the_file(converted):
     tfl = converted("float32")
     conv1 = layer_op(tfl, "conv1")

@@ -297,7 +297,8 @@ def op_layers(flatbuffer, origins: Mapping[str, str]) -> list[tuple[str | None, 
     ``digits_cnn/relu2/Relu;digits_cnn/bn2/FusedBatchNormV3;digits_cnn/conv2/Conv2D`` (QAT: ``.../quant_conv2/...``).
     An op's weights name its layer most reliably, then its outputs; graph outputs are named generically
     (``StatefulPartitionedCall:0``), so the signature's output names (the Keras output layers) stand in for them.
-    QUANTIZE of a graph input and DEQUANTIZE into a graph output are format glue and have no layer.
+    QUANTIZE of a graph input and DEQUANTIZE into a graph output are format glue and have no layer. A padding layer
+    folded into the convolution after it (MobileNetV2's strided depthwise convolutions) is not that op's main layer.
     """
     graph = flatbuffer.subgraphs[0]
     raw_ops = graph.operators or []
@@ -308,6 +309,7 @@ def op_layers(flatbuffer, origins: Mapping[str, str]) -> list[tuple[str | None, 
     op_names = [_op_name(flatbuffer.operatorCodes[raw.opcodeIndex]) for raw in raw_ops]
     producers = {tensor: i for i, raw in enumerate(raw_ops) for tensor in _indices(raw.outputs)}
     graph_inputs, graph_outputs = set(_indices(graph.inputs)), set(_indices(graph.outputs))
+    padding = set()  # layers seen only as a Pad scope
 
     def named(tensor: int) -> list[str]:
         """Layer names (of the converted model) in a tensor's name; the first scope is the model's own name."""
@@ -321,6 +323,8 @@ def op_layers(flatbuffer, origins: Mapping[str, str]) -> list[tuple[str | None, 
                           for end in range(len(parts), start, -1) if "/".join(parts[start:end]) in origins), None)
             if match is not None:
                 found.append(match)
+                if parts[-1].rstrip("0123456789") in ("Pad", "PadV2"):
+                    padding.add(match)
         return found
 
     def is_parameter(tensor: int) -> bool:
@@ -359,7 +363,7 @@ def op_layers(flatbuffer, origins: Mapping[str, str]) -> list[tuple[str | None, 
         if is_io_cast(index) or not main_from:
             result.append((None, ()))
             continue
-        main = min(main_from, key=order.__getitem__)
+        main = min([n for n in main_from if n not in padding] or main_from, key=order.__getitem__)
         every = sorted(set(params) | set(outputs) | set(hinted), key=order.__getitem__)
         result.append((origins[main], tuple(dict.fromkeys(origins[name] for name in every))))
     return result
