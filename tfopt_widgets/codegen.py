@@ -3,8 +3,9 @@
 The script must not drift from the engine, so it is assembled from the engine's own pieces rather than a second
 implementation: the stage decisions come from plan.py's pure helpers (``stages``, ``frozen_layers``,
 ``quantize_scheme``, ``masked_layers``, ``preserves_sparsity``), and the functions that do the numeric or
-converter work (``pruning_steps``, the ``_KeepZeros`` callback, the converter set-up, the Conv1D quantize config)
-are copied into it verbatim from the engine's source files (read with ``ast``, so no TensorFlow is imported here).
+converter work (``pruning_steps``, the ``_KeepZeros`` callback, the QAT annotation ``_annotate_for_qat``, the
+converter set-up, the Conv1D quantize config) are copied into it verbatim from the engine's source files (read
+with ``ast``, so no TensorFlow is imported here).
 Layers marked ``keep_float`` are reproduced the same way: the script runs a copy of tw.convert's selective int8
 (``conversion._selective_int8``: QuantizationDebugger with the layers' ops denylisted) and of the op-to-layer map
 it reads the calibrated file with (``tflite_model.op_layers``), on TensorFlow's copy of the TFLite schema. A plan
@@ -340,6 +341,7 @@ def fine_tune(model, source, dataset, callbacks=(), freeze=()):
         mapping = ", ".join(f"{layer!r}: {_public(function)}" for layer, function in configs.items())
         out.append("\n\n# Layers outside tfmot's QAT registry, quantized with a QuantizeConfig made here.\n"
                    f"QUANTIZE_CONFIGS = {{{mapping}}}")
+        out.append("\n\n" + _definition("optimization", "_annotate_for_qat", "annotate_for_qat"))
         if find_groups:
             out.append(f"\n\nFOLDING_HEADS = {_literal('inspection', '_FOLDING_HEADS')!r}")
             out.append(f"FOLDED_ACTIVATIONS = {_literal('inspection', '_FOLDED_ACTIVATIONS')!r}")
@@ -418,14 +420,7 @@ def quantize(model, source, dataset):
     quantization = tfmot.quantization.keras
     groups = QUANTIZED_WITH if QUANTIZED_WITH is not None else quantized_with(model)
     names = set(QUANTIZE) | {member for layer in QUANTIZE for member in groups.get(layer, [])}
-
-    def annotate(layer):
-        if layer.name not in names:
-            return layer
-        config = QUANTIZE_CONFIGS.get(type(layer).__name__)
-        return quantization.quantize_annotate_layer(layer, quantize_config=config() if config else None)
-
-    annotated = keras.models.clone_model(model, clone_function=annotate)
+    annotated = keras.models.clone_model(model, clone_function=lambda layer: annotate_for_qat(layer, names))
     with quantization.quantize_scope():
         quantized = quantization.quantize_apply(annotated, scheme=QUANTIZE_SCHEME)
     callbacks = []

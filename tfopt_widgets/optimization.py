@@ -20,6 +20,7 @@ from . import _keras
 from ._data import TrainingData, training_data
 from ._keras import keras, np, tf, tfmot
 from .errors import Error, ModelError, PlanError
+from .inspection import QUANTIZE_CONFIGS
 from .plan import (
     CENTROID_INITS,
     Plan,
@@ -204,7 +205,7 @@ class _Stages:
         return clustering.strip_clustering(annotated)
 
     def quantize(self, model, plan: Plan):
-        from .inspection import QUANTIZE_CONFIGS, inspect
+        from .inspection import inspect
 
         quantization = tfmot.quantization.keras
         info = inspect(model)
@@ -212,13 +213,7 @@ class _Stages:
         for layer in plan.layers("quantize"):
             names.add(layer)
             names.update(info.group_members(layer))
-        def annotate(layer):
-            if layer.name not in names:
-                return layer
-            config = QUANTIZE_CONFIGS.get(type(layer).__name__)
-            return quantization.quantize_annotate_layer(layer, quantize_config=config() if config else None)
-
-        annotated = keras.models.clone_model(model, clone_function=annotate)
+        annotated = keras.models.clone_model(model, clone_function=lambda layer: _annotate_for_qat(layer, names))
         with quantization.quantize_scope(), warnings.catch_warnings():
             # Expected under the cluster-preserving scheme for layers that were not clustered (FIELD-NOTES).
             warnings.filterwarnings("ignore", message="No clustering performed on layer")
@@ -266,6 +261,18 @@ class _Stages:
         finally:
             logger.setLevel(level)
         self.history[stage] = dict(history.history)
+
+
+def _annotate_for_qat(layer, names):
+    """``layer`` marked for quantization-aware training if it is one of ``names``, else ``layer`` itself.
+
+    Layers outside tfmot's QAT registry get the QuantizeConfig made here (``inspection.QUANTIZE_CONFIGS``).
+    Plan.to_python's script runs a copy of this function.
+    """
+    if layer.name not in names:
+        return layer
+    config = QUANTIZE_CONFIGS.get(type(layer).__name__)
+    return tfmot.quantization.keras.quantize_annotate_layer(layer, quantize_config=config() if config else None)
 
 
 def _quantize_scheme(plan: Plan):
