@@ -224,3 +224,43 @@ def test_optimize_with_a_mirrored_strategy_over_two_cpus():
     assert done.returncode == 0, done.stderr[-3000:]
     _, sparsity, accuracy = next(line for line in done.stdout.splitlines() if line.startswith("RESULT")).split()
     assert float(sparsity) == pytest.approx(0.5, abs=0.01) and float(accuracy) > 0.8
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_sensitivity_keep_float_and_suggested_plan():
+    from tfopt_widgets.demo import logit_fidelity, mobilenet_v2, synthetic_images
+
+    model = mobilenet_v2(32, classes=8)  # untrained, BatchNormalization statistics from synthetic images
+    x = synthetic_images(96, 32, seed=1)
+    y = model.predict(x, verbose=0)  # the float model's logits: the metric is fidelity to them
+    report = tw.sensitivity(model, (x, y), levels={"prune": (0.5, 0.9), "cluster": (16,)}, samples=64,
+                            metric=logit_fidelity)
+    assert report.baseline == pytest.approx(1.0, abs=1e-4)
+    # The strided depthwise convolutions after a ZeroPadding2D are measured under their own names.
+    assert report.row("block_1_depthwise", "quantize") is not None and report.row("block_1_pad", "quantize") is None
+    assert report.drop("predictions", "prune", 0.9) > report.drop("predictions", "prune", 0.5) > 0
+    quantize = [row for row in report.rows if row.technique == "quantize"]
+    assert len(quantize) > 50 and all(row.keep_float_value is not None for row in quantize)
+    # One layer int8 with the output float costs far less than the whole model int8.
+    assert float(np.median([row.drop for row in quantize])) < (report.baseline - report.int8_value) / 3
+
+    # Selective int8: the layer whose int8 costs most stays float; on the Edge TPU it and what follows fall back.
+    worst = max((row for row in quantize if row.layer in report._layer), key=lambda row: row.drop).layer
+    plan = tw.Plan().keep_float(worst)
+    cpu = tw.convert(model, "cpu", representative_data=x, plan=plan)
+    assert cpu.float_layers() == [worst]
+    placement = tw.convert(model, "edgetpu", representative_data=x, plan=plan).compatibility.by_layer()
+    assert placement[worst].accelerated is False and placement["Conv1"].accelerated is True
+
+    # The suggested plan, carried out: the report says whether the measured drop kept to the budget.
+    # An untrained network loses much to int8 alone: over a budget below that, nothing fits (an empty plan).
+    int8_drop = report.baseline - report.int8_value
+    assert len(tw.suggest_plan(report, budget=int8_drop / 10, target="edgetpu")) == 0
+    budget = int8_drop + 0.05
+    suggested = tw.suggest_plan(report, budget=budget, target="cpu")
+    assert len(suggested) > 0 and report.estimate(suggested, "cpu")["drop"] <= budget + 1e-9
+    check = report.verify(model, suggested, (x, y), (x, y), target="cpu", metric=logit_fidelity, budget=budget,
+                          epochs=1, loss="mse")
+    assert math.isfinite(check.measured_drop) and check.gzip_size < check.float_gzip_size
+    assert check.missed_by == pytest.approx(max(0.0, check.measured_drop - budget))
+    assert set(check.float_layers) == set(suggested.float_layers)

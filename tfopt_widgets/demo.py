@@ -52,3 +52,51 @@ def digits_model(epochs: int = 12, seed: int = 0, train: bool = True):
         (x_train, y_train), _ = digits_data()
         model.fit(x_train, y_train, epochs=epochs, batch_size=32, verbose=0)
     return model
+
+
+def synthetic_images(count: int, size: int = 96, channels: int = 3, seed: int = 0):
+    """``count`` smooth random images in [-1, 1] (MobileNet's input range), float32 of shape (count, size, size,
+    channels): blocks of 8x8 pixels of one colour plus a little noise, so convolutions see edges and areas."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    blocks = -(-size // 8)
+    coarse = rng.uniform(-1, 1, (count, blocks, blocks, channels))
+    x = np.repeat(np.repeat(coarse, 8, axis=1), 8, axis=2)[:, :size, :size]
+    return np.clip(x + rng.normal(0, 0.1, x.shape), -1, 1).astype("float32")
+
+
+def mobilenet_v2(size: int = 96, alpha: float = 0.35, classes: int = 1000, seed: int = 0, logits: bool = True):
+    """An untrained tf_keras MobileNetV2 (nothing is downloaded) that behaves like a network: benchmarks and tests.
+
+    With ``weights=None`` every BatchNormalization has moving mean 0 and variance 1, so activations shrink block
+    after block and the logits come out near 1e-12, which no int8 file can represent. One forward pass in training
+    mode over 128 :func:`synthetic_images` (momentum 0) sets those statistics, and the activations have their usual
+    ranges. ``logits=True`` leaves out the softmax (an untrained softmax is nearly flat).
+    """
+    from ._keras import keras
+
+    keras.utils.set_random_seed(seed)
+    model = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, weights=None, classes=classes,
+                                           classifier_activation=None if logits else "softmax")
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    momentum = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(synthetic_images(128, size, seed=seed), training=True)
+    for layer, value in zip(norms, momentum):
+        layer.momentum = value
+    return model
+
+
+def logit_fidelity(y_true, y_pred) -> float:
+    """A metric for an untrained network: 1 minus the RMS error of ``y_pred`` relative to the RMS of the float
+    model's logits ``y_true`` (1.0: identical; below 0 when the error is larger than the logits themselves).
+
+    Its top-1 class says little, its logits do: pass ``metric=logit_fidelity`` with ``y = model.predict(x)``.
+    """
+    import numpy as np
+
+    reference = np.asarray(y_true, dtype=np.float64)
+    error = np.sqrt(np.mean((np.asarray(y_pred, dtype=np.float64) - reference) ** 2))
+    return float(1.0 - error / max(np.sqrt(np.mean(reference ** 2)), 1e-12))
