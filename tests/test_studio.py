@@ -312,3 +312,14 @@ def test_cancel_during_sensitivity_keeps_the_old_report(digits, frozen):
     assert not studio.panel.running and not studio.sensitivity_panel.analyze_button.disabled
     with pytest.raises(tw.Error, match="Analyze sensitivity"):
         studio.suggest_plan()
+
+
+def test_suggestion_says_when_the_int8_conversion_alone_is_over_the_budget():
+    from tfopt_widgets.widgets.studio import _suggestion_text
+
+    over = {"plan": tw.Plan(), "budget": 0.01, "title": "Edge TPU", "estimate": {"drop": 0.05, "size": 900},
+            "unplanned": {"size": 900}}
+    text = _suggestion_text(over)
+    assert "nothing fits the budget" in text and "int8 conversion alone" in text and "+0.0500" in text
+    within = {**over, "plan": tw.Plan().prune("dense", sparsity=0.5), "estimate": {"drop": 0.004, "size": 500}}
+    assert "1 pruned" in _suggestion_text(within) and "alone" not in _suggestion_text(within)

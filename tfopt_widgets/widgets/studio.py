@@ -443,8 +443,12 @@ def _suggestion_text(suggestion: dict) -> str:
     counts = [(len(plan.layers("prune")), "pruned"), (len(plan.layers("cluster")), "clustered"),
               (len(plan.float_layers), "kept float")]
     what = ", ".join(f"{n} {words}" for n, words in counts if n) or "nothing fits the budget"
-    return (f"Suggested for {suggestion['title']} within {suggestion['budget']:.4f}: {what}; estimated drop "
+    text = (f"Suggested for {suggestion['title']} within {suggestion['budget']:.4f}: {what}; estimated drop "
             f"{estimate['drop']:+.4f}, kernels {unplanned['size']:,} → {estimate['size']:,} B gzipped.")
+    if estimate["drop"] > suggestion["budget"]:
+        text += (" The int8 conversion alone is estimated over the budget: pick a float mode (float16) or a larger "
+                 "budget.")
+    return text
 
 
 def _largest_layer(info) -> str:
