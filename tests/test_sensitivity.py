@@ -121,6 +121,18 @@ def test_keep_float_stays_float_and_falls_back_on_the_edge_tpu(digits, frozen, t
     assert tw.convert(frozen, "cpu", representative_data=x_train[:200]).float_layers() == []
 
 
+def test_keep_float_beside_quantization_aware_trained_layers(digits, frozen):
+    # Every other layer is int8 already (QAT): TFLite's QuantizationDebugger object refuses such a model ("Please
+    # check if the quantized model is in debug mode"); tw.convert's denylist does not need it.
+    _, (x_train, y_train), test = digits
+    plan = tw.Plan().quantize("conv1", "conv2", "bn2", "relu2", "dense").keep_float("classifier")
+    optimized = tw.optimize(frozen, plan, (x_train, y_train), epochs=1)
+    for target in ("cpu", "edgetpu"):
+        tfl = tw.convert(optimized, target, representative_data=x_train[:200])
+        assert tfl.float_layers() == ["classifier"], target
+    assert tw.evaluate(tfl, test, runs=1).accuracy > 0.8
+
+
 def test_keep_float_in_the_plan_format():
     plan = tw.Plan().prune("dense", sparsity=0.5).keep_float("dense", "conv1")
     data = plan.to_dict()

@@ -7,7 +7,7 @@ converter work (``pruning_steps``, the ``_KeepZeros`` callback, the QAT annotati
 converter set-up, the Conv1D quantize config) are copied into it verbatim from the engine's source files (read
 with ``ast``, so no TensorFlow is imported here).
 Layers marked ``keep_float`` are reproduced the same way: the script runs a copy of tw.convert's selective int8
-(``conversion._selective_int8``: QuantizationDebugger with the layers' ops denylisted) and of the op-to-layer map
+(``conversion._selective_int8``: calibrate once, quantize with the layers' ops denylisted) and of the op-to-layer map
 it reads the calibrated file with (``tflite_model.op_layers``), on TensorFlow's copy of the TFLite schema. A plan
 that only keeps layers float gives a script that fine-tunes nothing and just converts.
 
@@ -160,8 +160,8 @@ def _header(plan: Plan, run: list[str], target, mode: str, selective: bool) -> s
                      "stage\n     (tfmot's collaborative optimization: each stage keeps what the one before did),")
     steps.append(("strip the pruning/clustering wrappers and convert" if run else "convert it") + " to TensorFlow "
                  "Lite for the target, with the converter\n     settings tfopt-widgets uses" + (
-                     ", keeping the KEEP_FLOAT layers float (selective int8 through\n     TFLite's "
-                     "QuantizationDebugger)." if selective else "."))
+                     ", keeping the KEEP_FLOAT layers float (selective int8: their\n     ops denylisted in "
+                     "TFLite's quantizer)." if selective else "."))
     steps = "\n".join(f"  {number}. {step}" for number, step in enumerate(steps, 1))
     return f'''"""Reproduce a tfopt-widgets optimization plan with TensorFlow, tf_keras and tfmot only.
 
@@ -446,8 +446,8 @@ def _conversion_section(run: list[str], selective: bool) -> str:
 
 def _selective_section() -> str:
     """tw.convert's selective int8 and the op-to-layer map it reads the calibrated file with, copied."""
-    return '''# Selective int8 (keep_float): TFLite's QuantizationDebugger calibrates once, then quantizes with the ops of the
-# KEEP_FLOAT layers denylisted. Which op computes which layer is read from the tensor names in the calibrated file,
+    return '''# Selective int8 (keep_float): the converter calibrates once, then TFLite's quantizer runs with the ops of the
+# KEEP_FLOAT layers denylisted, as the QuantizationDebugger does. Which op computes which layer is read from the tensor names in the calibrated file,
 # with TensorFlow's copy of the TFLite flatbuffer schema.
 from collections.abc import Mapping  # noqa: E402 -- in the copied functions' annotations
 

@@ -44,8 +44,8 @@ def convert(model, target: str | Target = "cpu", representative_data=None, quant
     model with quantization-aware-trained layers converts to int8 wherever the target allows it.
     ``int8_io`` overrides whether an int8 file takes and returns int8 tensors (default: the target's setting).
     ``keep_float`` (layer names) and the layers a ``plan`` marks ``keep_float`` (default: the plan of
-    ``tw.optimize``'s result) stay float in an int8 conversion: TFLite's QuantizationDebugger denylists their ops
-    (selective post-training quantization). ``tfl.float_layers()`` reads back which layers really computed in float.
+    ``tw.optimize``'s result) stay float in an int8 conversion: their ops are denylisted in TFLite's quantizer as
+    the QuantizationDebugger does (selective post-training quantization). ``tfl.float_layers()`` reads back which layers really computed in float.
 
     Raises ModelError (Keras 3, subclassed, a shape the target cannot fix), TargetError (unknown target, a mode the
     target cannot run), DataError (int8 without representative data on a model that is not fully
@@ -209,30 +209,36 @@ def _configure(converter, mode: str, samples: np.ndarray | None, int8_io: bool) 
 
 
 def _selective_int8(converter, model, float_layers: list[str], samples, int8_io: bool) -> bytes:
-    """Full int8 except the ops of ``float_layers``, through TFLite's QuantizationDebugger denylist.
+    """Full int8 except the ops of ``float_layers``: TFLite's QuantizationDebugger denylist, without the debugger.
 
-    The debugger calibrates once and quantizes with ``denylisted_nodes``: the output tensor names of the ops that
-    compute those layers (a folded BatchNormalization names its convolution's op), read from the calibrated file.
-    Its ``fully_quantize=True`` would also make the file's inputs and outputs int8 on every target; with False they
-    stay float like the converter's own int8 files, and targets that want int8 I/O get it as the converter does.
-    Plan.to_python's script runs a copy of this function, so it calls only what that script copies too.
+    As the debugger does, the converter calibrates once (``_experimental_calibrate_only``) and the calibrated file
+    is quantized with ``denylisted_nodes``: the output tensor names of the ops that compute those layers (a folded
+    BatchNormalization names its convolution's op). The debugger object itself would also build an instrumented
+    copy with a NumericVerify op per quantized op, and refuse a model where none is left (quantization-aware-trained
+    layers are int8 already, kept-float ones are float): "Please check if the quantized model is in debug mode".
+    ``fully_quantize=False`` keeps the inputs and outputs float like the converter's own int8 files; targets that
+    want int8 I/O get it as the converter does. Plan.to_python's script runs a copy of this function, so it calls
+    only what that script copies too.
     """
+    from tensorflow.lite.python import convert as lite_convert
+
     if samples is None:
         raise DataError("keep_float calibrates the other layers from representative_data, and none was given. Pass "
                         "100-500 training inputs, e.g. representative_data=x_train[:200].",
                         field="representative_data")
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=lambda: iter([[samples[:1]]]),
-        debug_options=tf.lite.experimental.QuantizationDebugOptions(fully_quantize=False))
-    outputs = layer_outputs(debugger.calibrated_model, _user_layers(model))
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True
+    calibrated = converter.convert()
+    outputs = layer_outputs(calibrated, _user_layers(model))
     missing = [layer for layer in float_layers if layer not in outputs]
     if missing:
         raise PlanError(f"keep_float names {', '.join(repr(n) for n in missing)}, which leaves no op in the file of "
                         f"model {model.name!r} (layers with ops: {', '.join(outputs)}).", layer=missing[0],
                         field="keep_float")
-    debugger.options = tf.lite.experimental.QuantizationDebugOptions(
-        fully_quantize=False, denylisted_nodes=sorted({name for layer in float_layers for name in outputs[layer]}))
-    content = debugger.get_nondebug_quantized_model()
+    content = lite_convert.mlir_quantize(
+        calibrated, disable_per_channel=converter._experimental_disable_per_channel, fully_quantize=False,
+        enable_numeric_verify=False,
+        denylisted_nodes=sorted({name for layer in float_layers for name in outputs[layer]}))
     if int8_io:
         from tensorflow.lite.python.util import modify_model_io_type
 
@@ -243,10 +249,8 @@ def _selective_int8(converter, model, float_layers: list[str], samples, int8_io:
 def _run(converter, model_name: str, mode: str, convert=None) -> bytes:
     """converter.convert() (or ``convert()``) with harmless log lines kept out of the notebook; errors as ConversionError."""
     error = None
-    # Harmless: "Statistics for quantized inputs were expected" (int8 I/O), the C++ converter's log lines, and the
-    # QuantizationDebugger's use of the deprecated tf.lite.Interpreter for its instrumented model.
-    with captured_stderr("Statistics for quantized inputs were expected",
-                         r"\s*Warning: tf.lite.Interpreter is deprecated") as log:
+    # Harmless: "Statistics for quantized inputs were expected" (int8 I/O) and the C++ converter's log lines.
+    with captured_stderr("Statistics for quantized inputs were expected") as log:
         try:
             content = (convert or converter.convert)()
         except (DataError, PlanError):  # keep_float's own checks say what to do already

@@ -448,7 +448,7 @@ class Plan:
         stage by stage (same schemes, pruning schedule, frozen layers), fine-tunes for ``epochs`` on data you
         load in its ``load_training_data()``, strips, and converts for ``target`` with tw.convert's settings.
         Layers marked :meth:`keep_float` stay float in an int8 file as with ``tw.convert(..., plan=plan)``
-        (selective int8: the script denylists their ops in TFLite's QuantizationDebugger); a plan that only keeps
+        (selective int8: the script denylists their ops in TFLite's quantizer); a plan that only keeps
         layers float fine-tunes nothing and just converts. In a float file (e.g. ``target="gpu"``, float16) every
         layer is float anyway; ``quantization="dynamic"`` or ``"int16x8"`` with keep_float raises TargetError.
         With ``model``, the plan is validated against it and the layers quantized together with a convolution
