@@ -80,7 +80,12 @@ def test_generated_script_reproduces_optimize_and_convert(digits, frozen, tmp_pa
         # Within 0.5%, or one weight: int8 fake-quant rounds the odd tiny weight of a small kernel to zero.
         assert sparsity == pytest.approx(stats.loc[layer, "sparsity"], abs=max(0.005, 1.01 / sizes[layer])), layer
         if plan[layer].cluster:
-            assert unique == stats.loc[layer, "unique_values"], f"cluster count of {layer}"
+            # Each is at most the cluster count; int8 fake-quant may merge two close centroids in one process and
+            # not in the other (TensorFlow's CPU kernels are not bit-reproducible across processes): 1 in ~8 runs.
+            clusters = plan[layer].cluster.clusters
+            engine_unique = int(stats.loc[layer, "unique_values"])
+            assert unique <= clusters and engine_unique <= clusters, f"cluster count of {layer}"
+            assert abs(unique - engine_unique) <= 1, f"cluster count of {layer}: {unique} vs {engine_unique}"
     assert stats.loc["dense", "sparsity"] >= 0.745 and script_stats["dense"][0] >= 0.745
 
     reproduced = TFLiteModel.load(tmp_path / "script.tflite")
