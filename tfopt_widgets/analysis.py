@@ -38,7 +38,7 @@ import numpy as np
 
 from ._sensitivity_jobs import Kernel, kernel_sizes, score_variants
 from .errors import DataError, Error
-from .plan import Plan
+from .plan import Plan, stages
 
 __all__ = ["DEFAULT_LEVELS", "PlanCheck", "SensitivityReport", "SensitivityRow", "sensitivity", "suggest_plan"]
 
@@ -184,7 +184,7 @@ class SensitivityReport:
             data = (train_data[0][:EVALUATION_SAMPLES], train_data[1][:EVALUATION_SAMPLES])
         calibration = representative_data if representative_data is not None else x_train
         optimized = optimize(model, plan, train_data, epochs=epochs, **optimize_args) \
-            if any(entry.techniques for entry in plan) else None
+            if stages(plan) else None
         baseline = evaluate(convert(model, "float32"), data, metric=metric, runs=1, warmup=0)
         final = convert(optimized if optimized is not None else model, target, representative_data=calibration,
                         plan=plan)
@@ -412,12 +412,13 @@ def _buffer_offsets(content: bytes) -> dict[int, int]:
 
 
 class _Quantizer:
-    """Selective int8 post-training quantization of one model through TFLite's QuantizationDebugger.
+    """Selective int8 post-training quantization of one model, with TFLite's QuantizationDebugger for the errors.
 
-    The debugger calibrates once; each variant then quantizes the calibrated file with ``denylisted_nodes``
-    (the output tensor names of the ops to keep float), which takes a fraction of a full conversion. Inputs and
-    outputs stay float (``fully_quantize=False``): with int8 ones, every "only this layer" variant would also
-    round the model's output to int8 (a softmax to steps of 1/256), charging each layer for the output's error.
+    The debugger calibrates once and builds its instrumented model once, for the error statistics; each variant
+    then quantizes the calibrated file with ``denylisted_nodes`` (the output tensor names of the ops to keep float)
+    as ``tw.convert`` does for keep_float layers, a fraction of a full conversion. Inputs and outputs stay float
+    (``fully_quantize=False``): with int8 ones, every "only this layer" variant would also round the model's output
+    to int8 (a softmax to steps of 1/256), charging each layer for the output's error.
     """
 
     def __init__(self, keras_model, conversion, calibration, origins):
@@ -425,9 +426,9 @@ class _Quantizer:
         from ._quiet import captured_stderr
         from .tflite_model import TFLiteModel
 
-        self._tf = tf
+        self._conversion = conversion
         samples = conversion._calibration_samples(keras_model, calibration, conversion.CALIBRATION_SAMPLES)
-        converter = conversion._converter(keras_model, fixed_batch=False)
+        self._converter = converter = conversion._converter(keras_model, fixed_batch=False)
         conversion._configure(converter, "int8", samples, False)
         debug_samples = samples[np.linspace(0, len(samples) - 1, min(DEBUG_SAMPLES, len(samples))).astype(int)]
         with captured_stderr("Statistics for quantized inputs", r"\s*Warning: tf.lite.Interpreter is deprecated"):
@@ -451,13 +452,8 @@ class _Quantizer:
         from ._quiet import captured_stderr
 
         denylist = [name for layer in exclude for name in self.nodes[layer]] + (self.unnamed if unnamed else [])
-        options = self._tf.lite.experimental.QuantizationDebugOptions(fully_quantize=False,
-                                                                        denylisted_nodes=denylist or None)
-        # Set the options without the public setter: it would also rebuild the instrumented debug model, doubling
-        # the cost of every variant; get_nondebug_quantized_model reads the options from here.
-        self.debugger._debug_options = options
         with captured_stderr():
-            return self.debugger.get_nondebug_quantized_model()
+            return self._conversion._quantize_calibrated(self._converter, self.debugger.calibrated_model, denylist)
 
     def layer_errors(self) -> dict[str, float]:
         """{layer: RMS difference between its int8 output and the float one}, from the debugger's statistics."""

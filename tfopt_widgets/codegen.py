@@ -470,7 +470,8 @@ DataError = PlanError
                  ("tflite_model", "op_layers"), ("tflite_model", "layer_outputs"), ("tflite_model", "_op_name"),
                  ("tflite_model", "_tensor_name"), ("tflite_model", "_holds_data"),
                  ("tflite_model", "_signature_outputs"), ("tflite_model", "_indices"), ("_keras", "layer_origins"),
-                 ("conversion", "_user_layers"), ("conversion", "_selective_int8"))
+                 ("conversion", "_user_layers"), ("conversion", "_quantize_calibrated"),
+                 ("conversion", "_selective_int8"))
 
 
 _LAYER_SUMMARY = '''def layer_summary(model):

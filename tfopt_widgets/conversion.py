@@ -45,7 +45,8 @@ def convert(model, target: str | Target = "cpu", representative_data=None, quant
     ``int8_io`` overrides whether an int8 file takes and returns int8 tensors (default: the target's setting).
     ``keep_float`` (layer names) and the layers a ``plan`` marks ``keep_float`` (default: the plan of
     ``tw.optimize``'s result) stay float in an int8 conversion: their ops are denylisted in TFLite's quantizer as
-    the QuantizationDebugger does (selective post-training quantization). ``tfl.float_layers()`` reads back which layers really computed in float.
+    the QuantizationDebugger does (selective post-training quantization). ``tfl.float_layers()`` reads back which
+    layers really computed in float.
 
     Raises ModelError (Keras 3, subclassed, a shape the target cannot fix), TargetError (unknown target, a mode the
     target cannot run), DataError (int8 without representative data on a model that is not fully
@@ -220,8 +221,6 @@ def _selective_int8(converter, model, float_layers: list[str], samples, int8_io:
     want int8 I/O get it as the converter does. Plan.to_python's script runs a copy of this function, so it calls
     only what that script copies too.
     """
-    from tensorflow.lite.python import convert as lite_convert
-
     if samples is None:
         raise DataError("keep_float calibrates the other layers from representative_data, and none was given. Pass "
                         "100-500 training inputs, e.g. representative_data=x_train[:200].",
@@ -235,15 +234,25 @@ def _selective_int8(converter, model, float_layers: list[str], samples, int8_io:
         raise PlanError(f"keep_float names {', '.join(repr(n) for n in missing)}, which leaves no op in the file of "
                         f"model {model.name!r} (layers with ops: {', '.join(outputs)}).", layer=missing[0],
                         field="keep_float")
-    content = lite_convert.mlir_quantize(
-        calibrated, disable_per_channel=converter._experimental_disable_per_channel, fully_quantize=False,
-        enable_numeric_verify=False,
-        denylisted_nodes=sorted({name for layer in float_layers for name in outputs[layer]}))
+    content = _quantize_calibrated(converter, calibrated,
+                                   sorted({name for layer in float_layers for name in outputs[layer]}))
     if int8_io:
         from tensorflow.lite.python.util import modify_model_io_type
 
         content = modify_model_io_type(content, tf.int8, tf.int8)
     return content
+
+
+def _quantize_calibrated(converter, calibrated: bytes, denylisted_nodes: list[str]) -> bytes:
+    """TFLite's quantizer on a file ``converter`` calibrated, the ops with outputs in ``denylisted_nodes`` kept
+    float: the QuantizationDebugger's own quantize step, with float inputs and outputs (``fully_quantize=False``).
+    Plan.to_python's script runs a copy of this function too.
+    """
+    from tensorflow.lite.python import convert as lite_convert
+
+    return lite_convert.mlir_quantize(
+        calibrated, disable_per_channel=converter._experimental_disable_per_channel, fully_quantize=False,
+        enable_numeric_verify=False, denylisted_nodes=list(denylisted_nodes) or None)
 
 
 def _run(converter, model_name: str, mode: str, convert=None) -> bytes:

@@ -22,7 +22,7 @@ import ipywidgets as widgets
 import traitlets
 
 from ..errors import Cancelled, DataError, Error, TargetError
-from ..plan import Plan
+from ..plan import Plan, stages
 from ..targets import QUANTIZATIONS, TARGETS, get_target
 from ._events import register as _register
 from .export_panel import ExportPanel
@@ -268,7 +268,7 @@ class Studio(widgets.VBox):
             self._baseline = baseline
         source = self.model
         optimized = None
-        trained = any(entry.techniques for entry in plan)  # keep-float marks alone need no fine-tuning
+        trained = bool(stages(plan))  # keep-float marks alone need no fine-tuning
         if trained:
             if self.train_data is None:
                 raise DataError("Fine-tuning needs train_data: pass train_data=(x, y) to tw.Studio, or clear the "
@@ -323,7 +323,8 @@ class Studio(widgets.VBox):
         if report is not None and not isinstance(report, SensitivityReport):
             raise Error(f"Studio.sensitivity takes a tw.SensitivityReport (from tw.sensitivity), got "
                         f"{type(report).__name__}.", field="sensitivity")
-        unknown = [] if report is None else [entry.layer for entry in report.layers if self.info.get(entry.layer) is None]
+        layers = [] if report is None else [entry.layer for entry in report.layers]
+        unknown = [name for name in layers if self.info.get(name) is None]
         if unknown:
             raise Error(f"This sensitivity report is of another model: layer {unknown[0]!r} is not in model "
                         f"{self.info.name!r}.", field="sensitivity")
