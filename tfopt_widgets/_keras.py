@@ -20,7 +20,7 @@ import tensorflow_model_optimization as tfmot  # noqa: E402
 from .errors import ModelError  # noqa: E402
 
 __all__ = ["tf", "keras", "tfmot", "np", "check_model", "copy_model", "is_keras3_model", "layer_origins",
-           "record_origins", "ORIGINS_ATTRIBUTE"]
+           "record_origins", "skips_first_node", "ORIGINS_ATTRIBUTE"]
 
 # Set by tw.optimize on the model it returns: {layer name in that model: the user's layer name}.
 ORIGINS_ATTRIBUTE = "_tfopt_layer_origins"
@@ -59,6 +59,14 @@ def check_model(model, *, purpose: str = "optimize") -> None:
         raise ModelError(
             f"Model {model.name!r} is not built: its input shape is unknown. Give the first layer an input shape "
             "(keras.Input(shape=...)) or call model.build(input_shape) first.", field="model")
+
+
+def skips_first_node(layer) -> bool:
+    """Whether a Functional config numbers ``layer``'s calls from 1: a nested model built on its own Input has a
+    node 0 of its own construction, which the outer model's config leaves out (ConvNeXt's Sequential stem)."""
+    from tf_keras.src.engine import functional
+
+    return functional._should_skip_first_node(layer)
 
 
 def copy_model(model):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect as _inspect
 import warnings
 
-from ._keras import check_model, is_keras3_model, keras, np, tf
+from ._keras import check_model, is_keras3_model, keras, np, skips_first_node, tf
 from .errors import ModelError
 
 # Keyword arguments tf_keras layers take through **kwargs rather than their __init__ signatures.
@@ -326,7 +326,8 @@ def _inline(model, inputs: list, prefix: str):
         name = entry["name"]
         if entry["class_name"] == "InputLayer":
             continue
-        for node_index, node in enumerate(entry["inbound_nodes"]):
+        first = 1 if skips_first_node(by_name[name]) else 0
+        for node_index, node in enumerate(entry["inbound_nodes"], start=first):
             args, kwargs = _node_call(node, tensors)
             outputs = _call_copy(by_name[name], args, kwargs, prefix)
             for tensor_index, tensor in enumerate(tf.nest.flatten(outputs)):
@@ -340,14 +341,29 @@ def _as_list(spec):
 
 
 def _node_call(node, tensors):
-    """Arguments of one call recorded in a tf_keras Functional config: [[name, node, tensor, kwargs], ...]."""
+    """Arguments of one call recorded in a tf_keras Functional config: [[name, node, tensor, kwargs], ...].
+
+    A call on one tensor may be recorded unwrapped ([name, node, tensor, kwargs]: TFOpLambda layers), and kwargs
+    may hold other layers' outputs as [name, node, tensor] (``x + y`` records y that way).
+    """
     references = node if isinstance(node, list) else node.get("args", [])
+    if references and isinstance(references[0], str):
+        references = [references]
     args = [tensors[(name, node_index, tensor_index)] for name, node_index, tensor_index, *_ in references]
     kwargs = {}
     for reference in references:
         if len(reference) > 3 and isinstance(reference[3], dict):
-            kwargs.update(reference[3])
+            kwargs.update({key: _tensor_or_value(value, tensors) for key, value in reference[3].items()})
     return ([args[0]] if len(args) == 1 else [args]), kwargs
+
+
+def _tensor_or_value(value, tensors):
+    """A kwarg of a recorded call: the tensor a [name, node, tensor] reference stands for, else ``value``."""
+    if isinstance(value, list):
+        if len(value) == 3 and isinstance(value[0], str) and tuple(value) in tensors:
+            return tensors[tuple(value)]
+        return [_tensor_or_value(item, tensors) for item in value]
+    return value
 
 
 def _call_copy(layer, args, kwargs, prefix: str):
