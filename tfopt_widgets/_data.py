@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._finite import check_finite
 from ._keras import np, tf
 from .errors import DataError
 
@@ -39,7 +40,25 @@ def check_inputs(x, model, field: str) -> np.ndarray:
                         "Reshape the data (e.g. add a channel axis with x[..., None]) to match.", field=field)
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise DataError(f"{field} has dtype {array.dtype}; numeric inputs are needed.", field=field)
+    check_finite(array, field, "inputs")
     return array
+
+
+def _check_classes(y: np.ndarray, model, field: str) -> None:
+    """Integer class labels must lie in [0, classes) of a classifier output (sparse labels: one axis fewer)."""
+    if len(model.outputs) != 1 or not np.issubdtype(y.dtype, np.integer):
+        return
+    shape = model.outputs[0].shape.as_list()
+    classes = shape[-1]
+    if classes is None or classes < 2 or y.ndim != len(shape) - 1:
+        return
+    outside = (y < 0) | (y >= classes)
+    if outside.any():
+        index = int(np.argmax(outside.reshape(len(y), -1).any(axis=1)))
+        value = int(y[index][outside[index]].flat[0]) if y.ndim > 1 else int(y[index])
+        raise DataError(f"{field} labels hold class {value} (sample {index} is the first such), but model "
+                        f"{model.name!r} outputs {classes} classes (0 to {classes - 1}). Check the labels, or give "
+                        "the model's last layer as many units as there are classes.", field=field)
 
 
 def split_labelled(data, field: str):
@@ -58,6 +77,9 @@ def check_labelled(data, model, field: str) -> tuple[np.ndarray, np.ndarray]:
     if y.ndim == 0 or len(y) != len(x):
         raise DataError(f"{field} has {len(x)} inputs but {0 if y.ndim == 0 else len(y)} labels; they must match.",
                         field=field)
+    if np.issubdtype(y.dtype, np.number):
+        check_finite(y, field, "labels")
+        _check_classes(y, model, field)
     return x, y
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from ._finite import check_finite
 from ._quiet import captured_stderr
 from .errors import DataError, Error
 from .tflite_model import TFLiteModel
@@ -141,6 +142,7 @@ def _check_samples(x: np.ndarray, y: np.ndarray, detail: dict) -> None:
         shown = "(n, " + ", ".join("?" if w < 0 else str(w) for w in wanted) + ")"
         raise DataError(f"data: x has shape {x.shape}, but the file's input {detail['name']!r} takes {shown}. "
                         "Pass inputs shaped like the Keras model's input.", field="data")
+    check_finite(x, "data", "inputs")
 
 
 def _quantize(values: np.ndarray, detail: dict) -> np.ndarray:
