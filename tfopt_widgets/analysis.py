@@ -370,7 +370,9 @@ def _kernels(keras_model, tfl, info) -> dict[str, Kernel]:
         if entry is None or not (entry.supports("prune").ok or entry.supports("cluster").ok):
             continue
         # tfmot prunes and clusters a SeparableConv2D's pointwise kernel; Conv and Dense layers have one kernel.
-        variable = getattr(layer, "pointwise_kernel", None) or getattr(layer, "kernel", None)
+        variable = getattr(layer, "pointwise_kernel", None)
+        if variable is None:
+            variable = getattr(layer, "kernel", None)
         if variable is None:
             continue
         keras_kernel = np.array(variable.numpy(), dtype=np.float32)
