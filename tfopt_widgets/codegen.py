@@ -101,8 +101,8 @@ def _quantize_configs() -> dict[str, str]:
     return {ast.literal_eval(k): v.id for k, v in zip(node.keys, node.values)}
 
 
-def _cluster_preserving(scheme_path: str) -> bool:
-    return scheme_path.endswith("ClusterPreserveQuantizeScheme")
+def _collaborative(scheme_path: str) -> bool:
+    return scheme_path.startswith("experimental.combine.")
 
 
 def _public(name: str) -> str:
@@ -173,7 +173,7 @@ Fill in load_training_data() below, then run:  python <this file>
 
 from __future__ import annotations
 
-import copy  # noqa: F401 -- used by cluster_preserve_scheme_class() when the plan clusters a quantized layer
+import copy  # noqa: F401 -- used by collaborative_scheme() when the plan prunes or clusters a quantized layer
 import math
 import os
 from collections import namedtuple
@@ -277,17 +277,16 @@ def _plan_section(plan: Plan, run: list[str], groups: dict | None, mode: str, se
     if "quantize" in run:
         path, kwargs = quantize_scheme(plan)
         arguments = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-        # As in optimization._quantize_scheme: tfopt-widgets' cluster-preserving scheme (one quantizer per layer).
-        scheme = (f"cluster_preserve_scheme_class()({arguments})" if _cluster_preserving(path)
+        # As in optimization._quantize_scheme: tfopt-widgets' registry over tfmot's collaborative scheme.
+        scheme = (f"collaborative_scheme({path!r}, {kwargs!r})" if _collaborative(path)
                   else f"tfmot.{path}({arguments})")
         out.append("# Quantization-aware training (int8) on these layers.")
         out.append(f"QUANTIZE = {plan.layers('quantize')!r}")
         out.append("# A BatchNormalization (and the activation after it) is quantized folded into its convolution.")
         out.append(f"QUANTIZED_WITH = {groups!r}" if groups is not None else
                    "QUANTIZED_WITH = None  # None: found in the model by quantized_with() when the script runs")
-        if _cluster_preserving(path):
-            out.append("\n\n" + _definition("optimization", "_cluster_preserve_scheme_class",
-                                            "cluster_preserve_scheme_class") + "\n\n")
+        if _collaborative(path):
+            out.append("\n\n" + _definition("optimization", "_collaborative_scheme", "collaborative_scheme") + "\n\n")
         out.append("# tfmot applies one QAT scheme to the whole model: the one that preserves what earlier stages did.")
         out.append(f"QUANTIZE_SCHEME = {scheme}")
         out.append("# Pruned or clustered layers that QAT does not wrap: held still so they keep zeros and shared "

@@ -64,6 +64,17 @@ QUANTIZE_CONFIGS = {"Conv1D": _per_tensor_quantize_config}
 # Whole-model transforms in quantize_apply handle these although the registry says no (checked: SeparableConv2D
 # becomes a quantized DepthwiseConv2D + Conv2D pair).
 _QUANTIZED_BY_TRANSFORM = {"SeparableConv2D"}
+# tfmot's collaborative schemes keep pruning zeros (PQAT) and shared cluster values (CQAT) through quantization-aware
+# training only on these layers' kernels (tfmot 0.8.1, collab_opts/*_quantize_registry.py, _LAYERS_CONFIG_MAP;
+# DepthwiseConv2D is listed there with preservation disabled, and is neither prunable nor clusterable anyway).
+# A SeparableConv2D's pointwise half becomes a Conv2D in QAT: its zeros survive (checked: 0.5 -> 0.5).
+_PRESERVED_THROUGH_QAT = {"prune": ("Conv2D", "Dense", "SeparableConv2D"), "cluster": ("Conv2D", "Dense")}
+_NOT_PRESERVED_THROUGH_QAT = {
+    "prune": "tfmot's pruning-preserving QAT keeps zeros only in Conv2D, SeparableConv2D and Dense kernels; QAT "
+             "of a {cls} would let its pruned weights grow back. Prune it and leave it float, or quantize it without pruning.",
+    "cluster": "tfmot's cluster-preserving QAT keeps shared values only in Conv2D and Dense kernels; QAT of a "
+               "{cls} would break its clusters. Cluster it and leave it float, or quantize it without clustering.",
+}
 # A BatchNormalization (and an activation right after it) is quantized only folded into the convolution before it.
 _FOLDING_HEADS = ("Conv2D", "DepthwiseConv2D")
 _FOLDED_ACTIVATIONS = ("ReLU", "Activation")
@@ -107,11 +118,24 @@ class LayerInfo:
     def weight_bytes(self) -> int:
         return sum(w.bytes for w in self.weights)
 
-    def supports(self, technique: str) -> Support:
-        """Can ``technique`` ("quantize", "prune" or "cluster") be applied to this layer?"""
-        if technique not in TECHNIQUES:
-            raise ValueError(f"Unknown technique {technique!r}; use one of {', '.join(TECHNIQUES)}.")
-        return self.support[technique]
+    def supports(self, *techniques: str) -> Support:
+        """Can these techniques ("quantize", "prune", "cluster") be applied to this layer, together?
+
+        ``supports("prune", "quantize")`` asks for pruning-preserving QAT: quantization-aware training keeps a
+        layer's zeros and shared values only where tfmot's collaborative schemes cover its kernel.
+        """
+        if not techniques:
+            raise ValueError("Name at least one technique: supports('quantize'), supports('prune', 'quantize').")
+        for technique in techniques:
+            if technique not in TECHNIQUES:
+                raise ValueError(f"Unknown technique {technique!r}; use one of {', '.join(TECHNIQUES)}.")
+            if not self.support[technique].ok:
+                return self.support[technique]
+        if "quantize" in techniques:
+            for technique in ("prune", "cluster"):
+                if technique in techniques and self.class_name not in _PRESERVED_THROUGH_QAT[technique]:
+                    return Support(False, _NOT_PRESERVED_THROUGH_QAT[technique].format(cls=self.class_name))
+        return self.support[techniques[0]] if len(techniques) == 1 else Support(True)
 
 
 class ModelInfo:
@@ -285,6 +309,9 @@ def _support(layer, technique: str) -> Support:
     verb = {"prune": "prune", "cluster": "cluster"}[technique]
     if not layer.weights:
         return Support(False, f"{cls} has no weights to {verb}; only layers with kernels (Conv, Dense, ...) can be.")
+    if layer.trainable and not layer.trainable_weights:
+        return Support(False, f"{cls} holds no trainable weights (its weights are statistics or constants, not "
+                              f"learned), so there is nothing to {verb}.")
     reason = _NOT_SUPPORTED.get(cls, {}).get(technique)
     if reason:
         return Support(False, reason)

@@ -11,7 +11,9 @@ came before (PQAT, CQAT or PCQAT). The user's model is copied first and never to
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -141,10 +143,33 @@ def optimize(model, plan: Plan, train_data, epochs: int = 2, validation_data=Non
     user_names = [layer.name for layer in prepared.layers]
     # The stage decisions (order, schemes, frozen layers) are plan.py's, shared with Plan.to_python's script.
     for stage in stages(plan):
-        work = getattr(runner, stage)(work, plan)
+        with _tfmot_errors(stage, prepared.name, plan):
+            work = getattr(runner, stage)(work, plan)
     origins = _origins(work, user_names)
     _keras.record_origins(work, origins)
     return OptimizedModel(work, plan, runner.history, origins, notices)
+
+
+@contextlib.contextmanager
+def _tfmot_errors(stage: str, model_name: str, plan: Plan):
+    """tfmot's and TensorFlow's own exceptions from one stage, as a ModelError naming the layer where they do.
+
+    tw.inspect and plan.validate refuse what is known not to work; this is for what they could not foresee, so
+    the user still gets our error type, the layer and what to try, with tfmot's exception chained.
+    """
+    try:
+        yield
+    except (Error, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 -- tfmot raises ValueError, RuntimeError, AttributeError, TypeError...
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        layer = next((name for name in sorted(plan.layers(stage) or [e.layer for e in plan], key=len, reverse=True)
+                      if re.search(rf"(?<![\w/]){re.escape(name)}(?![\w/])", str(exc))), None)
+        where = f" at layer {layer!r}" if layer else ""
+        raise ModelError(f"tfmot could not {stage} model {model_name!r}{where}: {type(exc).__name__}: {text[:400]}. "
+                         f"Leave {'that layer' if layer else 'the layers named above'} out of the {stage} step of "
+                         "the plan (tw.inspect(model) lists what each layer supports).",
+                         layer=layer, field=stage) from exc
 
 
 class _Stages:
@@ -237,6 +262,13 @@ class _Stages:
             layer.trainable = False
         try:
             self._compile_and_fit(stage, model, extra_callbacks)
+        except (Error, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 -- Keras raises ValueError, InvalidArgumentError, ...
+            text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"Fine-tuning ({stage} stage) failed: {type(exc).__name__}: {text[:400]}. Check that "
+                             "train_data and validation_data fit the model's inputs, outputs and loss (labels as "
+                             "the loss expects them), or pass loss= to tw.optimize.", field="train_data") from exc
         finally:
             for layer in frozen:
                 layer.trainable = True
@@ -276,40 +308,57 @@ def _annotate_for_qat(layer, names):
 
 
 def _quantize_scheme(plan: Plan):
-    """tfmot's collaborative scheme for what the quantized layers went through before QAT (see plan.py)."""
+    """tfmot's QAT scheme for what the quantized layers went through before (see plan.py)."""
     path, kwargs = quantize_scheme(plan)
-    if path.endswith("ClusterPreserveQuantizeScheme"):
-        return _cluster_preserve_scheme_class()(**kwargs)
+    if path.startswith("experimental.combine."):
+        return _collaborative_scheme(path, kwargs)
     scheme = tfmot
     for attribute in path.split("."):
         scheme = getattr(scheme, attribute)
     return scheme(**kwargs)
 
 
-def _cluster_preserve_scheme_class():
-    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
-        cluster_preserve_quantize_registry as registries,
+def _collaborative_scheme(path: str, kwargs: dict):
+    """tfmot's collaborative QAT scheme at ``path`` (PQAT, CQAT/PCQAT) with a registry that handles real models.
+
+    tfmot 0.8.1's preserving registries break on layers that plain 8-bit QAT handles:
+    - they claim every layer without trainable weights and then ask the default registry for its config, which
+      refuses layers it does not know (a Rescaling right before a quantized layer): those now pass through float;
+    - they refuse trainable layers outside their Conv2D / Dense map (Conv2DTranspose): those get plain 8-bit QAT,
+      which is right when they are not pruned or clustered (tw.inspect refuses that combination up front);
+    - they assume every config has a weight quantizer (an Activation's has none);
+    - they share one weight quantizer between all Dense (or all Conv) layers, and building one layer that has no
+      zeros switches the shared quantizer's preserve_sparsity off for all of them (measured on the digits demo:
+      a PCQAT layer's sparsity 0.75 -> 0.0): each layer gets its own copy.
+    Plan.to_python's script runs a copy of this function.
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry,
     )
 
-    class Registry(registries.Default8bitClusterPreserveQuantizeRegistry):
-        """tfmot's registry, with one weight quantizer per layer instead of one per config type.
+    scheme_class = tfmot
+    for attribute in path.split("."):
+        scheme_class = getattr(scheme_class, attribute)
+    preserving = scheme_class(**kwargs).get_quantize_registry()
+    plain = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
 
-        tfmot shares a quantizer between all Dense (or all Conv) layers, and building one layer that has no zeros
-        switches the shared quantizer's preserve_sparsity off for all of them: a PCQAT layer then loses its zeros
-        whenever another Dense layer happens to have none (measured on the digits demo: 0.75 -> 0.0).
-        """
+    class Registry:
+        def supports(self, layer):
+            return plain.supports(layer)
 
         def get_quantize_config(self, layer):
-            config = super().get_quantize_config(layer)
-            if isinstance(config.weight_quantizer, registries.ClusterPreserveDefaultWeightsQuantizer):
+            if not layer.trainable_weights or not preserving.supports(layer):
+                return plain.get_quantize_config(layer)
+            config = preserving.get_quantize_config(layer)
+            if getattr(config, "weight_quantizer", None) is not None:
                 config.weight_quantizer = copy.copy(config.weight_quantizer)
             return config
 
-    class Scheme(tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme):
+    class Scheme(scheme_class):
         def get_quantize_registry(self):
-            return Registry(self.preserve_sparsity)
+            return Registry()
 
-    return Scheme
+    return Scheme(**kwargs)
 
 
 class _KeepZeros(keras.callbacks.Callback):

@@ -332,6 +332,10 @@ class Plan:
                 if not support.ok:
                     raise PlanError(f"Cannot {technique} layer {entry.layer!r} ({layer.class_name}): "
                                     f"{support.reason}", layer=entry.layer, field=technique)
+            if len(entry.techniques) > 1 and not (support := layer.supports(*entry.techniques)).ok:
+                raise PlanError(f"Cannot combine {' + '.join(entry.techniques)} ({entry.scheme}) on layer "
+                                f"{entry.layer!r} ({layer.class_name}): {support.reason}",
+                                layer=entry.layer, field="quantize")
             if entry.quantize:
                 group = info.quantize_group_head(entry.layer)
                 if group is not None and not self[group].quantize:

@@ -195,6 +195,10 @@ class LayerTable(anywidget.AnyWidget):
         if keep_float and quantize:
             raise PlanError(f"Layer {layer!r} cannot be both quantization-aware trained and kept float; untick one "
                             "of them.", layer=layer, field="keep_float")
+        wanted = [t for t, on in (("prune", sparsity), ("cluster", clusters), ("quantize", quantize)) if on]
+        if len(wanted) > 1 and not (support := self._info[layer].supports(*wanted)).ok:
+            raise PlanError(f"Layer {layer!r} ({self._info[layer].class_name}): {support.reason}", layer=layer,
+                            field=wanted[-1])
         if bool(keep_float) != self._plan[layer].keep_float:
             self._plan.keep_float(layer, enabled=bool(keep_float))
         self._set_quantize(layer, bool(quantize))

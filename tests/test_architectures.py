@@ -1,0 +1,188 @@
+"""The engine on the building blocks of real architectures that the digits demo lacks (issue 12's crash cells).
+
+Each model here is a few layers of what a Keras application has: Conv -> BatchNormalization -> Activation("relu")
+(ResNet, EfficientNet, DenseNet, Xception, Inception), a Rescaling in front (MobileNetV3, EfficientNet, RegNet,
+ConvNeXt), a softmax Activation head (MobileNet), a Conv2DTranspose (U-Nets), a Normalization layer, a nested
+Sequential stem called inside a Functional model (ConvNeXt). The whole applications run in bench/zoo.py; a few
+of them at tiny inputs run in tests/test_zoo.py.
+"""
+
+import numpy as np
+import pytest
+
+import tfopt_widgets as tw
+from tfopt_widgets._keras import keras
+
+pytestmark = pytest.mark.slow
+
+
+def unchanged(model):
+    """A check that ``model``'s weights are bit-identical to now."""
+    before = [np.array(w, copy=True) for w in model.get_weights()]
+    return lambda: all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+@pytest.fixture(scope="module")
+def resnet_like():
+    """Rescaling -> Conv/BN/Activation('relu') -> Conv -> Conv2DTranspose -> pooling -> Dense -> Activation('softmax')."""
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1 / 255.0, name="rescale")(inputs)
+    x = keras.layers.Conv2D(8, 3, name="conv1")(x)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.Activation("relu", name="relu1")(x)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv2")(x)
+    x = keras.layers.Conv2DTranspose(4, 3, name="up")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dense(10, name="dense")(x)
+    outputs = keras.layers.Activation("softmax", name="softmax")(x)
+    model = keras.Model(inputs, outputs, name="resnet_like")
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    x = (rng.random((16, 16, 16, 3)) * 255).astype("float32")
+    return model, (x, rng.integers(0, 10, 16))
+
+
+def quantized_int8(opt, x):
+    tfl = tw.convert(opt, "edgetpu", representative_data=x)
+    return tfl, tfl.compatibility
+
+
+@pytest.mark.parametrize("extra, scheme", [
+    ({"prune": ("conv2", "dense")}, "PQAT"),
+    ({"cluster": ("conv2", "dense")}, "CQAT"),
+    ({"prune": ("conv2", "dense"), "cluster": ("conv2", "dense")}, "PCQAT"),
+])
+def test_collaborative_qat_with_activation_layers_and_rescaling(resnet_like, extra, scheme):
+    # Used to raise AttributeError ('Default8BitActivationQuantizeConfig' has no 'weight_quantizer') for CQAT and
+    # ValueError (get_quantize_config() on Rescaling) for every collaborative scheme.
+    model, data = resnet_like
+    same = unchanged(model)
+    plan = tw.Plan().quantize("conv1", "conv2", "up", "dense")
+    if "prune" in extra:
+        plan.prune(*extra["prune"], sparsity=0.5)
+    if "cluster" in extra:
+        plan.cluster(*extra["cluster"], clusters=8)
+    opt = tw.optimize(model, plan, data, epochs=1, batch_size=8)
+    stats = opt.layer_stats()
+    assert stats.loc["dense", "scheme"] == scheme
+    if "prune" in extra:
+        assert stats.loc["dense", "sparsity"] == pytest.approx(0.5, abs=0.01)
+        assert stats.loc["conv2", "sparsity"] == pytest.approx(0.5, abs=0.01)
+    if "cluster" in extra:
+        assert stats.loc["dense", "unique_values"] <= 8 + ("prune" in extra)
+    # The relu and softmax Activation layers are quantized (folded or as outputs), the Rescaling stays float.
+    names = {layer.name for layer in opt.model.layers}
+    assert {"quant_conv1", "quant_dense", "quant_up"} <= names and "rescale" in names
+    tfl = tw.convert(opt, "edgetpu", representative_data=data[0])
+    assert tfl.inputs[0].dtype == "int8"
+    assert same(), "the user's model was changed"
+
+
+def test_quantize_with_prune_or_cluster_is_refused_where_qat_cannot_keep_them(resnet_like):
+    model, data = resnet_like
+    up = tw.inspect(model)["up"]
+    assert up.supports("quantize").ok and up.supports("prune").ok and up.supports("cluster").ok
+    combined = up.supports("cluster", "quantize")
+    assert not combined.ok and "Conv2D and Dense" in combined.reason
+    assert not up.supports("prune", "quantize").ok
+    assert tw.inspect(model)["conv2"].supports("prune", "cluster", "quantize").ok
+    plan = tw.Plan().quantize("up", "conv2").cluster("up", clusters=8)
+    with pytest.raises(tw.PlanError, match=r"Cannot combine cluster \+ quantize \(CQAT\) on layer 'up'") as error:
+        tw.optimize(model, plan, data, epochs=1)
+    assert error.value.layer == "up"
+    # Quantized but not clustered, a Conv2DTranspose gets plain QAT next to a cluster-preserved Conv2D.
+    opt = tw.optimize(model, tw.Plan().quantize("up", "conv2").cluster("conv2", clusters=8), data, epochs=1,
+                      batch_size=8)
+    assert opt.layer_stats().loc["up", "scheme"] == "QAT"
+
+
+def test_normalization_has_nothing_to_prune_or_cluster():
+    inputs = keras.Input((4,))
+    norm = keras.layers.Normalization(name="norm")
+    norm.adapt(np.random.default_rng(0).random((20, 4)))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="dense")(norm(inputs)))
+    info = tw.inspect(model)
+    for technique in ("prune", "cluster"):
+        support = info["norm"].supports(technique)
+        assert not support.ok and "no trainable weights" in support.reason
+    assert info["dense"].supports("cluster").ok
+
+
+def test_nested_sequential_stem_called_in_a_functional_model_is_inlined():
+    # ConvNeXt's stem: a Sequential built on its own Input, called inside the Functional model (its call there is
+    # the Sequential's node 1), followed by `x + y` TFOpLambda layers whose y is recorded as a keyword argument.
+    stem = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 2, strides=2, name="stem_conv")],
+                            name="stem")
+    inputs = keras.Input((8, 8, 3))
+    x = stem(inputs)
+    y = keras.layers.Conv2D(4, 1, name="branch")(x)
+    x = x + y
+    outputs = keras.layers.Dense(3, name="head")(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, outputs, name="convnext_like")
+    same = unchanged(model)
+    with pytest.warns(tw.ModelNotice, match="nested"):
+        info = tw.inspect(model)
+    assert "stem/stem_conv" in [layer.name for layer in info]
+    sample = np.random.default_rng(1).random((2, 8, 8, 3)).astype("float32")
+    tfl = tw.convert(model, "float32")
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tfl.content)
+    interpreter.resize_tensor_input(0, sample.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], sample)
+    interpreter.invoke()
+    result = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(result, model.predict(sample, verbose=0), atol=1e-5)
+    assert same()
+
+
+@pytest.mark.parametrize("where", ["train_data", "validation_data", "representative_data"])
+def test_nan_and_inf_are_data_errors_naming_the_argument_and_index(digits, frozen, where):
+    _, (x, y), (xt, yt) = digits
+    bad = x.copy()
+    bad[7, 1, 2, 0] = np.nan if where != "validation_data" else np.inf
+    plan = tw.Plan().quantize("conv1")
+    with pytest.raises(tw.DataError, match="sample 7 is the first") as error:
+        if where == "train_data":
+            tw.optimize(frozen, plan, (bad, y), epochs=1)
+        elif where == "validation_data":
+            tw.optimize(frozen, plan, (x, y), epochs=1, validation_data=(bad, y))
+        else:
+            tw.convert(frozen, "edgetpu", representative_data=bad[:50])
+    assert error.value.field == where
+    base = tw.convert(frozen, "float32")
+    with pytest.raises(tw.DataError, match="sample 7") as error:
+        tw.evaluate(base, (bad, y))
+    assert error.value.field == "data"
+
+
+def test_labels_outside_the_classes_are_a_data_error(digits, frozen):
+    _, (x, y), _ = digits
+    labels = y.copy()
+    labels[3] = 10
+    with pytest.raises(tw.DataError, match=r"class 10 \(sample 3 is the first such\).*10 classes") as error:
+        tw.optimize(frozen, tw.Plan().quantize("conv1"), (x, labels), epochs=1)
+    assert error.value.field == "train_data"
+
+
+def test_a_failure_inside_fine_tuning_is_our_error_with_the_cause_chained(digits, frozen):
+    _, (x, y), _ = digits
+    with pytest.raises(tw.ModelError, match="Fine-tuning .* failed") as error:
+        tw.optimize(frozen, tw.Plan().prune("dense", sparsity=0.5), (x, y[:, None] * np.ones((1, 3))), epochs=1)
+    assert error.value.__cause__ is not None
+
+
+def test_sensitivity_of_a_separable_convolution():
+    # Used to raise "The truth value of an array with more than one element is ambiguous" (a variable in `or`).
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.SeparableConv2D(8, 3, activation="relu", name="sep")(inputs)
+    outputs = keras.layers.Dense(4, activation="softmax", name="head")(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(2)
+    data = (rng.random((16, 12, 12, 3)).astype("float32"), rng.integers(0, 4, 16))
+    report = tw.sensitivity(model, data, levels={"prune": (0.5,), "cluster": (8,)}, executor="threads")
+    frame = report.to_dataframe()
+    assert "sep" in frame.index and frame.loc["sep"].notna().any()
+    assert {row.technique for row in report.rows if row.layer == "sep"} == {"quantize", "prune", "cluster"}
+    assert any(row.size for row in report.rows if row.layer == "sep" and row.technique == "prune")
