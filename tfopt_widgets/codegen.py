@@ -25,7 +25,16 @@ from pathlib import Path
 
 from . import __version__
 from .errors import PlanError, TargetError
-from .plan import CENTROID_INITS, Plan, frozen_layers, masked_layers, preserves_sparsity, quantize_scheme, stages
+from .plan import (
+    CENTROID_INITS,
+    Plan,
+    clustered_and_quantized,
+    frozen_layers,
+    masked_layers,
+    preserves_sparsity,
+    quantize_scheme,
+    stages,
+)
 from .targets import get_target
 
 __all__ = ["plan_to_python"]
@@ -278,7 +287,8 @@ def _plan_section(plan: Plan, run: list[str], groups: dict | None, mode: str, se
         path, kwargs = quantize_scheme(plan)
         arguments = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         # As in optimization._quantize_scheme: tfopt-widgets' registry over tfmot's collaborative scheme.
-        scheme = (f"collaborative_scheme({path!r}, {kwargs!r})" if _collaborative(path)
+        clustered = sorted(clustered_and_quantized(plan))
+        scheme = (f"collaborative_scheme({path!r}, {kwargs!r}, {clustered!r})" if _collaborative(path)
                   else f"tfmot.{path}({arguments})")
         out.append("# Quantization-aware training (int8) on these layers.")
         out.append(f"QUANTIZE = {plan.layers('quantize')!r}")

@@ -26,6 +26,7 @@ from .inspection import QUANTIZE_CONFIGS
 from .plan import (
     CENTROID_INITS,
     Plan,
+    clustered_and_quantized,
     PruneSpec,
     frozen_layers,
     masked_layers,
@@ -311,22 +312,27 @@ def _quantize_scheme(plan: Plan):
     """tfmot's QAT scheme for what the quantized layers went through before (see plan.py)."""
     path, kwargs = quantize_scheme(plan)
     if path.startswith("experimental.combine."):
-        return _collaborative_scheme(path, kwargs)
+        return _collaborative_scheme(path, kwargs, sorted(clustered_and_quantized(plan)))
     scheme = tfmot
     for attribute in path.split("."):
         scheme = getattr(scheme, attribute)
     return scheme(**kwargs)
 
 
-def _collaborative_scheme(path: str, kwargs: dict):
+def _collaborative_scheme(path: str, kwargs: dict, clustered: list[str]):
     """tfmot's collaborative QAT scheme at ``path`` (PQAT, CQAT/PCQAT) with a registry that handles real models.
 
-    tfmot 0.8.1's preserving registries break on layers that plain 8-bit QAT handles:
+    ``clustered``: the layers whose shared values QAT must keep. tfmot 0.8.1's preserving registries break on
+    layers that plain 8-bit QAT handles, and are slow where nothing needs preserving:
     - they claim every layer without trainable weights and then ask the default registry for its config, which
       refuses layers it does not know (a Rescaling right before a quantized layer): those now pass through float;
     - they refuse trainable layers outside their Conv2D / Dense map (Conv2DTranspose): those get plain 8-bit QAT,
       which is right when they are not pruned or clustered (tw.inspect refuses that combination up front);
     - they assume every config has a weight quantizer (an Activation's has none);
+    - the cluster-preserving one treats every Conv2D / Dense kernel with at most 1,024 distinct values as
+      clustered, one centroid per value, and builds a per-channel lookup into the training graph for each: on
+      MobileNetV2 that graph took minutes to trace. Only ``clustered`` layers get it; other kernels with zeros
+      (pruned layers, the split halves of a SeparableConv2D) get the pruning-preserving quantizer, the rest plain QAT;
     - they share one weight quantizer between all Dense (or all Conv) layers, and building one layer that has no
       zeros switches the shared quantizer's preserve_sparsity off for all of them (measured on the digits demo:
       a PCQAT layer's sparsity 0.75 -> 0.0): each layer gets its own copy.
@@ -336,20 +342,31 @@ def _collaborative_scheme(path: str, kwargs: dict):
         default_8bit_quantize_registry,
     )
 
+    combine = tfmot.experimental.combine
     scheme_class = tfmot
     for attribute in path.split("."):
         scheme_class = getattr(scheme_class, attribute)
-    preserving = scheme_class(**kwargs).get_quantize_registry()
+    keep_clusters = scheme_class(**kwargs).get_quantize_registry() if clustered else None
+    keep_zeros = combine.Default8BitPrunePreserveQuantizeScheme().get_quantize_registry()
     plain = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+
+    def has_zeros(layer) -> bool:
+        kernel = getattr(layer, "kernel", None)
+        return kernel is not None and bool(np.any(kernel.numpy() == 0))
 
     class Registry:
         def supports(self, layer):
             return plain.supports(layer)
 
         def get_quantize_config(self, layer):
-            if not layer.trainable_weights or not preserving.supports(layer):
+            if not layer.trainable_weights:
                 return plain.get_quantize_config(layer)
-            config = preserving.get_quantize_config(layer)
+            if layer.name in clustered and keep_clusters.supports(layer):
+                config = keep_clusters.get_quantize_config(layer)
+            elif keep_zeros.supports(layer) and has_zeros(layer):
+                config = keep_zeros.get_quantize_config(layer)
+            else:
+                return plain.get_quantize_config(layer)
             if getattr(config, "weight_quantizer", None) is not None:
                 config.weight_quantizer = copy.copy(config.weight_quantizer)
             return config

@@ -525,6 +525,11 @@ def quantize_scheme(plan: Plan) -> tuple[str, dict]:
     return "quantization.keras.default_8bit.Default8BitQuantizeScheme", {}
 
 
+def clustered_and_quantized(plan: Plan) -> set[str]:
+    """Layers whose shared values quantization-aware training must keep (CQAT, PCQAT)."""
+    return {e.layer for e in plan if e.quantize and e.cluster}
+
+
 def masked_layers(plan: Plan) -> set[str]:
     """Pruned, quantized, unclustered layers whose zeros QAT must re-apply after every step.
 
