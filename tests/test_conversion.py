@@ -1,5 +1,6 @@
 """tw.convert on the digits demo: every target and mode, dtypes read back from the file, refusals, layer mapping."""
 
+import re
 import types
 
 import numpy as np
@@ -278,3 +279,177 @@ def test_converter_failures_are_conversion_errors():
     with pytest.raises(tw.ConversionError, match=r"(?s)TF Select ops: Erf.*replace the layer") as error:
         tw.convert(model, "float32")
     assert error.value.field == "model" and error.value.__cause__ is not None  # the converter's full text
+    assert error.value.layer == "erf"  # the converter locates the op by its Keras name scope
+
+
+# -- recurrent models (issue 12): LSTM, Bidirectional(GRU) and a Keras 3 Embedding -> Conv1D -> LSTM ---------------
+# TFLite fuses a Keras LSTM (UNIDIRECTIONAL_SEQUENCE_LSTM) and lowers other recurrent layers to WHILE loops only at
+# a fixed batch, so these files take batch 1 on every target; int8 unrolls what would be a WHILE loop, since
+# TFLite's calibrator crashes the process on one (tensorflow/tensorflow#75140).
+VOCAB, SEQUENCE, UNITS = 50, 12, 8
+RECURRENT_TARGETS = ["float32", "cpu", "gpu", "edgetpu", "hexagon"]  # cpu with data: int8
+CALIBRATED = {"cpu", "edgetpu", "hexagon"}
+
+
+@pytest.fixture(scope="module")
+def text_models():
+    """{kind: (model, x, y)}: tiny untrained text classifiers over token ids (floats, as Keras inputs default to)."""
+    import keras as keras3
+
+    from tfopt_widgets._keras import keras
+
+    inputs = keras.Input((SEQUENCE,), name="tokens")
+    x = keras.layers.Embedding(VOCAB, UNITS, name="embed")(inputs)
+    lstm = keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="head")(
+        keras.layers.LSTM(UNITS, name="lstm")(x)), name="lstm_text")
+    inputs = keras.Input((SEQUENCE,), name="tokens")
+    x = keras.layers.Embedding(VOCAB, UNITS, name="embed")(inputs)
+    bigru = keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="head")(
+        keras.layers.Bidirectional(keras.layers.GRU(UNITS), name="bigru")(x)), name="bigru_text")
+    inputs = keras3.Input((SEQUENCE,), name="tokens")
+    x = keras3.layers.Embedding(VOCAB, UNITS, name="embed")(inputs)
+    x = keras3.layers.Conv1D(UNITS, 3, activation="relu", name="conv")(x)
+    keras3_model = keras3.Model(inputs, keras3.layers.Dense(2, activation="softmax", name="head")(
+        keras3.layers.LSTM(UNITS, name="lstm")(x)), name="keras3_text")
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(1, VOCAB, (32, SEQUENCE)).astype(np.float32), rng.integers(0, 2, 32)
+    return {kind: (model, x, y) for kind, model in
+            [("lstm", lstm), ("bigru", bigru), ("keras3", keras3_model)]}
+
+
+@pytest.fixture(scope="module")
+def recurrent_file(text_models):
+    """``recurrent_file(kind, target)``: (TFLiteModel, [ModelNotice messages]), converted once per module."""
+    import warnings
+
+    cache = {}
+
+    def get(kind, target):
+        if (kind, target) not in cache:
+            model, x, _ = text_models[kind]
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                tfl = tw.convert(model, target, representative_data=x if target in CALIBRATED else None)
+            cache[kind, target] = tfl, [str(w.message) for w in caught if issubclass(w.category, tw.ModelNotice)]
+        return cache[kind, target]
+
+    return get
+
+
+def litert_outputs(tfl, x, reset=True):
+    """The file's outputs for each sample of ``x``, one invoke each (batch 1), state reset before each if asked."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tfl.content)
+    interpreter.allocate_tensors()
+    (given,), (taken,) = interpreter.get_input_details(), interpreter.get_output_details()
+    outputs = []
+    for sample in x:
+        if reset:
+            interpreter.reset_all_variables()
+        interpreter.set_tensor(given["index"], sample[None].astype(np.float32))
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(taken["index"])[0].copy())
+    return np.stack(outputs)
+
+
+@pytest.mark.parametrize("target", RECURRENT_TARGETS)
+@pytest.mark.parametrize("kind", ["lstm", "bigru", "keras3"])
+def test_recurrent_models_convert_for_every_target(recurrent_file, text_models, kind, target):
+    tfl, notices = recurrent_file(kind, target)
+    _, x, y = text_models[kind]
+    ops = {op.op for op in tfl.ops}
+    int8 = target in CALIBRATED
+    assert tfl.quantization == {"float32": "none", "gpu": "float16"}.get(target, "int8")
+    if kind == "bigru":
+        # Two WHILE loops in float; int8 gets the GRU unrolled (no WHILE for the calibrator), so the batch may stay
+        # dynamic again where the target allows it.
+        assert ("WHILE" in ops) != int8
+        assert tfl.inputs[0].shape_signature[0] == (-1 if int8 and target != "edgetpu" else 1)
+        assert any("Bidirectional(GRU) 'bigru'" in n and "unrolled" in n for n in notices) == int8
+    else:
+        assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in ops and "WHILE" not in ops  # the fused LSTM op, also in int8
+        assert tfl.inputs[0].shape_signature[0] == 1
+        assert any("LSTM 'lstm'" in n and "reset_all_variables" in n for n in notices)
+    assert any("batch 1" in n for n in notices) == (tfl.inputs[0].shape_signature[0] == 1 and target != "edgetpu")
+    assert tfl.inputs[0].dtype == ("int8" if target in ("edgetpu", "hexagon") else "float32")
+    metrics = tw.evaluate(tfl, (x, y), runs=3, warmup=1)  # runs in LiteRT
+    assert metrics.samples == len(x) and 0.0 <= metrics.accuracy <= 1.0 and metrics.size == tfl.size
+
+
+@pytest.mark.parametrize("kind", ["lstm", "bigru", "keras3"])
+def test_recurrent_float32_files_match_keras(recurrent_file, text_models, kind):
+    model, x, _ = text_models[kind]
+    tfl, _ = recurrent_file(kind, "float32")
+    expected = np.asarray(model.predict(x, verbose=0))
+    np.testing.assert_allclose(litert_outputs(tfl, x), expected, atol=1e-5)
+    if kind != "bigru":
+        # The fused LSTM keeps its state in variable tensors between invokes (hence the notice): the same sample
+        # run twice without a reset gives another answer.
+        again = litert_outputs(tfl, x[:1].repeat(2, axis=0), reset=False)
+        assert np.abs(again[0] - again[1]).max() > 1e-6
+        np.testing.assert_allclose(again[0], expected[0], atol=1e-5)
+
+
+def test_loops_that_cannot_be_unrolled_are_never_calibrated():
+    """int8 of a WHILE loop would crash the process: a variable-length GRU or a tf.map_fn is refused instead,
+    naming the layer, except where the mode was the cpu target's own choice (it falls back to dynamic range)."""
+    from tfopt_widgets._keras import keras, tf
+
+    inputs = keras.Input((None,), name="tokens")
+    x = keras.layers.Embedding(VOCAB, 4, name="embed")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(keras.layers.GRU(4, name="gru")(x)))
+    tokens = np.random.default_rng(0).integers(1, VOCAB, (8, SEQUENCE)).astype(np.float32)
+    with pytest.warns(tw.ModelNotice) as notices:
+        tfl = tw.convert(model, "cpu", representative_data=tokens)
+    assert any(re.search(r"GRU 'gru' .*cannot be unrolled.*quantization='dynamic'", str(notice.message))
+               for notice in notices)
+    assert tfl.quantization == "dynamic" and tfl.inputs[0].shape_signature == (1, -1)
+    assert tw.evaluate(tfl, (tokens, np.zeros(8, int)), runs=2, warmup=1).samples == 8
+    with pytest.raises(tw.ConversionError, match=r"(?s)tensorflow#75140.*fixed length") as error:
+        tw.convert(model, "hexagon", representative_data=tokens)
+    assert error.value.layer == "gru"
+    with pytest.raises(tw.ConversionError, match="quantization='dynamic'"):
+        tw.convert(model, "cpu", representative_data=tokens, quantization="int8")  # asked for: no fallback
+
+    inputs = keras.Input((6,))
+    rows = keras.layers.Lambda(lambda t: tf.map_fn(lambda row: tf.reduce_sum(row) * row, t), name="rows")
+    mapped = keras.Model(inputs, keras.layers.Dense(2, name="head")(rows(inputs)))
+    assert "WHILE" in {op.op for op in tw.convert(mapped, "float32").ops}
+    with pytest.raises(tw.ConversionError, match=r"Layer 'rows' computes a loop.*runs only int8") as error:
+        tw.convert(mapped, "edgetpu", representative_data=np.ones((4, 6), np.float32))
+    assert error.value.layer == "rows"
+
+
+def test_a_loop_in_a_lambda_that_needs_a_fixed_batch_gets_batch_one():
+    """Not only recurrent layers: a dynamic-batch conversion that fails on a loop's TensorList ops is tried again
+    at batch 1, and the notice names the layer the converter's message names."""
+    from tfopt_widgets._keras import keras, tf
+
+    def running_sum(t):
+        return keras.backend.rnn(lambda x, states: (x + states[0], [x + states[0]]), t, [tf.zeros_like(t[:, 0])])[1]
+
+    inputs = keras.Input((5, 3))
+    x = keras.layers.Flatten(name="flat")(keras.layers.Lambda(running_sum, name="running_sum")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x), name="scan_model")
+    with pytest.warns(tw.ModelNotice, match="Layer 'running_sum' converts to TFLite only with a fixed batch"):
+        tfl = tw.convert(model, "float32")
+    assert "WHILE" in {op.op for op in tfl.ops} and tfl.inputs[0].shape_signature == (1, 5, 3)
+    samples = np.random.default_rng(0).normal(size=(4, 5, 3)).astype(np.float32)
+    np.testing.assert_allclose(litert_outputs(tfl, samples), model.predict(samples, verbose=0), atol=1e-5)
+
+def test_ops_without_an_integer_kernel_stay_float():
+    """An op with no kernel in the integer mode leaves a file with that op float, never a bare converter failure:
+    int8 does so by itself (TF 2.21); int16x8 stops, and is tried again with the float fallback, with a notice."""
+    from tfopt_widgets._keras import keras, tf
+
+    inputs = keras.Input((6,))
+    x = keras.layers.Dense(6, name="dense")(inputs)
+    x = keras.layers.Lambda(lambda t: tf.math.cumsum(t, axis=1), name="cumsum")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x), name="cumsum_model")
+    samples = np.random.default_rng(0).normal(size=(16, 6)).astype(np.float32)
+    assert tw.convert(model, "cpu", samples).float_layers() == ["cumsum"]  # int8
+    with pytest.warns(tw.ModelNotice, match=r"16x8-bit not yet supported for op: 'CUMSUM'.*stays float"):
+        tfl = tw.convert(model, "cpu", samples, quantization="int16x8")
+    assert tfl.quantization == "int16x8" and tfl.float_layers() == ["cumsum"]
+    assert tfl.tensors[layer_op(tfl, "head", "FULLY_CONNECTED").outputs[0]].dtype == "int16"

@@ -13,12 +13,13 @@ only read: never compiled, trained, built or given new weights.
 from __future__ import annotations
 
 import re
+import warnings
 
 from . import _data
-from ._keras import is_keras3_model, keras, layer_origins, np, tf, tfmot
+from ._keras import ORIGINS_ATTRIBUTE, is_keras3_model, keras, layer_origins, np, record_origins, tf, tfmot
 from ._quiet import captured_stderr
 from .errors import ConversionError, DataError, ModelError, PlanError, TargetError
-from .porting import prepare
+from .porting import ModelNotice, prepare
 from .targets import Target, get_target
 from .tflite_model import Op, Tensor, TFLiteModel, layer_outputs
 
@@ -48,9 +49,16 @@ def convert(model, target: str | Target = "cpu", representative_data=None, quant
     the QuantizationDebugger does (selective post-training quantization). ``tfl.float_layers()`` reads back which
     layers really computed in float.
 
+    Recurrent layers (LSTM, GRU, SimpleRNN, ..., also inside Bidirectional) convert only with a fixed batch, so
+    their file takes batch 1 on every target (a Keras LSTM becomes TFLite's fused UNIDIRECTIONAL_SEQUENCE_LSTM,
+    whose state persists between invokes: reset it with ``interpreter.reset_all_variables()``; other recurrent
+    layers become WHILE loops). TFLite's calibrator crashes the process on a WHILE loop, so int8 and int16x8 unroll
+    those layers. A ``tw.ModelNotice`` warning says what was done.
+
     Raises ModelError (Keras 3, subclassed, a shape the target cannot fix), TargetError (unknown target, a mode the
     target cannot run), DataError (int8 without representative data on a model that is not fully
-    quantization-aware trained, empty or wrongly shaped data) and ConversionError (the converter's own message).
+    quantization-aware trained, empty or wrongly shaped data) and ConversionError (the converter's own message,
+    the layer it names and what to do; ``.layer`` holds that layer).
     """
     if plan is None and not isinstance(model, keras.Model):
         plan = getattr(model, "plan", None)  # tw.optimize's result carries its plan
@@ -73,18 +81,103 @@ def convert(model, target: str | Target = "cpu", representative_data=None, quant
     io_int8 = target.int8_io if int8_io is None else bool(int8_io)
     if io_int8 and mode != "int8":
         raise TargetError(f"int8_io=True needs quantization='int8'; this conversion uses {mode!r}.", field="int8_io")
-    converter = _converter(keras_model, fixed_batch=target.fixed_batch)
-    _configure(converter, mode, samples, io_int8)
-    if float_layers and mode == "int8":
-        content = _run(converter, keras_model.name, mode,
-                       lambda: _selective_int8(converter, keras_model, float_layers, samples, io_int8))
-    elif float_layers and mode in ("dynamic", "int16x8"):
+    if float_layers and mode in ("dynamic", "int16x8"):
         raise TargetError(f"keep_float ({', '.join(float_layers)}) applies to int8 conversion; this one uses "
                           f"{mode!r}. Pass representative_data (and quantization='int8' where needed).",
                           field="keep_float")
-    else:  # float modes keep every layer float anyway
-        content = _run(converter, keras_model.name, mode)
-    return TFLiteModel(content, target=target.name, quantization=mode, layer_origins=_user_layers(keras_model))
+    recurrent, source, notices = _recurrent_layers(keras_model), keras_model, []
+    if mode in _CALIBRATED:  # TFLite's calibrator must never see a WHILE loop: it crashes the process
+        source, mode, samples = _calibratable(keras_model, target, mode, samples, recurrent, quantization,
+                                              float_layers, notices)
+    content, batch_one, looping = _convert_file(source, target, mode, samples, io_int8, float_layers, notices)
+    tfl = TFLiteModel(content, target=target.name, quantization=mode, layer_origins=_user_layers(keras_model))
+    notices.append(_file_notice(keras_model, recurrent or {name: "Layer" for name in looping}, tfl,
+                                batch_one=batch_one and not target.fixed_batch))
+    for notice in filter(None, notices):
+        warnings.warn(notice, ModelNotice, stacklevel=2)
+    return tfl
+
+
+def _calibratable(model, target: Target, mode: str, samples, recurrent: dict[str, str], requested,
+                  float_layers: list[str], notices: list[str]):
+    """(model to convert, mode, samples) for a calibrated mode (int8, int16x8), with no WHILE loop left for TFLite's
+    calibrator, which crashes the Python process on one (see :func:`_loop_layers`).
+
+    Recurrent layers that would become WHILE loops are unrolled (a notice says so). A loop that cannot be unrolled
+    (a variable sequence length, a tf.while_loop or tf.map_fn in a Lambda) makes the target's default mode stand
+    in where the mode was the target's own choice (the cpu target with representative data: dynamic range), with a
+    notice; otherwise ConversionError says what to do.
+    """
+    loops = _loop_layers(model, recurrent, target)
+    if loops:
+        unrolled = _unrolled(model, loops)
+        if unrolled is None:  # Keras unrolls only a known number of time steps
+            return _no_calibration(model, target, requested, float_layers, mode, samples,
+                                   f"{_describe(loops)} becomes a TFLite WHILE op and cannot be unrolled (its "
+                                   "sequence length is not fixed)", "Give the model a fixed length (e.g. "
+                                   "keras.Input(shape=(100,)) and copy the weights across)", next(iter(loops)),
+                                   notices)
+        notices.append(f"Model {model.name!r}: {_describe(loops)} becomes a WHILE loop in TFLite, and TFLite's "
+                       "calibrator crashes the Python process on WHILE loops (tensorflow/tensorflow#75140), so for "
+                       f"quantization={mode!r} it was unrolled (unroll=True, same weights: ops for every time step, "
+                       "so more ops and a larger file).")
+        model = unrolled
+    found, where = _loops_left(model)
+    if found:  # a tf.while_loop / tf.map_fn in a Lambda or custom layer: nothing to unroll
+        return _no_calibration(model, target, requested, float_layers, mode, samples,
+                               f"{'Layer ' + ', '.join(map(repr, where)) if where else 'The model'} computes a loop "
+                               "(tf.while_loop, tf.map_fn, ...), which becomes a TFLite WHILE op",
+                               "Rewrite the loop with vectorized ops", where[0] if where else None, notices)
+    return model, mode, samples
+
+
+# Modes that calibrate activation ranges by running the model in TFLite's calibrator.
+_CALIBRATED = ("int8", "int16x8")
+# The converter's words when it cannot lower a loop's TensorList ops: their element shape depends on the batch.
+_TENSOR_LIST_FAILURE = ("TensorListReserve", "Lowering tensor list ops", "element_shape to be static")
+# The converter's words when an op has no kernel in the requested integer mode (int16x8 in TF 2.21; int8 keeps
+# such ops float by itself).
+_QUANTIZATION_FAILURE = ("not yet supported for op", "Failed to quantize")
+
+
+def _convert_file(model, target: Target, mode: str, samples, io_int8: bool, float_layers: list[str],
+                  notices: list[str]) -> tuple[bytes, bool, list[str]]:
+    """The converted file, whether its batch is fixed to 1, and the layers that needed it fixed (named by the
+    converter); the fallbacks taken are appended to ``notices``.
+
+    A dynamic-batch conversion that fails on a loop's TensorList ops (a keras.backend.rnn or tf.while_loop in a
+    Lambda) is tried again with batch 1 (recurrent layers get batch 1 from the start, see :func:`_converter`). An
+    integer conversion that fails on an op without a kernel in that mode is tried again with float TFLite builtins
+    allowed, so that op stays float (the documented "float fallback" of post-training integer quantization).
+    Anything else raises ConversionError.
+    """
+    batch_one = bool(_recurrent_layers(model))  # as _converter(batch_one=None) decides
+    float_fallback, looping = False, []
+    while True:
+        converter = _converter(model, fixed_batch=target.fixed_batch, batch_one=batch_one)
+        _configure(converter, mode, samples, io_int8)
+        if float_fallback:
+            converter.target_spec.supported_ops = [*converter.target_spec.supported_ops,
+                                                   tf.lite.OpsSet.TFLITE_BUILTINS]
+        if float_layers and mode == "int8":
+            content, failure = _attempt(
+                converter, lambda c=converter: _selective_int8(c, model, float_layers, samples, io_int8))
+        else:  # float modes keep every layer float anyway
+            content, failure = _attempt(converter)
+        fixed = target.fixed_batch or batch_one
+        if failure is None:
+            return content, fixed, looping
+        text, error = failure
+        if not fixed and any(words in text for words in _TENSOR_LIST_FAILURE):
+            batch_one, looping = True, _layers_in(text, model)
+            continue
+        if mode in _CALIBRATED and not float_fallback and any(words in text for words in _QUANTIZATION_FAILURE):
+            float_fallback = True
+            notices.append(f"Model {model.name!r}: {_first_line(text)} The op stays float in this {mode} file "
+                           "(the converter's float fallback); tfl.float_layers() lists the layers computed in "
+                           "float.")
+            continue
+        raise _conversion_error(model, mode, text, error, batch_one=fixed) from error
 
 
 def _keras_model(model):
@@ -152,15 +245,29 @@ def _dataset_inputs(model, dataset, limit: int) -> np.ndarray:
     return np.concatenate(parts)[:limit] if parts else np.zeros((0,), np.float32)
 
 
-def _converter(model, fixed_batch: bool):
-    """A TFLiteConverter for ``model``; with ``fixed_batch`` its inputs get batch 1 instead of a dynamic batch."""
-    if not fixed_batch:
+def _converter(model, fixed_batch: bool, *, batch_one: bool | None = None):
+    """A TFLiteConverter for ``model``; with ``fixed_batch`` its inputs get batch 1 and every other size must be fixed.
+
+    Otherwise the batch stays dynamic, unless ``batch_one`` says to fix it to 1 (other sizes stay as the model has
+    them: a sequence may keep a variable length). ``batch_one=None`` fixes it for a model with a recurrent layer
+    that is not unrolled (LSTM, GRU, SimpleRNN, ConvLSTM, also inside Bidirectional or TimeDistributed): the
+    converter fuses a Keras LSTM into TFLite's UNIDIRECTIONAL_SEQUENCE_LSTM op only when the batch is fixed (its
+    PrepareCompositeFunctions pass: "we cannot fuse this lstm func because the batch size is not fixed") and lowers
+    any other recurrent loop to a WHILE op only when its TensorLists have static element shapes, which include the
+    batch; with a dynamic batch both fail with "'tf.TensorListReserve' op requires element_shape to be static".
+    """
+    if batch_one is None:  # kept inline (not conversion._recurrent_layers): Plan.to_python's script copies this alone
+        batch_one = any(isinstance(inner, keras.layers.RNN) and not inner.unroll
+                        for layer in model.layers for inner in (layer, getattr(layer, "layer", None),
+                                                                getattr(layer, "forward_layer", None),
+                                                                getattr(layer, "backward_layer", None)))
+    if not fixed_batch and not batch_one:
         return tf.lite.TFLiteConverter.from_keras_model(model)
     # from_keras_model leaves the batch dimension -1; only a concrete function with fixed TensorSpecs fixes it.
     specs = []
     for tensor, name in zip(model.inputs, model.input_names):
         dims = tensor.shape.as_list()
-        if any(d is None for d in dims[1:]):
+        if fixed_batch and any(d is None for d in dims[1:]):
             raise ModelError(
                 f"Input {name!r} of model {model.name!r} has shape {tuple(dims)}; the target needs every size fixed "
                 "except the batch. Rebuild the model with a full input shape, e.g. keras.Input(shape=(224, 224, 3)), "
@@ -180,7 +287,12 @@ def _converter(model, fixed_batch: bool):
         # Keyed by the Keras output names, as from_keras_model does, so ops can be traced back to output layers.
         return dict(zip(output_names, result))
 
-    return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function(*specs)], model)
+    # The converter saves the function as a SavedModel along with the object it is given, only to hold the
+    # variables. Given the Keras model, that save traces every layer's call again (9.8 s instead of 0.6 s for a
+    # Bidirectional(GRU)); a tf.Module holding just the variables gives the same file, byte for byte.
+    holder = tf.Module()
+    holder.model_variables = list(model.variables)
+    return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function(*specs)], holder)
 
 
 def _configure(converter, mode: str, samples: np.ndarray | None, int8_io: bool) -> None:
@@ -255,40 +367,237 @@ def _quantize_calibrated(converter, calibrated: bytes, denylisted_nodes: list[st
         enable_numeric_verify=False, denylisted_nodes=list(denylisted_nodes) or None)
 
 
-def _run(converter, model_name: str, mode: str, convert=None) -> bytes:
-    """converter.convert() (or ``convert()``) with harmless log lines kept out of the notebook; errors as ConversionError."""
-    error = None
-    # Harmless: "Statistics for quantized inputs were expected" (int8 I/O) and the C++ converter's log lines.
+def _attempt(converter, convert=None) -> tuple[bytes | None, tuple[str, Exception] | None]:
+    """(content, None) from converter.convert() (or ``convert()``), or (None, (the converter's text, the error)).
+
+    Harmless log lines stay out of the notebook: "Statistics for quantized inputs were expected" (int8 I/O) and the
+    C++ converter's log lines, whose error lines join the exception's text.
+    """
     with captured_stderr("Statistics for quantized inputs were expected") as log:
         try:
-            content = (convert or converter.convert)()
+            return (convert or converter.convert)(), None
         except (DataError, PlanError):  # keep_float's own checks say what to do already
             raise
         except Exception as exc:  # noqa: BLE001 -- the converter raises ConverterError, ValueError, RuntimeError, ...
             error = exc
-    if error is None:
-        return content
     logged = [line.strip() for line in log.text.splitlines() if "error" in line.lower()]
-    full = "\n".join([str(error).strip(), *logged])
-    # The MLIR diagnostics quote call stacks of the user's own script; the lines that say what failed suffice here
-    # (the whole text stays on the chained exception).
+    return None, ("\n".join([str(error).strip(), *logged]), error)
+
+
+def _conversion_error(model, mode: str, full: str, error: Exception, *, batch_one: bool) -> ConversionError:
+    """ConversionError for a failed conversion of ``model``: the converter's key lines, the user's layers its
+    diagnostics name (their locations carry the Keras name scope, e.g. ``lstm_text/lstm/PartitionedCall``) and
+    what to do. The converter's whole text stays on the chained exception.
+    """
+    # The MLIR diagnostics quote call stacks of the user's own script; the lines that say what failed suffice here.
     key_lines = [re.sub(r"^.*?error:\s*", "", line).strip() for line in full.splitlines()
                  if "error:" in line or line.startswith(("TF Select ops", "Some ops are not supported"))]
     message = "\n".join(dict.fromkeys(key_lines)) or full or type(error).__name__
+    layers = _layers_in(full, model)
+    where = f" (layer {', '.join(map(repr, layers))})" if layers else ""
     if "TF Select ops" in full or "neither a custom op nor a flex op" in full:
         hint = ("The model uses TensorFlow ops that have no TFLite builtin kernel (named above); replace the layer "
-                "that uses them (often a Lambda) with standard Keras layers.")
-    elif mode in ("int8", "int16x8"):
+                "that uses them (often a Lambda) with standard Keras layers. (Select TF ops would need the Flex "
+                "delegate, which the LiteRT interpreter does not have.)")
+    elif any(words in full for words in _TENSOR_LIST_FAILURE):
+        hint = (f"{'Layer ' + ', '.join(map(repr, layers)) if layers else 'A layer'} runs a loop (a recurrent "
+                "layer, tf.while_loop or tf.map_fn) whose "
+                f"per-step tensors the converter cannot give static shapes{' even at batch 1' if batch_one else ''}. "
+                "Give the model's input a full fixed shape, or rebuild a recurrent layer with unroll=True (and a "
+                "fixed sequence length) and copy the weights across. The converter's own advice (Select TF ops, "
+                "_experimental_lower_tensor_list_ops=False) gives a file that needs the Flex delegate, which the "
+                "LiteRT interpreter does not have.")
+    elif mode in _CALIBRATED and any(words in full for words in _QUANTIZATION_FAILURE):
         hint = (f"An op without an {mode} kernel stops a full-integer conversion: try quantization='dynamic' "
                 "(or target='cpu'), or replace that layer.")
     else:
         hint = "The converter's message above names the op or layer that failed."
-    raise ConversionError(f"TFLite conversion of model {model_name!r} with quantization={mode!r} failed:\n{message}\n"
-                          f"{hint}", field="model") from error
+    return ConversionError(f"TFLite conversion of model {model.name!r}{where} with quantization={mode!r} failed:\n"
+                           f"{message}\n{hint}", layer=layers[0] if layers else None, field="model")
+
+
+def _first_line(text: str) -> str:
+    line = next((line for line in text.splitlines() if line.strip()), text).strip()
+    return re.sub(r"^.*?error:\s*", "", line)
+
+
+def _layers_in(text: str, model) -> list[str]:
+    """The user's layers that the converter's ``text`` names, in model order: its diagnostics locate ops by name
+    scope, ``<model name>/<layer name>/...``; layer names may hold '/' themselves (inlined nested models)."""
+    users = _user_layers(model)
+    found = set()
+    for path in re.findall(re.escape(model.name) + r"/([^\s\"'@:;,()]+)", text):
+        parts = path.split("/")
+        match = next(("/".join(parts[:end]) for end in range(len(parts), 0, -1) if "/".join(parts[:end]) in users),
+                     None)
+        if match is not None:
+            found.add(match)
+    return list(dict.fromkeys(user for name, user in users.items() if name in found))
+
+
+# -- recurrent layers ----------------------------------------------------------------------------------------------
+def _recurrent_layers(model) -> dict[str, str]:
+    """{user layer name: what it is} for the layers that run a recurrent loop: a Keras RNN (LSTM, GRU, SimpleRNN,
+    ConvLSTM, RNN(cell)) that is not unrolled, alone or inside Bidirectional / TimeDistributed."""
+    users = _user_layers(model)
+    found = {}
+    for layer in model.layers:
+        rnn = _rnn_in(layer)
+        if rnn is not None:
+            kind = type(rnn).__name__
+            found[users.get(layer.name, layer.name)] = kind if rnn is layer else f"{type(layer).__name__}({kind})"
+    return found
+
+
+def _rnn_in(layer):
+    """The recurrent layer that ``layer`` is or wraps, when it is not unrolled; else None."""
+    inner = [layer, *(getattr(layer, name, None) for name in ("layer", "forward_layer", "backward_layer"))]
+    return next((x for x in inner if isinstance(x, keras.layers.RNN) and not x.unroll), None)
+
+
+def _loop_layers(model, recurrent: dict[str, str], target: Target) -> dict[str, str]:
+    """The recurrent layers that would reach TFLite's calibrator as WHILE loops, which it cannot run.
+
+    The calibrator crashes the whole process (a segmentation fault, not an exception) when it logs the tensors of
+    a WHILE op: tensorflow/tensorflow#75140, a regression since TF 2.14 (#62281 for GRU), seen here with TF 2.21 on
+    a Bidirectional(GRU). The converter fuses only a Keras LSTM (into UNIDIRECTIONAL_SEQUENCE_LSTM, which the
+    calibrator runs); every other recurrent layer becomes a WHILE loop. Whether an LSTM fused (not with other
+    activations, recurrent dropout, its states consumed, ...) is read from a float conversion at batch 1 of the
+    model with the others unrolled: if a WHILE is left, the LSTMs are unrolled too.
+    """
+    users = _user_layers(model)
+    lstms = {users.get(layer.name, layer.name) for layer in model.layers
+             if isinstance(_rnn_in(layer), keras.layers.LSTM)}
+    loops = {name: kind for name, kind in recurrent.items() if name not in lstms}
+    if len(loops) < len(recurrent):
+        probe = _unrolled(model, loops) if loops else model
+        if probe is not None and _has_while_loops(probe, target):
+            return dict(recurrent)
+    return loops
+
+
+def _has_while_loops(model, target: Target) -> bool:
+    """Whether the float conversion of ``model`` at batch 1 has WHILE ops (False when it fails: the real conversion
+    then says why)."""
+    converter = _converter(model, fixed_batch=target.fixed_batch, batch_one=True)
+    content, failure = _attempt(converter)
+    return failure is None and any(op.op == "WHILE" for op in TFLiteModel(content).ops)
+
+
+def _loops_left(model) -> tuple[bool, list[str]]:
+    """Whether ``model``'s TensorFlow graph (traced at batch 1) has a While loop that the converter will not fuse
+    away, and the user's layers it sits in. Loops inside a Keras LSTM's "lstm_*" function (``api_implements``)
+    are the fusable ones; :func:`_loop_layers` has already unrolled any that did not fuse. Tracing is cheap next
+    to a conversion, and a WHILE op would crash TFLite's calibrator (see :func:`_loop_layers`).
+    """
+    specs = [tf.TensorSpec([1, *t.shape[1:]], t.dtype) for t in model.inputs]
+    function = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
+    graph = function.get_concrete_function(*specs).graph.as_graph_def()
+    library = {f.signature.name: f for f in graph.library.function}
+
+    def called(node) -> set[str]:
+        names = set()
+        for value in node.attr.values():
+            names.add(value.func.name)
+            names.update(f.name for f in value.list.func)
+        return names & set(library)
+
+    def loops_in(name: str, seen: set[str]) -> bool:
+        function_def = library[name]
+        implements = function_def.attr["api_implements"].s.decode() if "api_implements" in function_def.attr else ""
+        if name in seen or implements.startswith("lstm_"):
+            return False
+        seen.add(name)
+        return any(node.op in ("While", "StatelessWhile") or any(loops_in(f, seen) for f in called(node))
+                   for node in function_def.node_def)
+
+    scopes = [node.name for node in graph.node
+              if node.op in ("While", "StatelessWhile") or any(loops_in(f, set()) for f in called(node))]
+    users, found = _user_layers(model), []
+    for scope in scopes:  # node names are scoped "<model name>/<layer name>/...": the longest layer name that fits
+        parts = scope.split("/")[1:] if scope.startswith(model.name + "/") else scope.split("/")
+        match = next(("/".join(parts[:end]) for end in range(len(parts), 0, -1) if "/".join(parts[:end]) in users),
+                     None)
+        if match is not None and users[match] not in found:
+            found.append(users[match])
+    return bool(scopes), found
+
+
+def _no_calibration(model, target: Target, requested, float_layers, mode: str, samples, what: str, fix: str,
+                    layer: str | None, notices: list[str]):
+    """For a model that cannot be calibrated (it keeps a WHILE loop): (model, the target's default mode, None) where
+    the mode was the target's choice (not ``requested``) and that default needs no calibration, with a notice
+    saying so; else ConversionError saying what to do."""
+    crash = ("TFLite's calibrator crashes the Python process on WHILE loops (tensorflow/tensorflow#75140), so "
+             f"quantization={mode!r} is not attempted")
+    if requested is None and not float_layers and target.default_quantization not in _CALIBRATED:
+        notices.append(f"Model {model.name!r}: {what}; {crash}. This file uses the target's default "
+                       f"quantization={target.default_quantization!r} instead.")
+        return model, target.default_quantization, None
+    others = [f"quantization={m!r}" for m in ("dynamic", "float16") if m in target.allowed_quantizations]
+    instead = (f", or convert with {' or '.join(others)}" if others else
+               f" (target {target.name!r} runs only {', '.join(target.allowed_quantizations)})")
+    raise ConversionError(f"Model {model.name!r}: {what}; {crash}. {fix}{instead}.", layer=layer, field="model")
+
+
+def _unrolled(model, recurrent: dict[str, str]):
+    """A copy of ``model`` with its recurrent layers rebuilt with ``unroll=True`` and the same weights, or None when
+    a sequence length is not fixed (Keras unrolls only a known number of time steps). ``model`` is only read."""
+
+    def unroll(config):
+        if isinstance(config, dict):
+            return {key: True if key == "unroll" else unroll(value) for key, value in config.items()}
+        return [unroll(value) for value in config] if isinstance(config, list) else config
+
+    users = _user_layers(model)
+
+    def clone(layer):
+        config = layer.get_config()
+        return layer.__class__.from_config(unroll(config) if users.get(layer.name) in recurrent else config)
+
+    try:
+        with tfmot.quantization.keras.quantize_scope():
+            copy = keras.models.clone_model(model, clone_function=clone)
+    except ValueError as error:  # tf_keras: "Unrolling requires a fixed number of timesteps."
+        if "unroll" in str(error).lower() and ("timesteps" in str(error) or "time dimension" in str(error)):
+            return None
+        raise
+    copy.set_weights([np.array(w, copy=True) for w in model.get_weights()])
+    recorded = getattr(model, ORIGINS_ATTRIBUTE, None)
+    if recorded:
+        record_origins(copy, recorded)
+    return copy
+
+
+def _describe(layers: dict[str, str]) -> str:
+    return ", ".join(f"{kind} {name!r}" for name, kind in layers.items())
+
+
+def _file_notice(model, recurrent: dict[str, str], tfl: TFLiteModel, *, batch_one: bool) -> str:
+    """What a user of the file must know: that it takes batch 1 though the target allows any (``batch_one``), and
+    that it keeps state between invokes (the fused LSTM op's state tensors are variables). "" when neither."""
+    parts = []
+    if batch_one:
+        why = ("the converter fuses a Keras LSTM into UNIDIRECTIONAL_SEQUENCE_LSTM, and lowers other recurrent "
+               "layers to WHILE loops, only then" if any(kind != "Layer" for kind in recurrent.values()) else
+               "the converter lowers a loop to a WHILE op only when its tensors' shapes, batch included, are fixed")
+        parts.append(f"{_describe(recurrent) if recurrent else 'A loop'} converts to TFLite only with a fixed batch "
+                     f"({why}), so this file takes batch 1: one sample per invoke.")
+    if any(raw.isVariable for raw in tfl._graph.tensors or []):
+        lstms = _describe({name: kind for name, kind in recurrent.items() if "LSTM" in kind}) or "The fused LSTM"
+        parts.append(f"{lstms} keeps its state in variable tensors of the file that persist between invokes: call "
+                     "interpreter.reset_all_variables() before each new sequence.")
+    return f"Model {model.name!r}: {' '.join(parts)}" if parts else ""
 
 
 def _user_layers(model) -> dict[str, str]:
-    """{layer name in ``model``: the user's layer name}, in model order, for layers that can become ops."""
+    """{layer name in ``model``: the user's layer name}, in model order, for layers that can become ops.
+
+    layer_origins names an unrecorded wrapper after the layer inside it (tfmot's quant_/prune_ wrappers stand in
+    for the user's layer); Bidirectional and TimeDistributed are the user's own layers, as tw.inspect lists them.
+    """
     origins = layer_origins(model)
-    return {layer.name: origins[layer.name] for layer in model.layers
-            if type(layer).__name__ not in _NOT_USER_LAYERS}
+    recorded = getattr(model, ORIGINS_ATTRIBUTE, None) or {}
+    own = (keras.layers.Bidirectional, keras.layers.TimeDistributed)
+    return {layer.name: layer.name if isinstance(layer, own) and layer.name not in recorded else origins[layer.name]
+            for layer in model.layers if type(layer).__name__ not in _NOT_USER_LAYERS}
