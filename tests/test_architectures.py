@@ -186,3 +186,24 @@ def test_sensitivity_of_a_separable_convolution():
     assert "sep" in frame.index and frame.loc["sep"].notna().any()
     assert {row.technique for row in report.rows if row.layer == "sep"} == {"quantize", "prune", "cluster"}
     assert any(row.size for row in report.rows if row.layer == "sep" and row.technique == "prune")
+
+
+def test_text_model_with_a_gru_through_sensitivity_and_evaluation():
+    # TFLite's calibrator crashed the process on the GRU's WHILE loop; the sensitivity's int8 variants now unroll it
+    # as tw.convert does. Evaluation resets the fused LSTM's state before every chunk of samples.
+    inputs = keras.Input((10,), dtype="int32")
+    x = keras.layers.Embedding(30, 8, name="embed")(inputs)
+    x = keras.layers.LSTM(8, return_sequences=True, name="lstm")(x)
+    x = keras.layers.Bidirectional(keras.layers.GRU(4), name="bigru")(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="head")(x)
+    model = keras.Model(inputs, outputs, name="text")
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(3)
+    data = (rng.integers(0, 30, (24, 10)).astype("int32"), rng.integers(0, 3, 24))
+    with pytest.warns(tw.ModelNotice, match="unrolled"):
+        report = tw.sensitivity(model, data, levels={"prune": (0.5,), "cluster": (8,)}, executor="threads")
+    assert {"head", "embed"} <= {row.layer for row in report.rows}
+    float_file = tw.convert(model, "float32")
+    metrics = tw.evaluate(float_file, data)
+    keras_accuracy = float(np.mean(np.argmax(model.predict(data[0], verbose=0), axis=1) == data[1]))
+    assert metrics.value == pytest.approx(keras_accuracy, abs=1e-9)

@@ -31,6 +31,7 @@ import pickle
 import sys
 import threading
 import time
+import warnings
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
@@ -369,10 +370,10 @@ def _kernels(keras_model, tfl, info) -> dict[str, Kernel]:
         entry = info.get(layer.name)
         if entry is None or not (entry.supports("prune").ok or entry.supports("cluster").ok):
             continue
-        # tfmot prunes and clusters a SeparableConv2D's pointwise kernel; Conv and Dense layers have one kernel.
-        variable = getattr(layer, "pointwise_kernel", None)
-        if variable is None:
-            variable = getattr(layer, "kernel", None)
+        # tfmot prunes and clusters a SeparableConv2D's pointwise kernel; Conv and Dense layers have one kernel,
+        # an Embedding its table.
+        variable = next((v for v in (getattr(layer, name, None) for name in ("pointwise_kernel", "kernel",
+                                                                              "embeddings")) if v is not None), None)
         if variable is None:
             continue
         keras_kernel = np.array(variable.numpy(), dtype=np.float32)
@@ -426,10 +427,20 @@ class _Quantizer:
     def __init__(self, keras_model, conversion, calibration, origins):
         from ._keras import tf
         from ._quiet import captured_stderr
+        from .porting import ModelNotice
+        from .targets import get_target
         from .tflite_model import TFLiteModel
 
         self._conversion = conversion
+        notices: list[str] = []
         samples = conversion._calibration_samples(keras_model, calibration, conversion.CALIBRATION_SAMPLES)
+        # As tw.convert does: recurrent layers that would become WHILE loops are unrolled first, since TFLite's
+        # calibrator crashes the process on a WHILE op; a loop that cannot be unrolled raises ConversionError.
+        keras_model, _, samples = conversion._calibratable(
+            keras_model, get_target("cpu"), "int8", samples, conversion._recurrent_layers(keras_model), "int8", [],
+            notices)
+        for notice in notices:
+            warnings.warn(notice, ModelNotice, stacklevel=3)
         self._converter = converter = conversion._converter(keras_model, fixed_batch=False)
         conversion._configure(converter, "int8", samples, False)
         debug_samples = samples[np.linspace(0, len(samples) - 1, min(DEBUG_SAMPLES, len(samples))).astype(int)]

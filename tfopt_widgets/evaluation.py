@@ -180,6 +180,8 @@ def _predict(interpreter: Interpreter, x: np.ndarray):
         if count < batch:  # pad the last chunk instead of resizing (and re-allocating) the interpreter
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - count, axis=0)])
         interpreter.set_tensor(detail["index"], _quantize(chunk, detail))
+        # A fused LSTM keeps its state in variable tensors between invokes: every chunk starts a new sequence.
+        interpreter.reset_all_variables()
         interpreter.invoke()
         for result, output in zip(results, outputs):
             result.append(_dequantize(interpreter.get_tensor(output["index"]), output)[:count])

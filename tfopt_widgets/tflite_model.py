@@ -53,6 +53,7 @@ _KERNELS = {
     "DEPTHWISE_CONV_2D": (1, None),  # (1, h, w, in * multiplier): reshaped in _keras_layout
     "CONV_3D": (1, None),  # same layout as Keras
     "EMBEDDING_LOOKUP": (1, None),
+    "GATHER": (0, None),  # a Keras Embedding: the table is the first input (a constant; an activation is no kernel)
 }
 # Ops that only change the representation of a value (float <-> int): they belong to the layer on their other side.
 _CASTS = {"QUANTIZE", "DEQUANTIZE"}
