@@ -207,3 +207,21 @@ def test_text_model_with_a_gru_through_sensitivity_and_evaluation():
     metrics = tw.evaluate(float_file, data)
     keras_accuracy = float(np.mean(np.argmax(model.predict(data[0], verbose=0), axis=1) == data[1]))
     assert metrics.value == pytest.approx(keras_accuracy, abs=1e-9)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "float32"])
+def test_token_ids_stay_integers_in_an_int8_file(dtype):
+    inputs = keras.Input((10,), dtype=dtype)
+    x = keras.layers.Flatten()(keras.layers.Embedding(300, 8, name="embed")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+    ids = np.random.default_rng(4).integers(0, 300, (40, 10)).astype(dtype)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tfl = tw.convert(model, "edgetpu", representative_data=ids)
+    notices = [str(w.message) for w in caught if issubclass(w.category, tw.ModelNotice)]
+    if dtype == "int32":
+        assert tfl.inputs[0].dtype == "int32" and not any("Embedding" in n for n in notices)
+    else:
+        assert tfl.inputs[0].dtype == "int8" and any("feeds Embedding 'embed'" in n for n in notices)
