@@ -24,7 +24,7 @@ from functools import cache
 from pathlib import Path
 
 from . import __version__
-from .errors import PlanError, TargetError
+from .errors import ModelError, PlanError, TargetError
 from .plan import (
     CENTROID_INITS,
     Plan,
@@ -147,6 +147,7 @@ def plan_to_python(plan: Plan, *, model_path="model.keras", target="cpu", model=
         from .inspection import inspect
 
         plan.validate(model)
+        _check_calibration_loops(model, mode)
         info = inspect(model)
         groups = {layer: info.group_members(layer) for layer in plan.layers("quantize") if info.group_members(layer)}
     output_path = output_path or f"{Path(str(model_path)).stem}-{target.name}-{mode}.tflite"
@@ -159,6 +160,23 @@ def plan_to_python(plan: Plan, *, model_path="model.keras", target="cpu", model=
     parts.append(_conversion_section(run, selective))
     parts.append(_main_section(run, selective))
     return "\n\n\n".join(part.strip("\n") for part in parts) + "\n"
+
+
+def _check_calibration_loops(model, mode: str) -> None:
+    """ModelError when the script's calibration would crash: recurrent layers other than a (fused) LSTM become
+    TFLite WHILE loops, on which the calibrator segfaults; tw.convert unrolls them, the script does not."""
+    if mode not in ("int8", "int16x8"):
+        return
+    from .conversion import _recurrent_layers
+
+    loops = {name: kind for name, kind in _recurrent_layers(model).items() if not kind.rstrip(")").endswith("LSTM")}
+    if loops:
+        named = ", ".join(f"{kind} {name!r}" for name, kind in loops.items())
+        raise ModelError(f"The script would convert with quantization={mode!r}, and {named} becomes a TFLite WHILE "
+                         "loop, on which TFLite's calibrator crashes the process (tensorflow/tensorflow#75140). "
+                         "tw.convert unrolls such layers for calibration; the script does not. Rebuild the layer "
+                         "with unroll=True (a fixed sequence length) before exporting, or export for a float mode "
+                         "(target='gpu', quantization='float16').", layer=next(iter(loops)), field="model")
 
 
 def _header(plan: Plan, run: list[str], target, mode: str, selective: bool) -> str:
@@ -237,19 +255,21 @@ def training_batches(data):
     return dataset, -(-len(x) // BATCH_SIZE)
 
 
-def calibration_inputs(data):
-    """At most CALIBRATION_SAMPLES training inputs, evenly spread over the data (sorted data still calibrates)."""
+def calibration_inputs(data, model):
+    """At most CALIBRATION_SAMPLES training inputs, evenly spread over the data (sorted data still calibrates), in
+    the model's input dtype (token ids stay integers)."""
+    dtype = model.inputs[0].dtype.as_numpy_dtype
     if isinstance(data, tf.data.Dataset):  # the first samples of a dataset
         parts = []
         for x, _ in data:
             parts.append(np.asarray(x))
             if sum(map(len, parts)) >= CALIBRATION_SAMPLES:
                 break
-        return np.concatenate(parts)[:CALIBRATION_SAMPLES].astype("float32")
+        return np.concatenate(parts)[:CALIBRATION_SAMPLES].astype(dtype)
     x = np.asarray(data[0])
     if len(x) > CALIBRATION_SAMPLES:
         x = x[np.linspace(0, len(x) - 1, CALIBRATION_SAMPLES).round().astype(int)]
-    return x.astype("float32")'''
+    return x.astype(dtype)'''
 
 
 def _plan_section(plan: Plan, run: list[str], groups: dict | None, mode: str, selective: bool) -> str:
@@ -525,7 +545,7 @@ def main():
 {body}
 
     converter = make_converter(model, fixed_batch=FIXED_BATCH)
-    samples = calibration_inputs(data) if QUANTIZATION in ("int8", "int16x8") else None
+    samples = calibration_inputs(data, model) if QUANTIZATION in ("int8", "int16x8") else None
     configure_converter(converter, QUANTIZATION, samples, INT8_IO)
     content = {convert}
     Path(OUTPUT_PATH).write_bytes(content)

@@ -434,8 +434,22 @@ def _compile_args(model, loss, metrics, learning_rate) -> dict:
         settings.pop("name", None)
         return optimizer_class.from_config(settings) if settings else optimizer_class()
 
-    return {"optimizer": make_optimizer, "loss": loss, "metrics": metrics,
-            "loss_weights": compiled.get("loss_weights"), "weighted_metrics": compiled.get("weighted_metrics")}
+    outputs = list(model.output_names)
+    return {"optimizer": make_optimizer, "loss": _by_output(loss, outputs, None),
+            "metrics": _by_output(metrics, outputs, []),
+            "loss_weights": _by_output(compiled.get("loss_weights"), outputs, 0.0),
+            "weighted_metrics": _by_output(compiled.get("weighted_metrics"), outputs, [])}
+
+
+def _by_output(setting, output_names: list[str], missing):
+    """A compile setting keyed by output layer name, as a list in output order.
+
+    tfmot's wrappers rename the output layers (``label`` -> ``prune_low_magnitude_label``, ``quant_label``), so a
+    dict keyed by the old names no longer matches any output ("Found unexpected losses"); a list matches by position.
+    """
+    if not isinstance(setting, dict) or not set(setting) <= set(output_names):
+        return setting
+    return [setting.get(name, missing) for name in output_names]
 
 
 def _origins(model, user_names: list[str]) -> dict[str, str]:

@@ -336,6 +336,8 @@ class Plan:
                 raise PlanError(f"Cannot combine {' + '.join(entry.techniques)} ({entry.scheme}) on layer "
                                 f"{entry.layer!r} ({layer.class_name}): {support.reason}",
                                 layer=entry.layer, field="quantize")
+            if entry.cluster:
+                _check_cluster_count(entry, layer)
             if entry.quantize:
                 group = info.quantize_group_head(entry.layer)
                 if group is not None and not self[group].quantize:
@@ -482,6 +484,22 @@ def pruning_steps(spec: PruneSpec, total_steps: int) -> tuple[int, int, int]:
     frequency = max(1, min(100, (end - begin) // 10 or 1))
     end = begin + frequency * max(1, (end - begin) // frequency)
     return begin, end, frequency
+
+
+def _check_cluster_count(entry: LayerPlan, layer) -> None:
+    """PlanError when a layer has fewer (non-zero) weights than clusters: tfmot's k-means++ cannot pick that many
+    centroids ("Expected num_to_sample <= points.rows()"), and no init can share fewer values than it has."""
+    sizes = [math.prod(w.shape) for w in layer.weights
+             if w.name.rsplit("/", 1)[-1].split(":")[0] in ("kernel", "pointwise_kernel", "embeddings")]
+    if not sizes:
+        return
+    weights = sizes[-1]  # a SeparableConv2D's pointwise kernel comes after its depthwise one
+    available = math.floor(weights * (1 - entry.prune.sparsity)) if entry.prune else weights
+    if entry.cluster.clusters > available:
+        after = f", {available:,} of them left after pruning to {entry.prune.sparsity:.0%}" if entry.prune else ""
+        raise PlanError(f"Layer {entry.layer!r} has {weights:,} kernel weights{after}: too few for "
+                        f"{entry.cluster.clusters} clusters. Use clusters={max(2, available)} or fewer, or leave "
+                        "the layer unclustered.", layer=entry.layer, field="clusters")
 
 
 # -- how tw.optimize carries out a plan: pure decisions shared with Plan.to_python's script ------------------------
