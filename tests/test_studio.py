@@ -323,3 +323,20 @@ def test_suggestion_says_when_the_int8_conversion_alone_is_over_the_budget():
     assert "nothing fits the budget" in text and "int8 conversion alone" in text and "+0.0500" in text
     within = {**over, "plan": tw.Plan().prune("dense", sparsity=0.5), "estimate": {"drop": 0.004, "size": 500}}
     assert "1 pruned" in _suggestion_text(within) and "alone" not in _suggestion_text(within)
+
+
+def test_table_refuses_a_combination_qat_cannot_preserve_with_the_reason():
+    from tfopt_widgets._keras import keras
+
+    inputs = keras.Input((8, 8, 2))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.Conv2DTranspose(2, 3, name="up")(x)
+    model = keras.Model(inputs, x)
+    model.compile("adam", "mse")
+    studio = tw.Studio(model, target="cpu")
+    edit(studio.table, plan_state={"up": [1, 0, 0, "kmeans++", 0]})
+    edit(studio.table, plan_state={"up": [1, 0, 8, "kmeans++", 0]})  # tick "cluster" next to "quantize"
+    assert "cluster-preserving QAT keeps shared values only in Conv2D and Dense" in studio.error
+    assert studio.plan["up"].cluster is None and studio.table.plan_state == {"up": [1, 0, 0, "kmeans++", 0]}
+    edit(studio.table, plan_state={"up": [1, 0, 0, "kmeans++", 0], "conv": [1, 0.5, 8, "kmeans++", 0]})
+    assert studio.plan["conv"].scheme == "PCQAT"
