@@ -82,6 +82,21 @@ def test_user_model_untouched(frozen, digits):
     assert small.int8_value is None and small.samples == 200
 
 
+def test_a_tf_data_dataset_gives_its_first_samples(digits):
+    from tfopt_widgets._keras import tf
+
+    model, _, (x_test, y_test) = digits
+    options = {"techniques": ("prune",), "levels": {"prune": (0.9,)}, "samples": 100, "executor": "threads"}
+    batched = tw.sensitivity(model, tf.data.Dataset.from_tensor_slices((x_test, y_test)).batch(32), **options)
+    unbatched = tw.sensitivity(model, tf.data.Dataset.from_tensor_slices((x_test, y_test)), **options)
+    first = tw.sensitivity(model, (x_test[:100], y_test[:100]), **options)
+    assert batched.samples == unbatched.samples == 100
+    assert batched.baseline == unbatched.baseline == first.baseline
+    assert batched.drop("dense", "prune", 0.9) == first.drop("dense", "prune", 0.9)
+    with pytest.raises(tw.DataError, match=r"must be an \(x, y\) pair of arrays; got ndarray"):
+        tw.sensitivity(model, x_test)
+
+
 def on_the_int8_grid(y_true, y_pred):
     """The share of output probabilities that are whole multiples of 1/256 (a softmax computed in int8)."""
     return float(np.mean(np.isclose(np.asarray(y_pred) * 256, np.round(np.asarray(y_pred) * 256), atol=1e-4)))

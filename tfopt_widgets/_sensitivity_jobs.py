@@ -30,16 +30,18 @@ class Kernel:
 Variant = tuple
 
 
-def score_variants(base: bytes, variants: list, x: np.ndarray, y: np.ndarray, metric=None,
-                   num_threads: int = 1) -> list[tuple[str, float, dict | None]]:
+def score_variants(base: bytes, variants: list, x, y, metric=None, num_threads: int = 1,
+                   outputs: list[str] | None = None) -> list[tuple[str, float, dict | None]]:
     """[(variant name, metric value, sizes of the changed kernel or None)] for each variant, run with LiteRT.
 
-    ``metric(y_true, y_pred) -> float``, or accuracy when None. One interpreter per variant, with ``num_threads``
-    threads: several jobs run side by side, so each stays on one core by default.
+    ``metric(y_true, y_pred) -> float``, or accuracy when None (of the first output when there are several). One
+    interpreter per variant, with ``num_threads`` threads: several jobs run side by side, so each stays on one core
+    by default. A model with several inputs gives ``x`` as {input name: array}; with several outputs, ``outputs``
+    names them in the Keras order (``y`` is then a list in that order).
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    from .evaluation import _accuracy, _predict
+    from .evaluation import _predict, _score
 
     results = []
     for name, content, change in variants:
@@ -57,8 +59,8 @@ def score_variants(base: bytes, variants: list, x: np.ndarray, y: np.ndarray, me
         # No stderr capture here: it swaps a process-wide file descriptor, which threads running side by side
         # would corrupt. tw.sensitivity lets LiteRT print its once-per-process delegate banner beforehand.
         interpreter = Interpreter(model_content=content, num_threads=num_threads)
-        predictions = _predict(interpreter, x)
-        value = _accuracy(y, predictions) if metric is None else float(metric(y, predictions))
+        predictions = _predict(interpreter, x, outputs)
+        value = _score(y, predictions, metric)
         results.append((name, value, sizes))
     return results
 

@@ -182,7 +182,9 @@ class SensitivityReport:
         if data is None:
             if x_train is None:
                 raise DataError("verify needs data=(x, y) to measure on when train_data is a dataset.", field="data")
-            data = (train_data[0][:EVALUATION_SAMPLES], train_data[1][:EVALUATION_SAMPLES])
+            keras_model = model if hasattr(model, "inputs") else getattr(model, "model", model)
+            data = (_head(train_data[0], EVALUATION_SAMPLES, len(keras_model.inputs) > 1),
+                    _head(train_data[1], EVALUATION_SAMPLES, len(keras_model.outputs) > 1))
         calibration = representative_data if representative_data is not None else x_train
         optimized = optimize(model, plan, train_data, epochs=epochs, **optimize_args) \
             if stages(plan) else None
@@ -216,6 +218,16 @@ class SensitivityReport:
     def _repr_html_(self) -> str:
         return self.to_dataframe().style.format("{:+.4f}", na_rep="").background_gradient(
             cmap="RdYlGn_r", axis=None).to_html()
+
+
+def _head(value, count: int, several: bool):
+    """The first ``count`` samples of an array, or with ``several`` (inputs or outputs) of each array of a list,
+    tuple or dict."""
+    if isinstance(value, dict):
+        return {key: item[:count] for key, item in value.items()}
+    if several and isinstance(value, (list, tuple)):
+        return [item[:count] for item in value]
+    return value[:count]
 
 
 @dataclass(frozen=True)
@@ -254,7 +266,10 @@ def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Execu
                 workers: int | None = None, progress=None) -> SensitivityReport:
     """Per layer and technique, the metric drop when only that layer is compressed (no fine-tuning).
 
-    ``data``: ``(x, y)`` arrays to measure on (at most ``samples`` of them, evenly spread). ``levels``: per
+    ``data``: ``(x, y)`` arrays to measure on (at most ``samples`` of them, evenly spread), or a tf.data dataset of
+    ``(x, y)`` (batched or not; its first ``samples``). Several inputs: x as a list of arrays in the model's input
+    order or a dict keyed by input name; several outputs: y likewise (the default metric is then the accuracy of
+    the first output). ``levels``: per
     technique, e.g. ``{"prune": (0.5, 0.9), "cluster": (16,)}`` (defaults: :data:`DEFAULT_LEVELS`).
     ``metric(y_true, y_pred) -> float`` (higher is better) replaces accuracy; with a process executor it must be
     picklable (a module-level function). ``representative_data`` calibrates int8 (default: the measured inputs).
@@ -267,6 +282,7 @@ def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Execu
     ``tw.Cancelled`` from it stops: jobs not started are dropped, the running ones finish first.
     """
     from . import conversion
+    from .evaluation import default_metric_name
     from .inspection import inspect
 
     start = time.perf_counter()
@@ -278,7 +294,9 @@ def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Execu
     _check_levels(levels)
     keras_model = conversion._keras_model(model)
     x, y = _evaluation_data(keras_model, data, samples)
+    count = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
     calibration = x if representative_data is None else representative_data
+    outputs = list(keras_model.output_names) if len(keras_model.outputs) > 1 else None
     info = inspect(keras_model)
     origins = conversion._user_layers(keras_model)
 
@@ -289,7 +307,7 @@ def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Execu
     int8_file, debug = None, {}
     if executor is None:
         executor = _default_executor(float_file.content, metric, workers)
-    with _Jobs(float_file.content, x, y, metric, executor, workers, progress) as jobs:
+    with _Jobs(float_file.content, x, y, metric, executor, workers, progress, outputs) as jobs:
         jobs.submit([("float", None, None)])
         changes = []
         for technique in ("prune", "cluster"):
@@ -328,9 +346,12 @@ def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Execu
     total = int8_gzip or float_file.gzip_size
     layers = [LayerSize(name, info[name].class_name, int(kernels[name].keras.size), sizes[name],
                         sizes[name]["int8"] / total) for name in kernels]
-    metric_name = "accuracy" if metric is None else getattr(metric, "__name__", type(metric).__name__)
+    if metric is not None:
+        metric_name = getattr(metric, "__name__", type(metric).__name__)
+    else:
+        metric_name = default_metric_name(origins.get(outputs[0], outputs[0]) if outputs else None)
     return SensitivityReport(keras_model.name, metric_name, baseline, int8_value, rows, layers, int8_gzip,
-                             float_file.gzip_size, len(x), levels, time.perf_counter() - start,
+                             float_file.gzip_size, count, levels, time.perf_counter() - start,
                              _worker_count(executor, workers),
                              executor if isinstance(executor, str) else type(executor).__name__)
 
@@ -347,13 +368,22 @@ def _check_levels(levels: dict) -> None:
 
 
 def _evaluation_data(model, data, samples: int):
+    """Checked ``(x, y)``, at most ``samples`` of them (evenly spread over arrays; the first ones of a tf.data
+    dataset). Several inputs: x as {input name: array} in the model's input order; several outputs: y a list."""
     from . import _data
+    from ._keras import tf
 
+    if isinstance(data, tf.data.Dataset):
+        data = _data.dataset_samples(data, model, "data", samples)
     x, y = _data.check_labelled(data, model, "data")
-    if len(x) > samples:
-        pick = np.linspace(0, len(x) - 1, samples).round().astype(int)
-        x, y = x[pick], y[pick]
-    return np.asarray(x, dtype=model.inputs[0].dtype.as_numpy_dtype), np.asarray(y)
+    count = _data.samples_in(x)
+    if count > samples:
+        pick = np.linspace(0, count - 1, samples).round().astype(int)
+        x, y = _data.take(x, pick), _data.take(y, pick)
+    x = _data.as_input_dtypes(x, model)
+    if isinstance(x, list):
+        return dict(zip(model.input_names, x)), y
+    return x, np.asarray(y)
 
 
 def _kernels(keras_model, tfl, info) -> dict[str, Kernel]:
@@ -443,12 +473,21 @@ class _Quantizer:
             warnings.warn(notice, ModelNotice, stacklevel=3)
         self._converter = converter = conversion._converter(keras_model, fixed_batch=False)
         conversion._configure(converter, "int8", samples, False)
-        debug_samples = samples[np.linspace(0, len(samples) - 1, min(DEBUG_SAMPLES, len(samples))).astype(int)]
+        if isinstance(samples, dict):  # several inputs: the debugger feeds a list in the file's input order
+            count = len(next(iter(samples.values())))
+            pick = np.linspace(0, count - 1, min(DEBUG_SAMPLES, count)).astype(int)
+            order: list[str] = []  # read from the calibrated file below, before the debugger first runs
+            debug_dataset = lambda: ([samples[name][i:i + 1] for name in order] for i in pick)
+        else:
+            debug_samples = samples[np.linspace(0, len(samples) - 1, min(DEBUG_SAMPLES, len(samples))).astype(int)]
+            debug_dataset = lambda: ([debug_samples[i:i + 1]] for i in range(len(debug_samples)))
         with captured_stderr("Statistics for quantized inputs", r"\s*Warning: tf.lite.Interpreter is deprecated"):
             self.debugger = tf.lite.experimental.QuantizationDebugger(
-                converter=converter, debug_dataset=lambda: ([debug_samples[i:i + 1]] for i in range(len(debug_samples))),
+                converter=converter, debug_dataset=debug_dataset,
                 debug_options=tf.lite.experimental.QuantizationDebugOptions(fully_quantize=False))
         calibrated = TFLiteModel(self.debugger.calibrated_model, layer_origins=origins)
+        if isinstance(samples, dict):
+            order.extend(calibrated.input_names)  # the file's own order (no Keras order given), as the debugger's
         self.nodes: dict[str, list[str]] = {}
         self.unnamed: list[str] = []
         for op in calibrated.ops:
@@ -514,7 +553,7 @@ def _worker_count(executor, workers) -> int | None:
 class _Jobs:
     """Variants submitted to an executor as they are made, in chunks; ``results()`` waits for all of them."""
 
-    def __init__(self, base: bytes, x, y, metric, executor, workers, progress=None):
+    def __init__(self, base: bytes, x, y, metric, executor, workers, progress=None, outputs=None):
         from ai_edge_litert.interpreter import Interpreter
 
         from ._quiet import captured_stderr
@@ -522,6 +561,7 @@ class _Jobs:
         with captured_stderr():  # LiteRT prints its delegate banner once per process: here, not inside the jobs
             Interpreter(model_content=base).allocate_tensors()
         self.base, self.x, self.y, self.metric = base, x, y, metric
+        self.outputs = outputs  # several outputs: their names in the Keras order
         self.workers = workers or min(2, os.cpu_count() or 1)
         self.own = None
         if executor == "threads":
@@ -559,7 +599,8 @@ class _Jobs:
         chunks = max(1, min(len(variants), chunks or default))
         for i in range(chunks):
             part = variants[i::chunks]
-            future = self.executor.submit(score_variants, self.base, part, self.x, self.y, self.metric)
+            future = self.executor.submit(score_variants, self.base, part, self.x, self.y, self.metric,
+                                          outputs=self.outputs)
             self.futures.append((future, len(part)))
             future.add_done_callback(functools.partial(self._done, count=len(part)))
         self.submitted += len(variants)

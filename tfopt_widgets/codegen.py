@@ -240,36 +240,59 @@ def _data_section() -> str:
 def load_training_data():
     """Your training data: (x_train, y_train) numpy arrays, or a tf.data.Dataset of (x, y) batches.
 
-    It fine-tunes every stage, and its first inputs calibrate int8 ranges. >>> FILL IN <<<
+    A model with several inputs takes x as a list (or tuple) of arrays in its input order, or a dict keyed by input
+    name; with several outputs, y likewise. It fine-tunes every stage, and its first inputs calibrate int8 ranges.
+    >>> FILL IN <<<
     """
     {FILL_IN}
 
 
-def training_batches(data):
-    """(batched dataset, steps per epoch): arrays are shuffled with seed 0 and batched by BATCH_SIZE."""
+def in_order(value, names):
+    """Data for a model with several inputs (or outputs) ``names``: a list or a dict keyed by name as a tuple in
+    that order (tfmot renames the output layers, so names would no longer match them); one input: as it is."""
+    if len(names) < 2:
+        return value
+    return tuple(value[name] for name in names) if isinstance(value, dict) else tuple(value)
+
+
+def training_batches(data, model):
+    """(batched dataset, steps per epoch): arrays are shuffled with seed 0 and batched by BATCH_SIZE. Several
+    inputs (outputs): x (y) as a list in the model's order or a dict keyed by name."""
+    inputs, outputs = list(model.input_names), list(model.output_names)
     if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        keyed = isinstance(spec, tuple) and len(spec) >= 2 and (isinstance(spec[0], dict) and len(inputs) > 1
+                                                                 or isinstance(spec[1], dict) and len(outputs) > 1)
+        if keyed:
+            data = data.map(lambda x, y, *rest: (in_order(x, inputs), in_order(y, outputs), *rest))
         steps = int(data.cardinality())
         return data, steps if steps > 0 else sum(1 for _ in data)
-    x, y = data
-    dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=0).batch(BATCH_SIZE)
-    return dataset, -(-len(x) // BATCH_SIZE)
+    x, y = in_order(data[0], inputs), in_order(data[1], outputs)
+    count = len(x[0]) if len(inputs) > 1 else len(x)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(count, seed=0).batch(BATCH_SIZE)
+    return dataset, -(-count // BATCH_SIZE)
 
 
 def calibration_inputs(data, model):
     """At most CALIBRATION_SAMPLES training inputs, evenly spread over the data (sorted data still calibrates), in
-    the model's input dtype (token ids stay integers)."""
-    dtype = model.inputs[0].dtype.as_numpy_dtype
+    the model's input dtypes (token ids stay integers). Several inputs: {{input name: array}}, which
+    configure_converter() feeds by name (the converted file's input order need not be the model's)."""
+    names = list(model.input_names)
     if isinstance(data, tf.data.Dataset):  # the first samples of a dataset
         parts = []
         for x, _ in data:
-            parts.append(np.asarray(x))
-            if sum(map(len, parts)) >= CALIBRATION_SAMPLES:
+            parts.append([np.asarray(part) for part in in_order(x, names)] if len(names) > 1 else [np.asarray(x)])
+            if sum(len(part[0]) for part in parts) >= CALIBRATION_SAMPLES:
                 break
-        return np.concatenate(parts)[:CALIBRATION_SAMPLES].astype(dtype)
-    x = np.asarray(data[0])
-    if len(x) > CALIBRATION_SAMPLES:
-        x = x[np.linspace(0, len(x) - 1, CALIBRATION_SAMPLES).round().astype(int)]
-    return x.astype(dtype)'''
+        inputs = [np.concatenate(part)[:CALIBRATION_SAMPLES] for part in zip(*parts)]
+    else:
+        x = data[0]
+        inputs = [np.asarray(part) for part in in_order(x, names)] if len(names) > 1 else [np.asarray(x)]
+        if len(inputs[0]) > CALIBRATION_SAMPLES:
+            pick = np.linspace(0, len(inputs[0]) - 1, CALIBRATION_SAMPLES).round().astype(int)
+            inputs = [x[pick] for x in inputs]
+    inputs = [x.astype(tensor.dtype.as_numpy_dtype) for x, tensor in zip(inputs, model.inputs)]
+    return inputs[0] if len(inputs) == 1 else dict(zip(names, inputs))'''
 
 
 def _plan_section(plan: Plan, run: list[str], groups: dict | None, mode: str, selective: bool) -> str:
@@ -356,10 +379,15 @@ def fine_tune(model, source, dataset, callbacks=(), freeze=()):
     config = source.get_compile_config()
     if LEARNING_RATE is not None:
         config["optimizer"]["config"]["learning_rate"] = LEARNING_RATE
+    # tfmot renames the output layers (label -> quant_label): settings keyed by output name go by position instead.
+    for key, missing in PER_OUTPUT:
+        if key in config:
+            config[key] = by_output(config[key], list(source.output_names), missing)
     model.compile_from_config(config)
     model.fit(dataset, epochs=EPOCHS, callbacks=list(callbacks), verbose=2)
     for layer in frozen:
         layer.trainable = True''')
+    out.append("\n\n" + _copies(("optimization", "_PER_OUTPUT"), ("optimization", "_by_output")))
     if "prune" in run:
         out.append("\n\n" + _definition("plan", "pruning_steps"))
     if "quantize" in run:
@@ -469,6 +497,7 @@ def _conversion_section(run: list[str], selective: bool) -> str:
     if selective:
         out.append(_selective_section())
     if run:
+        out.append(_definition("optimization", "zero_inputs"))
         out.append(_LAYER_SUMMARY)
     return "\n\n\n".join(out)
 
@@ -507,7 +536,7 @@ _LAYER_SUMMARY = '''def layer_summary(model):
     """{layer: (kernel sparsity, unique kernel values)} for the planned layers, as the model computes with them."""
     planned = {*PRUNE, *CLUSTER, *QUANTIZE}
     # An eager forward pass makes each QAT wrapper set its inner kernel to the fake-quantized values.
-    model(np.zeros([1, *[d or 1 for d in model.inputs[0].shape[1:]]], "float32"), training=False)
+    model(zero_inputs(model), training=False)
     summary = {}
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)
@@ -526,7 +555,7 @@ def _main_section(run: list[str], selective: bool) -> str:
         "quantize": "    model = quantize(model, source, dataset)",
     }
     if run:
-        body = "\n".join(["    dataset, steps_per_epoch = training_batches(data)", "    model = source",
+        body = "\n".join(["    dataset, steps_per_epoch = training_batches(data, source)", "    model = source",
                           *(calls[stage] for stage in run), "", '''    print(f"{'layer':<24} {'sparsity':>9} {'unique values':>14}")
     for name, (sparsity, unique) in layer_summary(model).items():
         print(f"{name!r:<24} {sparsity:>9.4f} {unique:>14}")'''])

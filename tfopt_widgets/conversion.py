@@ -41,6 +41,8 @@ def convert(model, target: str | Target = "cpu", representative_data=None, quant
     ``target`` is one of ``tfopt_widgets.targets.TARGETS`` ("float32", "cpu", "gpu", "edgetpu", "hexagon").
     ``representative_data``: training inputs (numpy array or tf.data yielding inputs or (inputs, labels)) that
     calibrate int8/int16 activation ranges; at most ``calibration_samples`` of them are used, spread over the data.
+    For a model with several inputs: a list of arrays in the model's input order or a dict keyed by input name
+    (a dataset yields the same, alone or as (inputs, labels)); each sample calibrates the file's inputs by name.
     ``quantization`` ("none", "dynamic", "float16", "int8", "int16x8") overrides the target's default mode; a
     model with quantization-aware-trained layers converts to int8 wherever the target allows it.
     ``int8_io`` overrides whether an int8 file takes and returns int8 tensors (default: the target's setting).
@@ -92,7 +94,8 @@ def convert(model, target: str | Target = "cpu", representative_data=None, quant
         source, mode, samples = _calibratable(keras_model, target, mode, samples, recurrent, quantization,
                                               float_layers, notices)
     content, batch_one, looping = _convert_file(source, target, mode, samples, io_int8, float_layers, notices)
-    tfl = TFLiteModel(content, target=target.name, quantization=mode, layer_origins=_user_layers(keras_model))
+    tfl = TFLiteModel(content, target=target.name, quantization=mode, layer_origins=_user_layers(keras_model),
+                      input_names=keras_model.input_names, output_names=keras_model.output_names)
     notices.append(_file_notice(keras_model, recurrent or {name: "Layer" for name in looping}, tfl,
                                 batch_one=batch_one and not target.fixed_batch))
     for notice in filter(None, notices):
@@ -233,15 +236,24 @@ def _fully_quantization_aware(model) -> bool:
     return wrapped
 
 
-def _calibration_samples(model, data, limit: int) -> np.ndarray:
-    """At most ``limit`` checked input samples from an array or a tf.data dataset, spread over the data."""
+def _calibration_samples(model, data, limit: int):
+    """At most ``limit`` checked input samples from an array or a tf.data dataset, spread over the data.
+
+    One array for a single-input model. For several inputs (``data`` as a list of arrays in the model's input
+    order, a dict keyed by input name, or a dataset yielding either) a dict {input name: array} in the model's
+    input order: the converted file's input order is the converter's own (two_in_two_out's image, features become
+    features, image), so the representative dataset feeds them by name (see :func:`_configure`).
+    """
     if isinstance(data, tf.data.Dataset):
-        data = _dataset_inputs(model, data, limit)
+        data = _dataset_inputs(model, data, limit) if len(model.inputs) == 1 else \
+            _data.dataset_samples(data, model, "representative_data", limit, labelled=False)
     x = _data.check_inputs(data, model, "representative_data")
-    if len(x) > limit:
+    count = _data.samples_in(x)
+    if count > limit:
         # Evenly spaced rather than the first ones: data sorted by class would otherwise calibrate on a few classes.
-        x = x[np.linspace(0, len(x) - 1, limit).round().astype(int)]
-    return np.asarray(x, dtype=model.inputs[0].dtype.as_numpy_dtype)
+        x = _data.take(x, np.linspace(0, count - 1, limit).round().astype(int))
+    x = _data.as_input_dtypes(x, model)
+    return dict(zip(model.input_names, x)) if isinstance(x, list) else x
 
 
 def _dataset_inputs(model, dataset, limit: int) -> np.ndarray:
@@ -318,8 +330,12 @@ def _converter(model, fixed_batch: bool, *, batch_one: bool | None = None):
     return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function(*specs)], holder)
 
 
-def _configure(converter, mode: str, samples: np.ndarray | None, int8_io: bool) -> None:
-    """Set the converter's optimization flags for one quantization mode (TF's post-training quantization guide)."""
+def _configure(converter, mode: str, samples, int8_io: bool) -> None:
+    """Set the converter's optimization flags for one quantization mode (TF's post-training quantization guide).
+
+    ``samples``: calibration inputs, one array, or {input name: array} for a model with several inputs (fed by
+    name through the file's signature). Plan.to_python's script runs a copy of this function.
+    """
     if mode == "none":
         return
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -329,6 +345,10 @@ def _configure(converter, mode: str, samples: np.ndarray | None, int8_io: bool) 
         return
     if samples is not None:
         def representative_dataset():
+            if isinstance(samples, dict):  # several inputs: by name (the file's order need not be Keras')
+                for i in range(len(next(iter(samples.values())))):
+                    yield {name: x[i:i + 1] for name, x in samples.items()}
+                return
             for i in range(len(samples)):
                 yield [samples[i:i + 1]]
         converter.representative_dataset = representative_dataset

@@ -92,7 +92,7 @@ def kernels(model, origins: dict[str, str] | None = None) -> dict[str, np.ndarra
     quantize_wrapper = tfmot.quantization.keras.QuantizeWrapper
     if any(isinstance(layer, quantize_wrapper) for layer in model.layers):
         # An eager forward pass makes each wrapper set its inner layer's kernel to the quantized tensor.
-        model(np.zeros([1, *[d or 1 for d in model.inputs[0].shape[1:]]], "float32"), training=False)
+        model(zero_inputs(model), training=False)
     result = {}
     for layer in model.layers:
         inner = layer.layer if isinstance(layer, quantize_wrapper) else layer
@@ -104,13 +104,22 @@ def kernels(model, origins: dict[str, str] | None = None) -> dict[str, np.ndarra
     return result
 
 
+def zero_inputs(model):
+    """One sample of zeros for each of ``model``'s inputs, in its dtype (1 for unknown sizes): one array for a
+    single input, else a list in input order. Plan.to_python's script runs a copy of this function."""
+    zeros = [np.zeros([1, *[d or 1 for d in tensor.shape[1:]]], tensor.dtype.as_numpy_dtype)
+             for tensor in model.inputs]
+    return zeros[0] if len(zeros) == 1 else zeros
+
+
 def optimize(model, plan: Plan, train_data, epochs: int = 2, validation_data=None, callbacks=None,
              learning_rate: float | None = None, progress: Progress | None = None, batch_size: int = 32,
              loss=None, metrics=None, steps_per_epoch: int | None = None, strategy=None) -> OptimizedModel:
     """Apply ``plan`` to a copy of ``model`` with tfmot, fine-tune, strip, and return the result.
 
-    ``train_data`` is ``(x, y)`` numpy arrays or a batched ``tf.data.Dataset`` of ``(x, y)``; each stage
-    (prune, cluster, quantize: those the plan uses) fine-tunes for ``epochs``. The model's compiled loss, metrics
+    ``train_data`` is ``(x, y)`` numpy arrays or a batched ``tf.data.Dataset`` of ``(x, y)`` (several inputs: x as
+    a list of arrays in the model's input order or a dict keyed by input name; several outputs: y likewise); each
+    stage (prune, cluster, quantize: those the plan uses) fine-tunes for ``epochs``. The model's compiled loss, metrics
     and optimizer are reused (``loss=``/``metrics=``/``learning_rate=`` override them). ``progress(stage, step,
     total)`` is called after every training step; raising ``tw.Cancelled`` from it stops cleanly.
     ``strategy``: a ``tf.distribute.Strategy`` (e.g. ``MirroredStrategy``) to fine-tune with; the copy of the
@@ -435,10 +444,15 @@ def _compile_args(model, loss, metrics, learning_rate) -> dict:
         return optimizer_class.from_config(settings) if settings else optimizer_class()
 
     outputs = list(model.output_names)
-    return {"optimizer": make_optimizer, "loss": _by_output(loss, outputs, None),
-            "metrics": _by_output(metrics, outputs, []),
-            "loss_weights": _by_output(compiled.get("loss_weights"), outputs, 0.0),
-            "weighted_metrics": _by_output(compiled.get("weighted_metrics"), outputs, [])}
+    settings = {"loss": loss, "metrics": metrics, "loss_weights": compiled.get("loss_weights"),
+                "weighted_metrics": compiled.get("weighted_metrics")}
+    return {"optimizer": make_optimizer,
+            **{key: _by_output(settings[key], outputs, missing) for key, missing in _PER_OUTPUT}}
+
+
+# Compile settings that may be keyed by output name, and what an output left out of such a dict gets.
+# Plan.to_python's script runs a copy of this and of _by_output.
+_PER_OUTPUT = (("loss", None), ("metrics", []), ("loss_weights", 0.0), ("weighted_metrics", []))
 
 
 def _by_output(setting, output_names: list[str], missing):

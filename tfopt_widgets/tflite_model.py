@@ -14,7 +14,7 @@ True
 from __future__ import annotations
 
 import gzip
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -112,15 +112,20 @@ class TFLiteModel:
 
     ``tw.convert`` returns one; :meth:`load` reads a saved file. ``target`` and ``quantization`` say how it was
     converted (None when unknown). ``layer_origins`` maps layer names of the converted Keras model, in model order,
-    to the user's layer names; without it ``Op.layer`` is None.
+    to the user's layer names; without it ``Op.layer`` is None. ``input_names`` and ``output_names`` are the Keras
+    model's input and output names in its order (``tw.convert`` gives them): the file lists its inputs and outputs
+    in an order of the converter's own (two_in_two_out's image, features become features, image), so a model with
+    several needs them to take data in the Keras order.
     """
 
     def __init__(self, content: bytes, *, target: str | None = None, quantization: str | None = None,
-                 layer_origins: Mapping[str, str] | None = None):
+                 layer_origins: Mapping[str, str] | None = None, input_names: Sequence[str] | None = None,
+                 output_names: Sequence[str] | None = None):
         self.content = bytes(content)
         self.target = target
         self.quantization = quantization
         self._origins = dict(layer_origins or {})
+        self._keras_names = {"inputs": list(input_names or ()), "outputs": list(output_names or ())}
 
     @classmethod
     def load(cls, path, **kwargs) -> TFLiteModel:
@@ -166,6 +171,25 @@ class TFLiteModel:
     def outputs(self) -> list[Tensor]:
         """The graph's output tensors."""
         return [self.tensors[i] for i in self._graph.outputs]
+
+    @property
+    def input_names(self) -> list[str]:
+        """The file's inputs by their signature names (the Keras input names), in the Keras model's input order when
+        known (``tw.convert``'s files), else in the file's order (``inputs``)."""
+        return self._names("inputs")
+
+    @property
+    def output_names(self) -> list[str]:
+        """The file's outputs by their signature names (the Keras output layers' names), in the Keras model's
+        output order when known (``tw.convert``'s files), else in the file's order (``outputs``)."""
+        return self._names("outputs")
+
+    def _names(self, kind: str) -> list[str]:
+        signature = _signature_names(self._flatbuffer, kind)
+        tensors = self._graph.inputs if kind == "inputs" else self._graph.outputs
+        in_file = [signature.get(int(i), _tensor_name(self._graph.tensors[int(i)])) for i in _indices(tensors)]
+        known = self._keras_names[kind]
+        return list(known) if sorted(known) == sorted(in_file) else in_file
 
     @cached_property
     def ops(self) -> list[Op]:
@@ -407,6 +431,16 @@ def _signature_outputs(flatbuffer) -> dict[int, str]:
         if signature.subgraphIndex == 0:
             for output in signature.outputs or []:
                 names[int(output.tensorIndex)] = output.name.decode()
+    return names
+
+
+def _signature_names(flatbuffer, kind: str) -> dict[int, str]:
+    """{tensor index: signature name} of the main graph's ``kind`` ("inputs" or "outputs")."""
+    names = {}
+    for signature in flatbuffer.signatureDefs or []:
+        if signature.subgraphIndex == 0:
+            for entry in getattr(signature, kind) or []:
+                names[int(entry.tensorIndex)] = entry.name.decode()
     return names
 
 
