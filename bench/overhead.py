@@ -10,13 +10,17 @@ lists, and file sizes within 1%.
     python bench/overhead.py            # digits demo (5 repeats) and MobileNetV2-0.35 at 96x96 (3 repeats)
     python bench/overhead.py --quick    # digits only, 1 epoch on a few batches, 1 repeat: a CI smoke test
     python bench/overhead.py --profile  # also cProfile one run of each and list where tw's extra time goes
+    python bench/overhead.py --only cqat --only pcqat   # MobileNetV2 CQAT / PCQAT against the guides' tfmot code
 
 Plans. Digits (tfopt_widgets.demo): every weighted layer pruned, clustered and quantization-aware trained (PCQAT)
 with its own sparsity and cluster count; conv2's BatchNormalization and ReLU are quantized folded into it. Every
 quantized layer has zeros, so tfmot's stock cluster-preserving scheme does what tw's per-layer quantizer copy does
 (tw's fix only matters when a quantized layer without zeros shares the quantizer). MobileNetV2-0.35: every Conv2D
 and the classifier pruned to 50% and clustered into 16 values (sparsity-preserving), then full-int8 post-training
-conversion with calibration images; a few steps of fine-tuning on synthetic images.
+conversion with calibration images; a few steps of fine-tuning on synthetic images. MobileNetV2-0.35 CQAT / PCQAT
+(64x64, 8 images, 1 epoch): every layer quantization-aware trained with the cluster-preserving scheme, the three
+largest layers clustered into 16 values (PCQAT: pruned to 50% first); the hand-written side annotates the same
+layers and passes tfmot's stock Default8BitClusterPreserveQuantizeScheme, as tfmot's collaborative guide does.
 """
 
 from __future__ import annotations
@@ -327,6 +331,48 @@ def mobilenet_case(args) -> dict:
                   {"epochs": epochs, "batch_size": batch_size, "train_samples": len(x), "steps_per_stage": 4})
 
 
+def mobilenet_collaborative_case(args, prune: bool) -> dict:
+    """CQAT (or PCQAT with ``prune``) on MobileNetV2-0.35 at 64x64: every layer quantization-aware trained, the three
+    largest Conv2D/Dense layers clustered into 16 values (and pruned to 50% first), 8 images, 1 epoch."""
+    import numpy as np
+    import tensorflow_model_optimization as tfmot
+
+    import tfopt_widgets as tw
+    from tfopt_widgets._keras import keras
+
+    keras.utils.set_random_seed(SEED)
+    base = keras.applications.MobileNetV2(input_shape=(64, 64, 3), alpha=0.35, weights=None, classes=10)
+    base.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    info = tw.inspect(base)
+    quantized = [layer.name for layer in info if layer.supports("quantize").ok]
+    techniques = ("prune", "cluster", "quantize") if prune else ("cluster", "quantize")
+    largest = [layer.name for layer in sorted(info, key=lambda layer: -layer.params)
+               if layer.supports(*techniques).ok][:3]
+    plan = tw.Plan().quantize(*quantized).cluster(*largest, clusters=16)
+    if prune:
+        plan.prune(*largest, sparsity=0.5)
+    rng = np.random.default_rng(SEED)
+    x = rng.uniform(-1, 1, (8, 64, 64, 3)).astype("float32")
+    y = rng.integers(0, 10, 8)
+    epochs, batch_size = 1, 8
+    scheme = tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=prune)
+
+    def run_tw():
+        return with_tw(base, plan, x, y, x, epochs, batch_size)
+
+    def run_hand():
+        return handwritten(base, x, y, x, prune=dict.fromkeys(largest, 0.5) if prune else {},
+                           cluster=dict.fromkeys(largest, 16), quantize=set(quantized), scheme=scheme,
+                           epochs=epochs, batch_size=batch_size)
+
+    name = "PCQAT" if prune else "CQAT"
+    case = interleaved(f"mobilenetv2-0.35 {name}", run_tw, run_hand, repeats=args.collaborative_repeats,
+                       warmup=False)
+    return finish(f"MobileNetV2-0.35 64x64 ({name}: {len(quantized)} layers quantized, {', '.join(largest)} "
+                  f"{'pruned 50% + ' if prune else ''}clustered 16)", base, case, None, args, run_tw, run_hand,
+                  plan.to_dict()["layers"], {"epochs": epochs, "batch_size": batch_size, "train_samples": len(x)})
+
+
 def finish(title, base, case, test_data, args, run_tw, run_hand, plan, training) -> dict:
     results = case.pop("results")
     outcomes = {name: outcome(*results[name]) for name in ("tw", "hand")}
@@ -348,6 +394,10 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="digits only, tiny training, 1 repeat (CI smoke test)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs of each variant (median; default 5)")
     parser.add_argument("--mobilenet-repeats", type=int, default=3, help="timed runs of each variant on MobileNetV2")
+    parser.add_argument("--collaborative-repeats", type=int, default=1,
+                        help="timed runs of each variant of MobileNetV2 CQAT and PCQAT")
+    parser.add_argument("--only", choices=("digits", "mobilenet", "cqat", "pcqat"), action="append",
+                        help="run only these cases (repeatable)")
     parser.add_argument("--profile", action="store_true", help="cProfile one run of each variant")
     parser.add_argument("--no-mobilenet", action="store_true", help="skip MobileNetV2 (always skipped by --quick)")
     parser.add_argument("--out", type=Path, default=_common.RESULTS)
@@ -355,8 +405,13 @@ def main(argv=None) -> int:
 
     info = _common.machine()
     cases = []
-    runs = [digits_case] + ([] if args.quick or args.no_mobilenet else [mobilenet_case])
-    for run in runs:
+    runs = {"digits": digits_case}
+    if not (args.quick or args.no_mobilenet):
+        runs.update(mobilenet=mobilenet_case, cqat=lambda a: mobilenet_collaborative_case(a, prune=False),
+                    pcqat=lambda a: mobilenet_collaborative_case(a, prune=True))
+    for name, run in runs.items():
+        if args.only and name not in args.only:
+            continue
         cases.append(run(args))
         report(cases, args, info)  # after each case, so a long run that is stopped still leaves its results
     return 0
@@ -398,7 +453,9 @@ def report(cases: list[dict], args, info: dict) -> None:
             lines += ["", f"cProfile of one tw run (hand-written run: {c['profile_hand_total_s']} s):", ""]
             lines += _common.table(["function", "calls", "cumulative (s)"],
                                    [[p["function"], p["calls"], p["cumulative_s"]] for p in c["profile_tw"]])
-    _common.write("overhead", args.quick, args.out, {"quick": args.quick, "machine": info, "cases": cases}, lines)
+    # A run of some cases only (--only) gets its own files, so the committed full run stays whole.
+    name = "overhead" if not args.only else "overhead-" + "-".join(dict.fromkeys(args.only))
+    _common.write(name, args.quick, args.out, {"quick": args.quick, "machine": info, "cases": cases}, lines)
 
 
 if __name__ == "__main__":
