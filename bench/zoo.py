@@ -989,6 +989,9 @@ def main(argv=None) -> int:
     parser.add_argument("--logs", type=Path, help="keep each worker's log and events in this folder")
     parser.add_argument("--update", action="store_true",
                         help="keep the other architectures of the existing zoo.json and rerun only these (--only)")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                        help="combine result files of runs over different architectures (e.g. two machines or "
+                             "processes) into zoo.json + zoo.md in --out; a later file's row replaces an earlier's")
     parser.add_argument("--list", action="store_true", help="print the architectures and steps")
     parser.add_argument("--readme", action="store_true", help="print the Supported models table from zoo.json")
     parser.add_argument("--write-readme", action="store_true", help="with --readme: write it into README.md")
@@ -1006,6 +1009,15 @@ def main(argv=None) -> int:
         for name, arch in ARCHITECTURES.items():
             print(f"{name:24} {arch.title}")
         print("\nsteps:", ", ".join(STEPS), "\nKeras 3 rows:", ", ".join(KERAS3_STEPS))
+        return 0
+    if args.merge:
+        results = [json.loads(path.read_text()) for path in args.merge]
+        rows = {record["name"]: record for result in results for record in result["architectures"]}
+        ordered = [rows[name] for name in ARCHITECTURES if name in rows]
+        write(args, {**results[0], "architectures": ordered, "totals": counts(ordered),
+                     "run_seconds": sum(result["run_seconds"] for result in results),
+                     "complete": len(ordered) == len(ARCHITECTURES), "merged_from": [str(p) for p in args.merge]},
+              echo=True)
         return 0
     if args.readme:
         stem = "zoo-quick" if args.quick else "zoo"
