@@ -177,12 +177,13 @@ def test_script_settings_follow_the_target_and_plan():
     assert "QUANTIZATION = 'int8'" in qat.to_python(target="gpu")  # QAT layers make the file int8 where allowed
     edgetpu = qat.to_python(target="edgetpu")
     assert "INT8_IO = True" in edgetpu and "FIXED_BATCH = True" in edgetpu
-    assert "Default8BitQuantizeScheme()" in edgetpu
-    assert ("QUANTIZE_SCHEME = collaborative_scheme('experimental.combine.Default8BitPrunePreserveQuantizeScheme', {}, [])"
+    assert ("QUANTIZE_SCHEME = quantize_scheme('quantization.keras.default_8bit.Default8BitQuantizeScheme', {}, [])"
+            in edgetpu)
+    assert ("QUANTIZE_SCHEME = quantize_scheme('experimental.combine.Default8BitPrunePreserveQuantizeScheme', {}, [])"
             in qat.copy().prune("dense", sparsity=0.5).to_python())
     clustered_only = tw.Plan().quantize("dense").cluster("classifier", clusters=8).to_python()
     assert "FROZEN_WHILE_QUANTIZING = ['classifier']" in clustered_only
-    assert ("QUANTIZE_SCHEME = collaborative_scheme('experimental.combine.Default8BitClusterPreserveQuantizeScheme', "
+    assert ("QUANTIZE_SCHEME = quantize_scheme('experimental.combine.Default8BitClusterPreserveQuantizeScheme', "
             "{'preserve_sparsity': False}, ['dense'])" in tw.Plan().quantize("dense").cluster("dense", clusters=8).to_python())
     with pytest.raises(tw.PlanError, match="empty"):
         tw.Plan().to_python()

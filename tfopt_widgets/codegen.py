@@ -110,10 +110,6 @@ def _quantize_configs() -> dict[str, str]:
     return {ast.literal_eval(k): v.id for k, v in zip(node.keys, node.values)}
 
 
-def _collaborative(scheme_path: str) -> bool:
-    return scheme_path.startswith("experimental.combine.")
-
-
 def _public(name: str) -> str:
     return name.lstrip("_")
 
@@ -200,7 +196,7 @@ Fill in load_training_data() below, then run:  python <this file>
 
 from __future__ import annotations
 
-import copy  # noqa: F401 -- used by collaborative_scheme() when the plan prunes or clusters a quantized layer
+import copy  # noqa: F401 -- used by quantize_scheme() when the plan quantizes layers
 import math
 import os
 from collections import namedtuple
@@ -328,18 +324,17 @@ def _plan_section(plan: Plan, run: list[str], groups: dict | None, mode: str, se
         out.append("CLUSTER = {}  # no layer is clustered")
     if "quantize" in run:
         path, kwargs = quantize_scheme(plan)
-        arguments = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-        # As in optimization._quantize_scheme: tfopt-widgets' registry over tfmot's collaborative scheme.
+        # As in optimization._quantize_scheme: tfopt-widgets' registry over tfmot's scheme.
         clustered = sorted(clustered_and_quantized(plan))
-        scheme = (f"collaborative_scheme({path!r}, {kwargs!r}, {clustered!r})" if _collaborative(path)
-                  else f"tfmot.{path}({arguments})")
+        scheme = f"quantize_scheme({path!r}, {kwargs!r}, {clustered!r})"
         out.append("# Quantization-aware training (int8) on these layers.")
         out.append(f"QUANTIZE = {plan.layers('quantize')!r}")
         out.append("# A BatchNormalization (and the activation after it) is quantized folded into its convolution.")
         out.append(f"QUANTIZED_WITH = {groups!r}" if groups is not None else
                    "QUANTIZED_WITH = None  # None: found in the model by quantized_with() when the script runs")
-        if _collaborative(path):
-            out.append("\n\n" + _definition("optimization", "_collaborative_scheme", "collaborative_scheme") + "\n\n")
+        out.append(f"\n\n# Activations tfmot's 8-bit QAT quantizes in an Activation layer; others pass through float.\n"
+                   f"QAT_ACTIVATIONS = {_literal('inspection', 'QAT_ACTIVATIONS')!r}")
+        out.append("\n\n" + _definition("optimization", "_scheme", "quantize_scheme") + "\n\n")
         out.append("# tfmot applies one QAT scheme to the whole model: the one that preserves what earlier stages did.")
         out.append(f"QUANTIZE_SCHEME = {scheme}")
         out.append("# Pruned or clustered layers that QAT does not wrap: held still so they keep zeros and shared "

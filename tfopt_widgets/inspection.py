@@ -57,10 +57,22 @@ def _per_tensor_quantize_config():
     return Default8BitQuantizeConfig(["kernel"], ["activation"], False)
 
 
-# Layers outside tfmot's QAT registry with a known weight layout: quantized with the QuantizeConfig made here.
+# Layers quantized with the QuantizeConfig made here instead of tfmot's registry's (or in place of a missing one).
 # Conv1D (TF issue #58783): its kernel is quantized per tensor, as Dense's is; tfmot's per-channel fake-quant
-# handles only 2-D and 4-D kernels and fails on Conv1D's 3-D one.
-QUANTIZE_CONFIGS = {"Conv1D": _per_tensor_quantize_config}
+# handles only 2-D and 4-D kernels and fails on Conv1D's 3-D one. AveragePooling: TFLite's int8 AVERAGE_POOL_2D
+# needs its output scale equal to its input's, but tfmot fake-quantizes the output on its own range and the converter
+# then refuses the file (DenseNet121 'pool2_pool': scale 0.047019 vs 0.047001); without an output quantizer the
+# pooled values keep the input's range.
+def _same_scale_quantize_config():
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.default_8bit_quantize_registry import (
+        Default8BitQuantizeConfig,
+    )
+
+    return Default8BitQuantizeConfig([], [], False)
+
+
+QUANTIZE_CONFIGS = {"Conv1D": _per_tensor_quantize_config, "AveragePooling1D": _same_scale_quantize_config,
+                    "AveragePooling2D": _same_scale_quantize_config}
 # Whole-model transforms in quantize_apply handle these although the registry says no (checked: SeparableConv2D
 # becomes a quantized DepthwiseConv2D + Conv2D pair).
 _QUANTIZED_BY_TRANSFORM = {"SeparableConv2D"}
@@ -77,6 +89,9 @@ _NOT_PRESERVED_THROUGH_QAT = {
 }
 # A BatchNormalization (and an activation right after it) is quantized only folded into the convolution before it.
 _FOLDING_HEADS = ("Conv2D", "DepthwiseConv2D")
+# The activations tfmot 0.8.1's Default8BitActivationQuantizeConfig accepts in an Activation layer (any other raises
+# "Activation ... not supported by Default8BitActivationQuantizeConfig" inside quantize_apply).
+QAT_ACTIVATIONS = ("relu", "swish", "gelu", "relu6", "linear", "softmax", "sigmoid", "tanh")
 _FOLDED_ACTIVATIONS = ("ReLU", "Activation")
 
 
@@ -339,6 +354,12 @@ def _quantize_support(layer, cls: str) -> Support:
         default_8bit_quantize_registry as registry,
     )
 
+    if cls == "Activation" and getattr(layer.activation, "__name__", None) not in QAT_ACTIVATIONS:
+        name = getattr(layer.activation, "__name__", repr(layer.activation))
+        return Support(False, f"tfmot's 8-bit QAT knows no activation {name!r} (only {', '.join(QAT_ACTIVATIONS)}), "
+                              "so QAT leaves this layer float and passes it through while the layers around it are "
+                              "quantized; tw.convert then quantizes it from representative data. Leave it out of "
+                              "the plan.")
     if registry.Default8BitQuantizeRegistry().supports(layer):
         return Support(True)
     if cls in QUANTIZE_CONFIGS:
@@ -364,7 +385,8 @@ def _assign_groups(layers: list[LayerInfo]) -> None:
             continue
         layer.group = head.name
         after = consumers.get(layer.name, [])
-        if len(after) == 1 and by_name[after[0]].class_name in _FOLDED_ACTIVATIONS:
+        if len(after) == 1 and by_name[after[0]].class_name in _FOLDED_ACTIVATIONS \
+                and by_name[after[0]].support["quantize"].ok:
             by_name[after[0]].group = head.name
 
 

@@ -22,7 +22,7 @@ from . import _keras
 from ._data import TrainingData, training_data
 from ._keras import keras, np, tf, tfmot
 from .errors import Error, ModelError, PlanError
-from .inspection import QUANTIZE_CONFIGS
+from .inspection import QAT_ACTIVATIONS, QUANTIZE_CONFIGS
 from .plan import (
     CENTROID_INITS,
     Plan,
@@ -320,21 +320,18 @@ def _annotate_for_qat(layer, names):
 def _quantize_scheme(plan: Plan):
     """tfmot's QAT scheme for what the quantized layers went through before (see plan.py)."""
     path, kwargs = quantize_scheme(plan)
-    if path.startswith("experimental.combine."):
-        return _collaborative_scheme(path, kwargs, sorted(clustered_and_quantized(plan)))
-    scheme = tfmot
-    for attribute in path.split("."):
-        scheme = getattr(scheme, attribute)
-    return scheme(**kwargs)
+    return _scheme(path, kwargs, sorted(clustered_and_quantized(plan)))
 
 
-def _collaborative_scheme(path: str, kwargs: dict, clustered: list[str]):
-    """tfmot's collaborative QAT scheme at ``path`` (PQAT, CQAT/PCQAT) with a registry that handles real models.
+def _scheme(path: str, kwargs: dict, clustered: list[str]):
+    """tfmot's QAT scheme at ``path`` (8-bit, PQAT, CQAT/PCQAT) with a registry that handles real models.
 
-    ``clustered``: the layers whose shared values QAT must keep. tfmot 0.8.1's preserving registries break on
-    layers that plain 8-bit QAT handles, and are slow where nothing needs preserving:
-    - they claim every layer without trainable weights and then ask the default registry for its config, which
-      refuses layers it does not know (a Rescaling right before a quantized layer): those now pass through float;
+    ``clustered``: the layers whose shared values QAT must keep. tfmot 0.8.1's registries break on real models:
+    - an Activation layer with a function outside :data:`inspection.QAT_ACTIVATIONS` (MobileNetV3's hard-swish
+      from Keras 3) makes quantize_apply raise whenever it feeds a quantized layer: it now passes through float;
+    - the collaborative registries claim every layer without trainable weights and then ask the default registry
+      for its config, which refuses layers it does not know (a Rescaling right before a quantized layer): those
+      now pass through float;
     - they refuse trainable layers outside their Conv2D / Dense map (Conv2DTranspose): those get plain 8-bit QAT,
       which is right when they are not pruned or clustered (tw.inspect refuses that combination up front);
     - they assume every config has a weight quantizer (an Activation's has none);
@@ -351,13 +348,17 @@ def _collaborative_scheme(path: str, kwargs: dict, clustered: list[str]):
         default_8bit_quantize_registry,
     )
 
-    combine = tfmot.experimental.combine
     scheme_class = tfmot
     for attribute in path.split("."):
         scheme_class = getattr(scheme_class, attribute)
-    keep_clusters = scheme_class(**kwargs).get_quantize_registry() if clustered else None
-    keep_zeros = combine.Default8BitPrunePreserveQuantizeScheme().get_quantize_registry()
+    collaborative = path.startswith("experimental.combine.")
+    keep_clusters = scheme_class(**kwargs).get_quantize_registry() if collaborative and clustered else None
+    keep_zeros = (tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme().get_quantize_registry()
+                  if collaborative else None)
     plain = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+
+    def known_activation(layer) -> bool:
+        return type(layer).__name__ != "Activation" or getattr(layer.activation, "__name__", None) in QAT_ACTIVATIONS
 
     def has_zeros(layer) -> bool:
         kernel = getattr(layer, "kernel", None)
@@ -365,14 +366,14 @@ def _collaborative_scheme(path: str, kwargs: dict, clustered: list[str]):
 
     class Registry:
         def supports(self, layer):
-            return plain.supports(layer)
+            return known_activation(layer) and plain.supports(layer)
 
         def get_quantize_config(self, layer):
             if not layer.trainable_weights:
                 return plain.get_quantize_config(layer)
-            if layer.name in clustered and keep_clusters.supports(layer):
+            if keep_clusters is not None and layer.name in clustered and keep_clusters.supports(layer):
                 config = keep_clusters.get_quantize_config(layer)
-            elif keep_zeros.supports(layer) and has_zeros(layer):
+            elif keep_zeros is not None and keep_zeros.supports(layer) and has_zeros(layer):
                 config = keep_zeros.get_quantize_config(layer)
             else:
                 return plain.get_quantize_config(layer)

@@ -37,25 +37,34 @@ _SAME_ACTIVATIONS = {"linear", "relu", "sigmoid", "tanh", "softmax", "elu", "sel
                      "exponential", "swish", "gelu"}
 
 
-def _hard_sigmoid(x):
+# Registered with Keras: tfmot's quantize_apply clones the model from its config, and an Activation holding an
+# unregistered function cannot be deserialized ("Unable to clone model": MobileNetV3 from Keras 3).
+@keras.saving.register_keras_serializable(package="tfopt_widgets")
+def hard_sigmoid(x):
     # Keras 3's definition, relu6(x + 3) / 6; tf_keras's hard_sigmoid (0.2 x + 0.5, clipped) is a different curve.
     return tf.nn.relu6(x + 3.0) * (1.0 / 6.0)
 
 
-def _hard_silu(x):
-    return x * _hard_sigmoid(x)
+@keras.saving.register_keras_serializable(package="tfopt_widgets")
+def hard_silu(x):
+    return x * hard_sigmoid(x)
+
+
+@keras.saving.register_keras_serializable(package="tfopt_widgets")
+def relu6(x):
+    return tf.nn.relu6(x)
 
 
 # Keras 3 activations rebuilt as functions with Keras 3's definitions (checked numerically in the tests).
-_REDEFINED_ACTIVATIONS = {"hard_sigmoid": _hard_sigmoid, "hard_silu": _hard_silu, "hard_swish": _hard_silu,
-                          "silu": tf.nn.silu, "relu6": tf.nn.relu6}
+_REDEFINED_ACTIVATIONS = {"hard_sigmoid": hard_sigmoid, "hard_silu": hard_silu, "hard_swish": hard_silu,
+                          "silu": "swish", "relu6": relu6}
 
 
 # Keras 3 ops (keras.ops.*) recorded in functional graphs, and the TF functions that compute the same.
 _OPERATIONS = {"Add": tf.math.add, "Subtract": tf.math.subtract, "Multiply": tf.math.multiply,
                "Divide": tf.math.truediv, "TrueDivide": tf.math.truediv, "Maximum": tf.math.maximum,
                "Minimum": tf.math.minimum, "Negative": tf.math.negative, "Relu": tf.nn.relu, "Relu6": tf.nn.relu6,
-               "Sigmoid": tf.math.sigmoid, "HardSigmoid": _hard_sigmoid, "HardSilu": _hard_silu}
+               "Sigmoid": tf.math.sigmoid, "HardSigmoid": hard_sigmoid, "HardSilu": hard_silu}
 
 
 class ModelNotice(UserWarning):
