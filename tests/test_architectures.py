@@ -256,3 +256,21 @@ def test_keras3_hard_swish_activation_and_average_pooling_through_qat_to_the_edg
         opt = tw.optimize(model, plan, data, epochs=1, batch_size=4)
         tfl = tw.convert(opt, "edgetpu", representative_data=data[0])
     assert "AVERAGE_POOL_2D" in {op.op for op in tfl.ops} and tfl.inputs[0].dtype == "int8"
+
+
+def test_keras3_convnext_block_ports_with_equal_outputs():
+    # Keras 3's ConvNeXt: LayerNormalization records rms_scaling=False, and its LayerScale is the application's own
+    # layer; both used to refuse the port ("no tf_keras equivalent").
+    import keras as keras3
+    from keras.src.applications.convnext import LayerScale
+
+    inputs = keras3.Input((8, 8, 4))
+    x = keras3.layers.DepthwiseConv2D(3, padding="same", name="dw")(inputs)
+    x = keras3.layers.LayerNormalization(epsilon=1e-6, name="norm")(x)
+    x = keras3.layers.Dense(4, name="pw")(x)
+    x = LayerScale(0.5, 4, name="scale")(x)
+    model = keras3.Model(inputs, keras3.layers.Add(name="add")([inputs, x]))
+    sample = np.random.default_rng(6).random((2, 8, 8, 4)).astype("float32")
+    ported = tw.to_tf_keras(model)  # explicit: no notice
+    np.testing.assert_allclose(ported.predict(sample, verbose=0), model.predict(sample, verbose=0), atol=1e-6)
+    assert type(ported.get_layer("scale")).__name__ == "LayerScale"

@@ -20,7 +20,7 @@ import tensorflow_model_optimization as tfmot  # noqa: E402
 from .errors import ModelError  # noqa: E402
 
 __all__ = ["tf", "keras", "tfmot", "np", "check_model", "copy_model", "is_keras3_model", "layer_origins",
-           "record_origins", "skips_first_node", "ORIGINS_ATTRIBUTE"]
+           "record_origins", "skips_first_node", "application_layer", "ORIGINS_ATTRIBUTE"]
 
 # Set by tw.optimize on the model it returns: {layer name in that model: the user's layer name}.
 ORIGINS_ATTRIBUTE = "_tfopt_layer_origins"
@@ -67,6 +67,17 @@ def skips_first_node(layer) -> bool:
     from tf_keras.src.engine import functional
 
     return functional._should_skip_first_node(layer)
+
+
+def application_layer(class_name: str):
+    """A layer class that a Keras application defines for itself (ConvNeXt's LayerScale), or None.
+
+    Keras 3's applications define the same layers with the same settings and weights, so a ported model gets
+    tf_keras's own class (registered with Keras, so tfmot's clones can rebuild it).
+    """
+    from tf_keras.src.applications import convnext
+
+    return {"LayerScale": convnext.LayerScale}.get(class_name)
 
 
 def copy_model(model):

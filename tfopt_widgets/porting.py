@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect as _inspect
 import warnings
 
-from ._keras import check_model, is_keras3_model, keras, np, skips_first_node, tf
+from ._keras import application_layer, check_model, is_keras3_model, keras, np, skips_first_node, tf
 from .errors import ModelError
 
 # Keyword arguments tf_keras layers take through **kwargs rather than their __init__ signatures.
@@ -26,7 +26,7 @@ _BASE_LAYER_ARGUMENTS = {"name", "trainable", "dtype", "input_shape", "batch_inp
 # Keras 3 settings with no tf_keras equivalent, and the values that mean "not used" (anything else is refused).
 _DROPPABLE = {"lora_rank": (None, 0), "lora_alpha": (None,), "quantization_config": (None,),
               "synchronized": (False,), "optional": (False,), "input_axes": (None,), "output_axes": (None,),
-              "gradient_checkpointing": (False,)}
+              "gradient_checkpointing": (False,), "rms_scaling": (False,)}
 # Serialized Keras 3 objects that become tf_keras objects of the same class name.
 _OBJECT_MODULES = {"keras.initializers": "initializers", "keras.regularizers": "regularizers",
                    "keras.constraints": "constraints"}
@@ -234,7 +234,7 @@ def _layer(layer3):
     if is_keras3_model(layer3) and hasattr(layer3, "layers"):
         return to_tf_keras(layer3)
     cls_name = type(layer3).__name__
-    cls = getattr(keras.layers, cls_name, None)
+    cls = getattr(keras.layers, cls_name, None) or application_layer(cls_name)
     if cls is None or not isinstance(cls, type):
         raise ModelError(f"Layer {layer3.name!r} ({cls_name}) has no tf_keras equivalent, so the Keras 3 model cannot "
                          "be rebuilt for tfmot. Replace it with standard layers, or build the model with tf_keras.",
