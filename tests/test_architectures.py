@@ -139,7 +139,7 @@ def test_nested_sequential_stem_called_in_a_functional_model_is_inlined():
 
 @pytest.mark.parametrize("where", ["train_data", "validation_data", "representative_data"])
 def test_nan_and_inf_are_data_errors_naming_the_argument_and_index(digits, frozen, where):
-    _, (x, y), (xt, yt) = digits
+    _, (x, y), _ = digits
     bad = x.copy()
     bad[7, 1, 2, 0] = np.nan if where != "validation_data" else np.inf
     plan = tw.Plan().quantize("conv1")

@@ -26,8 +26,8 @@ from .inspection import QAT_ACTIVATIONS, QUANTIZE_CONFIGS
 from .plan import (
     CENTROID_INITS,
     Plan,
-    clustered_and_quantized,
     PruneSpec,
+    clustered_and_quantized,
     frozen_layers,
     masked_layers,
     preserves_sparsity,
@@ -171,7 +171,7 @@ def _tfmot_errors(stage: str, model_name: str, plan: Plan):
         yield
     except (Error, KeyboardInterrupt):
         raise
-    except Exception as exc:  # noqa: BLE001 -- tfmot raises ValueError, RuntimeError, AttributeError, TypeError...
+    except Exception as exc:  # tfmot raises ValueError, RuntimeError, AttributeError, TypeError...
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         layer = next((name for name in sorted(plan.layers(stage) or [e.layer for e in plan], key=len, reverse=True)
                       if re.search(rf"(?<![\w/]){re.escape(name)}(?![\w/])", str(exc))), None)
@@ -274,7 +274,7 @@ class _Stages:
             self._compile_and_fit(stage, model, extra_callbacks)
         except (Error, KeyboardInterrupt):
             raise
-        except Exception as exc:  # noqa: BLE001 -- Keras raises ValueError, InvalidArgumentError, ...
+        except Exception as exc:  # Keras raises ValueError, InvalidArgumentError, ...
             text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"Fine-tuning ({stage} stage) failed: {type(exc).__name__}: {text[:400]}. Check that "
                              "train_data and validation_data fit the model's inputs, outputs and loss (labels as "
