@@ -93,14 +93,60 @@ def convert(model, target: str | Target = "cpu", representative_data=None, quant
     if mode in _CALIBRATED:  # TFLite's calibrator must never see a WHILE loop: it crashes the process
         source, mode, samples = _calibratable(keras_model, target, mode, samples, recurrent, quantization,
                                               float_layers, notices)
-    content, batch_one, looping = _convert_file(source, target, mode, samples, io_int8, float_layers, notices)
-    tfl = TFLiteModel(content, target=target.name, quantization=mode, layer_origins=_user_layers(keras_model),
-                      input_names=keras_model.input_names, output_names=keras_model.output_names)
+    origins = _user_layers(keras_model)
+    for _ in range(_RUNNABLE_ATTEMPTS):
+        content, batch_one, looping = _convert_file(source, target, mode, samples, io_int8, float_layers, notices)
+        tfl = TFLiteModel(content, target=target.name, quantization=mode, layer_origins=origins,
+                          input_names=keras_model.input_names, output_names=keras_model.output_names)
+        refused = _unpreparable_layers(tfl, keras_model.name, mode, float_layers)
+        if not refused:
+            break
+        names = ", ".join(map(repr, list(refused)[:4])) + (f" and {len(refused) - 4} more" if len(refused) > 4 else "")
+        notices.append(f"Model {keras_model.name!r}: LiteRT cannot run the int8 kernels of {names} with the ranges "
+                       f"calibrated here ({next(iter(refused.values()))}), so those layers stay float in this file "
+                       "(as keep_float would do; tfl.float_layers() lists them).")
+        float_layers = [*float_layers, *refused]
     notices.append(_file_notice(keras_model, recurrent or {name: "Layer" for name in looping}, tfl,
                                 batch_one=batch_one and not target.fixed_batch))
     for notice in filter(None, notices):
         warnings.warn(notice, ModelNotice, stacklevel=2)
     return tfl
+
+
+# Conversions tried when LiteRT refuses to prepare an int8 kernel of the file (each keeps more layers float).
+_RUNNABLE_ATTEMPTS = 3
+
+
+def _unpreparable_layers(tfl: TFLiteModel, model_name: str, mode: str, float_layers: list[str]) -> dict[str, str]:
+    """{layer: LiteRT's message} for the layers whose ops LiteRT cannot prepare in this file, when keeping them float
+    could help (an int8 file); {} when the file runs. Every layer with an op of the refused type is named at once
+    (MobileNetV3 has a HARD_SWISH in every block, and LiteRT stops at the first it cannot prepare).
+
+    LiteRT's int8 kernels accept only some scale relations (its HARD_SWISH: "output_multiplier_exponent <= 0"),
+    which calibration on a model far from trained can break; a file it cannot run raises ConversionError.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    if any(d < 0 for tensor in tfl.inputs for d in tensor.shape_signature[1:]):
+        return {}  # sizes known only when data arrives: nothing to prepare yet
+    try:
+        Interpreter(model_content=tfl.content,
+                    experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES).allocate_tensors()
+        return {}
+    except (RuntimeError, ValueError) as error:
+        message = str(error).strip()
+    match = re.search(r"Node number (\d+) \((\w+)\)", message)
+    op_type = match.group(2) if match else None
+    layers = list(dict.fromkeys(op.layer for op in tfl.ops if op.op == op_type and op.layer is not None))
+    if not layers:  # not one of the file's ops that a layer owns: tw.evaluate reports it when the file runs
+        return {}
+    fresh = [layer for layer in layers if layer not in float_layers]
+    if mode != "int8" or not fresh:
+        raise ConversionError(f"The converted file of model {model_name!r} (layer {', '.join(map(repr, layers))}) does "
+                              f"not run in LiteRT: {message.splitlines()[0]} Keep those layers float "
+                              "(plan.keep_float), or convert with another quantization= mode.",
+                              layer=layers[0], field="model")
+    return dict.fromkeys(fresh, message.splitlines()[0])
 
 
 def _calibratable(model, target: Target, mode: str, samples, recurrent: dict[str, str], requested,
