@@ -20,7 +20,7 @@ import tensorflow_model_optimization as tfmot  # noqa: E402
 from .errors import ModelError  # noqa: E402
 
 __all__ = ["tf", "keras", "tfmot", "np", "check_model", "copy_model", "is_keras3_model", "layer_origins",
-           "record_origins", "skips_first_node", "application_layer", "ORIGINS_ATTRIBUTE"]
+           "record_origins", "skips_first_node", "application_layer", "application_layers", "ORIGINS_ATTRIBUTE"]
 
 # Set by tw.optimize on the model it returns: {layer name in that model: the user's layer name}.
 ORIGINS_ATTRIBUTE = "_tfopt_layer_origins"
@@ -69,15 +69,21 @@ def skips_first_node(layer) -> bool:
     return functional._should_skip_first_node(layer)
 
 
-def application_layer(class_name: str):
-    """A layer class that a Keras application defines for itself (ConvNeXt's LayerScale), or None.
+def application_layers() -> dict:
+    """{class name: class} of the layers that Keras applications define for themselves (ConvNeXt's LayerScale).
 
     Keras 3's applications define the same layers with the same settings and weights, so a ported model gets
-    tf_keras's own class (registered with Keras, so tfmot's clones can rebuild it).
+    tf_keras's own class. They are not registered with Keras: tfmot's quantize_apply, which rebuilds the model from
+    its config, needs them as custom objects ("'str' object is not callable" otherwise).
     """
     from tf_keras.src.applications import convnext
 
-    return {"LayerScale": convnext.LayerScale}.get(class_name)
+    return {"LayerScale": convnext.LayerScale}
+
+
+def application_layer(class_name: str):
+    """The class of :func:`application_layers` named ``class_name``, or None."""
+    return application_layers().get(class_name)
 
 
 def copy_model(model):

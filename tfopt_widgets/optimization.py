@@ -249,7 +249,7 @@ class _Stages:
             names.add(layer)
             names.update(info.group_members(layer))
         annotated = keras.models.clone_model(model, clone_function=lambda layer: _annotate_for_qat(layer, names))
-        with quantization.quantize_scope(), warnings.catch_warnings():
+        with quantization.quantize_scope(_keras.application_layers()), warnings.catch_warnings():
             # Expected under the cluster-preserving scheme for layers that were not clustered (FIELD-NOTES).
             warnings.filterwarnings("ignore", message="No clustering performed on layer")
             quantized = quantization.quantize_apply(annotated, scheme=_quantize_scheme(plan))
