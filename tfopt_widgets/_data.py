@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import _nested as nested
 from ._finite import check_finite
 from ._keras import np, tf
 from .errors import DataError
@@ -283,8 +284,8 @@ def dataset_samples(dataset, model, field: str, limit: int, labelled: bool = Tru
         x, y = (element[0], element[1]) if pairs else (element, None)
         first = np.asarray(x[model.input_names[0]] if isinstance(x, dict) else x[0] if several else x)
         batched = first.ndim == rank
-        xs.append(_batch(x, batched))
-        ys.append(_batch(y, batched) if y is not None else None)
+        xs.append(nested.batched(x, batched))
+        ys.append(nested.batched(y, batched) if y is not None else None)
         taken += len(first) if batched else 1
         if taken >= limit:
             break
@@ -294,23 +295,9 @@ def dataset_samples(dataset, model, field: str, limit: int, labelled: bool = Tru
     return (x, _clip(_joined(ys, field), limit)) if labelled else x
 
 
-def _batch(value, batched: bool):
-    if isinstance(value, dict):
-        return {key: _batch(item, batched) for key, item in value.items()}
-    if isinstance(value, (tuple, list)):
-        return [_batch(item, batched) for item in value]
-    value = np.asarray(value)
-    return value if batched else value[None]
-
-
 def _joined(parts: list, field: str):
-    first = parts[0]
     try:
-        if isinstance(first, dict):
-            return {key: _joined([part[key] for part in parts], field) for key in first}
-        if isinstance(first, list):
-            return [_joined([part[i] for part in parts], field) for i in range(len(first))]
-        return np.concatenate(parts)
+        return nested.concatenated(parts)
     except ValueError as exc:
         raise DataError(f"{field} yields samples of different shapes: {exc}.", field=field) from None
 

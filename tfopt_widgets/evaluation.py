@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from . import _nested as nested
 from ._finite import check_finite
 from ._quiet import captured_stderr
 from .errors import DataError, Error
@@ -216,31 +217,14 @@ def _dataset_pairs(data, names: list[str], rank: int):
         x, y = element[0], element[1]
         first = x.get(names[0]) if isinstance(x, dict) else x[0] if isinstance(x, (tuple, list)) else x
         batched = np.ndim(first) == rank
-        xs.append(_batched(x, batched))
-        ys.append(_batched(y, batched))
+        xs.append(nested.batched(x, batched))
+        ys.append(nested.batched(y, batched))
     if not xs:
         raise DataError("data is an empty dataset; it needs at least one (x, y) sample.", field="data")
     try:
-        return _concatenated(xs), _concatenated(ys)
+        return nested.concatenated(xs), nested.concatenated(ys)
     except (ValueError, KeyError, IndexError) as exc:
         raise DataError(f"data yields samples of different shapes or structures: {exc}.", field="data") from None
-
-
-def _batched(value, batched: bool):
-    if isinstance(value, dict):
-        return {key: _batched(item, batched) for key, item in value.items()}
-    if isinstance(value, (tuple, list)):
-        return [_batched(item, batched) for item in value]
-    value = np.asarray(value)
-    return value if batched else value[None]
-
-
-def _concatenated(parts: list):
-    if isinstance(parts[0], dict):
-        return {key: _concatenated([part[key] for part in parts]) for key in parts[0]}
-    if isinstance(parts[0], list):
-        return [_concatenated([part[i] for part in parts]) for i in range(len(parts[0]))]
-    return np.concatenate(parts)
 
 
 def _output_labels(y, names: list[str], shown: list[str], samples: int) -> list[np.ndarray]:
