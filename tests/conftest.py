@@ -4,8 +4,14 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +53,16 @@ def converted(digits):
         return cache[key]
 
     return get
+
+
+def load_zoo():
+    """bench/zoo.py as a module (its architecture builders serve tests too)."""
+    spec = importlib.util.spec_from_file_location("zoo", BENCH / "zoo.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["zoo"] = module  # its dataclasses look their module up by name
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
+    return module

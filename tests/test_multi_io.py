@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import load_zoo
 
 import tfopt_widgets as tw
 from tfopt_widgets.codegen import FILL_IN
@@ -29,18 +30,7 @@ def two_in_two_out():
     from tfopt_widgets._keras import keras
 
     keras.utils.set_random_seed(0)
-    layers = keras.layers
-    image = keras.Input((16, 16, 3), name="image")
-    features = keras.Input((8,), name="features")
-    x = layers.Conv2D(8, 3, activation="relu", name="conv")(image)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
-    f = layers.Dense(8, activation="relu", name="features_dense")(features)
-    joined = layers.Concatenate(name="join")([x, f])
-    label = layers.Dense(5, activation="softmax", name="label")(joined)
-    value = layers.Dense(1, name="value")(joined)
-    model = keras.Model([image, features], [label, value], name="two_in_two_out")
-    model.compile(optimizer="adam", loss={"label": "sparse_categorical_crossentropy", "value": "mse"})
-    return model
+    return load_zoo().two_in_two_out(keras)[0]
 
 
 @pytest.fixture(scope="module")

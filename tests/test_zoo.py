@@ -9,14 +9,10 @@ reports) run no TensorFlow."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from conftest import load_zoo
 
 # name -> the steps it takes. Tiny models go through PCQAT (the 3 largest layers that allow it pruned and clustered,
 # every layer quantized) and an Edge TPU conversion of its result; MobileNetV2-0.35 (tf_keras and Keras 3) and
@@ -30,18 +26,6 @@ TIMEOUT_S = 240  # per architecture; the whole file takes about 3-4 minutes on 2
 
 # (architecture, step) -> a phrase of the library's own message for a limitation it documents.
 KNOWN_LIMITATIONS: dict[tuple[str, str], str] = {}
-
-
-def load_zoo():
-    spec = importlib.util.spec_from_file_location("zoo", BENCH / "zoo.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["zoo"] = module  # its dataclasses look their module up by name
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH))
-    return module
 
 
 @pytest.fixture(scope="module")
