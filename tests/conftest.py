@@ -55,7 +55,8 @@ def converted(digits):
     return get
 
 
-def load_zoo():
+@pytest.fixture(scope="session")
+def zoo():
     """bench/zoo.py as a module (its architecture builders serve tests too)."""
     spec = importlib.util.spec_from_file_location("zoo", BENCH / "zoo.py")
     module = importlib.util.module_from_spec(spec)

@@ -13,7 +13,6 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import load_zoo
 
 import tfopt_widgets as tw
 from tfopt_widgets.codegen import FILL_IN
@@ -26,20 +25,16 @@ WITHOUT_PACKAGE = ("import runpy, sys; sys.modules['tfopt_widgets'] = None; "
                    "runpy.run_path(sys.argv[1], run_name='__main__')")
 
 
-def two_in_two_out():
-    from tfopt_widgets._keras import keras
-
-    keras.utils.set_random_seed(0)
-    return load_zoo().two_in_two_out(keras)[0]
-
-
 @pytest.fixture(scope="module")
-def multi():
+def multi(zoo):
     """(model, x: [image, features], y: [label, value])."""
     rng = np.random.default_rng(0)
     x = [rng.uniform(0, 1, (SAMPLES, 16, 16, 3)).astype("float32"), rng.normal(size=(SAMPLES, 8)).astype("float32")]
     y = [rng.integers(0, 5, SAMPLES).astype("int64"), rng.normal(size=(SAMPLES, 1)).astype("float32")]
-    return two_in_two_out(), x, y
+    from tfopt_widgets._keras import keras
+
+    keras.utils.set_random_seed(0)
+    return zoo.two_in_two_out(keras)[0], x, y
 
 
 @pytest.fixture

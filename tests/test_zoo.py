@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import load_zoo
 
 # name -> the steps it takes. Tiny models go through PCQAT (the 3 largest layers that allow it pruned and clustered,
 # every layer quantized) and an Edge TPU conversion of its result; MobileNetV2-0.35 (tf_keras and Keras 3) and
@@ -26,11 +25,6 @@ TIMEOUT_S = 240  # per architecture; the whole file takes about 3-4 minutes on 2
 
 # (architecture, step) -> a phrase of the library's own message for a limitation it documents.
 KNOWN_LIMITATIONS: dict[tuple[str, str], str] = {}
-
-
-@pytest.fixture(scope="module")
-def zoo():
-    return load_zoo()
 
 
 @pytest.fixture(scope="module")
