@@ -1,25 +1,26 @@
 // The layer table view: one row per layer with quantize / prune / cluster controls that edit the synced
 // `plan_state` trait (Python turns it into the live tw.Plan). Rows are virtualised: only the rows in view are
-// in the DOM, so a model with thousands of layers stays responsive.
+// in the DOM, so a model with thousands of layers stays responsive. Every field from Python is read by name: the
+// layers arrive as named columns ({name: [...], params: [...], ...}, see layer_columns in layer_table.py) and are
+// turned into one object per layer here.
 // Layer names come from user models and may contain markup: they are only ever set with textContent.
 
 import { CSS } from "./layer_table_css.js";
 
 const ROW_HEIGHT = 30;
 const OVERSCAN = 8;
-const SUPPORT = { quantize: 1, prune: 2, cluster: 4 };
 const HEAT_CELL = 22; // px per heat map column
 // Heat map colours: within the budget, over it, ten times over (the Studio's legend shows the same three).
 const HEAT_OK = [199, 235, 201];
 const HEAT_OVER = [253, 230, 176];
 const HEAT_BAD = [244, 163, 163];
 const COLUMNS = [
-  // key, heading, row field index (for sorting), numeric
-  ["name", "layer", 0, false],
-  ["type", "type", 1, false],
-  ["shape", "output shape", 2, false],
-  ["params", "params", 3, true],
-  ["bytes", "weights", 4, true],
+  // row field (also the sort key), heading, numeric
+  ["name", "layer", false],
+  ["class_name", "type", false],
+  ["output_shape", "output shape", false],
+  ["params", "params", true],
+  ["weight_bytes", "weights", true],
 ];
 
 function element(tag, props = {}, children = []) {
@@ -51,8 +52,15 @@ export function heatColour(drop, budget) {
   return `rgb(${mix.join(",")})`;
 }
 
+// One object per layer from the named columns of the `layers` trait.
+function rowsOf(columns) {
+  const fields = Object.keys(columns);
+  const count = fields.length ? columns[fields[0]].length : 0;
+  return Array.from({ length: count }, (_, i) => Object.fromEntries(fields.map((field) => [field, columns[field][i]])));
+}
+
 // A heat map column's short heading and its words: ["50", "prune to 50% sparsity"].
-function heatHeading([technique, level]) {
+function heatHeading({ technique, level }) {
   if (technique === "quantize") return ["8b", "int8 post-training quantization of this layer alone"];
   if (technique === "prune") return [String(Math.round(level * 100)), `prune to ${Math.round(level * 100)}% sparsity`];
   return [String(level), `cluster into ${level} shared values`];
@@ -133,22 +141,32 @@ export function renderLayerTable({ model, el }) {
   el.replaceChildren(style, root);
 
   // -- state helpers -----------------------------------------------------------------------------------------
-  const rows = () => model.get("layers") || [];
+  let rowsFrom = null;
+  let rowsCache = [];
+  const rows = () => {
+    const columns = model.get("layers") || {};
+    if (columns !== rowsFrom) {
+      rowsFrom = columns;
+      rowsCache = rowsOf(columns);
+    }
+    return rowsCache;
+  };
   const reasons = () => model.get("reasons") || [];
   const plan = () => model.get("plan_state") || {};
   const inits = () => model.get("cluster_inits") || ["kmeans++"];
   const checked = () => new Set(model.get("checked") || []);
   const reasonText = (index) => (index >= 0 ? reasons()[index] || "" : "");
   const heat = () => model.get("sensitivity") || {};
-  const emptyEntry = () => [0, 0, 0, inits()[0], 0];
+  // Python's EMPTY_ENTRY: an unplanned layer.
+  const emptyEntry = () => ({ quantize: false, sparsity: 0, clusters: 0, init: inits()[0], keep_float: false });
+  const entryOf = (name) => ({ ...emptyEntry(), ...(plan()[name] || {}) });
 
   function editPlan(names, change) {
     const state = { ...plan() };
     for (const name of names) {
-      const entry = [...(state[name] || emptyEntry())];
-      while (entry.length < 5) entry.push(emptyEntry()[entry.length]);
+      const entry = entryOf(name);
       change(entry, name);
-      if (!entry[0] && !entry[1] && !entry[2] && !entry[4]) delete state[name];
+      if (!entry.quantize && !entry.sparsity && !entry.clusters && !entry.keep_float) delete state[name];
       else state[name] = entry;
     }
     model.set("plan_state", state);
@@ -165,21 +183,21 @@ export function renderLayerTable({ model, el }) {
     const needle = view.filter.trim().toLowerCase();
     let order = all.map((_, i) => i);
     if (needle) {
-      order = order.filter((i) => all[i][0].toLowerCase().includes(needle) || all[i][1].toLowerCase().includes(needle));
+      order = order.filter((i) => all[i].name.toLowerCase().includes(needle) || all[i].class_name.toLowerCase().includes(needle));
     }
     const sign = view.sortDescending ? -1 : 1;
     if (view.sortKey && view.sortKey.startsWith("heat:")) {
       // A heat map column: by that drop, unmeasured layers last whichever the direction.
       const column = Number(view.sortKey.slice(5));
       const drops = heat().drops || {};
-      const drop = (i) => ((drops[all[i][0]] || [])[column] ?? null);
+      const drop = (i) => ((drops[all[i].name] || [])[column] ?? null);
       order.sort((a, b) => {
         const x = drop(a), y = drop(b);
         if (x === null || y === null) return (x === null) - (y === null) || a - b;
         return sign * (x - y) || a - b;
       });
     } else if (view.sortKey) {
-      const [, , field, numeric] = COLUMNS.find((c) => c[0] === view.sortKey);
+      const [field, , numeric] = COLUMNS.find((c) => c[0] === view.sortKey);
       order.sort((a, b) => {
         const x = all[a][field], y = all[b][field];
         return sign * (numeric ? x - y : String(x).localeCompare(String(y))) || a - b;
@@ -200,7 +218,7 @@ export function renderLayerTable({ model, el }) {
 
   function refreshTypes() {
     const counts = new Map();
-    for (const row of rows()) counts.set(row[1], (counts.get(row[1]) || 0) + 1);
+    for (const row of rows()) counts.set(row.class_name, (counts.get(row.class_name) || 0) + 1);
     const types = [...counts.entries()].sort((a, b) => b[1] - a[1]);
     typePicker.replaceChildren(...types.map(([type, n]) => element("option", { value: type, text: `${type} (${n})` })));
     bulkInit.replaceChildren(
@@ -217,7 +235,7 @@ export function renderLayerTable({ model, el }) {
     heatHeader.replaceChildren(...columns.map((column, i) => {
       const [short, words] = heatHeading(column);
       const button = element("button", {
-        type: "button", text: short, className: `tfopt-heat-head tfopt-heat-${column[0]}`,
+        type: "button", text: short, className: `tfopt-heat-head tfopt-heat-${column.technique}`,
         title: `${words}: ${metric} drop of the layer compressed alone; click to sort by it`,
         "aria-label": `sort by sensitivity to ${words}`, "data-sort": `heat:${i}`,
       });
@@ -237,16 +255,16 @@ export function renderLayerTable({ model, el }) {
     const { columns = [], drops = {}, sizes = {}, metric = "metric" } = heat();
     const budget = model.get("budget") ?? 0.01;
     const layerDrops = drops[name];
-    const layerSizes = sizes[name] || [];
+    const { before, after = [] } = sizes[name] || {};
     return columns.map((column, i) => {
-      const [technique, level] = column;
+      const { technique, level } = column;
       const drop = layerDrops ? layerDrops[i] : null;
       if (drop === null || drop === undefined) return element("span", { className: "tfopt-heat-cell tfopt-heat-none" });
       const [, words] = heatHeading(column);
-      const planned = technique === "quantize" ? !!entry[4] : technique === "prune" ? entry[1] === level : entry[2] === level;
+      const planned = technique === "quantize" ? !!entry.keep_float : technique === "prune" ? entry.sparsity === level : entry.clusters === level;
       let detail = `${words}: ${metric} drop ${signed(drop)}`;
-      if (layerSizes[0] && layerSizes[i + 1]) {
-        detail += `; kernel ${formatBytes(layerSizes[0])} → ${formatBytes(layerSizes[i + 1])} gzipped as int8`;
+      if (before && after[i]) {
+        detail += `; kernel ${formatBytes(before)} → ${formatBytes(after[i])} gzipped as int8`;
       }
       const action = technique === "quantize" ? (planned ? "click: quantize it again" : "click: keep it float")
         : planned ? "click: remove from the plan" : "click: plan it";
@@ -258,10 +276,10 @@ export function renderLayerTable({ model, el }) {
       cell.style.background = heatColour(drop, budget);
       cell.addEventListener("click", () => editPlan([name], (e) => {
         if (technique === "quantize") {
-          e[4] = e[4] ? 0 : 1;
-          if (e[4]) e[0] = 0;
-        } else if (technique === "prune") e[1] = e[1] === level ? 0 : level;
-        else e[2] = e[2] === level ? 0 : level;
+          e.keep_float = !e.keep_float;
+          if (e.keep_float) e.quantize = false;
+        } else if (technique === "prune") e.sparsity = e.sparsity === level ? 0 : level;
+        else e.clusters = e.clusters === level ? 0 : level;
       }));
       return cell;
     });
@@ -270,11 +288,14 @@ export function renderLayerTable({ model, el }) {
   // -- one row -----------------------------------------------------------------------------------------------
   function renderRow(index, position) {
     const row = rows()[index];
-    const [name, type, shape, params, bytes, mask, quantizeReason, pruneReason, clusterReason] = row;
-    const entry = plan()[name] || emptyEntry();
+    const { name } = row;
+    const entry = entryOf(name);
     const disabled = model.get("disabled");
-    const supports = (technique) => (mask & SUPPORT[technique]) !== 0;
-    const tip = (technique, reason) => (supports(technique) ? reasonText(reason) || undefined : reasonText(reason) || `cannot ${technique} this layer`);
+    const supports = (technique) => !!row[`supports_${technique}`];
+    const tip = (technique) => {
+      const reason = reasonText(row[`${technique}_reason`]);
+      return supports(technique) ? reason || undefined : reason || `cannot ${technique} this layer`;
+    };
     const key = (control) => `${control}\u0000${name}`;
 
     const select = element("input", { type: "checkbox", checked: checked().has(name), "aria-label": `select ${name}`, "data-key": key("select") });
@@ -294,55 +315,55 @@ export function renderLayerTable({ model, el }) {
     });
     // A BatchNormalization/activation is quantized folded into its convolution: its box follows that one's.
     const head = (model.get("quantize_groups") || {})[name];
-    const quantized = !!entry[0] || (head !== undefined && !!(plan()[head] || [0])[0]);
+    const quantized = !!entry.quantize || (head !== undefined && !!(plan()[head] || {}).quantize);
     const quantize = element("input", {
       type: "checkbox", checked: quantized, disabled: disabled || !supports("quantize"),
-      "aria-label": `quantize ${name}`, title: tip("quantize", quantizeReason), "data-key": key("quantize"),
+      "aria-label": `quantize ${name}`, title: tip("quantize"), "data-key": key("quantize"),
     });
     // Toggling a folded layer toggles its convolution (Python quantizes or releases the whole group).
     quantize.addEventListener("change", () => editPlan([head ?? name], (e) => {
-      e[0] = quantize.checked ? 1 : 0;
-      if (e[0]) e[4] = 0;
+      e.quantize = quantize.checked;
+      if (e.quantize) e.keep_float = false;
     }));
     // Keep float: the layer stays float when the rest is converted to int8 (not with quantization-aware training).
     const keepFloat = element("input", {
-      type: "checkbox", checked: !!entry[4], disabled: disabled || (!params && !supports("quantize")),
+      type: "checkbox", checked: !!entry.keep_float, disabled: disabled || (!row.params && !supports("quantize")),
       "aria-label": `keep ${name} float`, "data-key": key("float"),
       title: "keep float: this layer stays float when the rest is converted to int8 (selective post-training quantization)",
     });
     keepFloat.addEventListener("change", () => editPlan([name], (e) => {
-      e[4] = keepFloat.checked ? 1 : 0;
-      if (e[4]) e[0] = 0;
+      e.keep_float = keepFloat.checked;
+      if (e.keep_float) e.quantize = false;
     }));
     const sparsity = element("input", {
-      type: "number", min: 0, max: 0.99, step: 0.05, placeholder: "off", value: entry[1] ? String(entry[1]) : "",
+      type: "number", min: 0, max: 0.99, step: 0.05, placeholder: "off", value: entry.sparsity ? String(entry.sparsity) : "",
       disabled: disabled || !supports("prune"), "aria-label": `prune sparsity for ${name}`,
-      title: tip("prune", pruneReason) || "fraction of weights set to zero (blank or 0: no pruning)", "data-key": key("prune"),
+      title: tip("prune") || "fraction of weights set to zero (blank or 0: no pruning)", "data-key": key("prune"),
     });
-    onCommit(sparsity, () => editPlan([name], (e) => { e[1] = sparsity.value === "" ? 0 : Number(sparsity.value); }));
+    onCommit(sparsity, () => editPlan([name], (e) => { e.sparsity = sparsity.value === "" ? 0 : Number(sparsity.value); }));
     const clusters = element("input", {
-      type: "number", min: 0, step: 1, placeholder: "off", value: entry[2] ? String(entry[2]) : "",
+      type: "number", min: 0, step: 1, placeholder: "off", value: entry.clusters ? String(entry.clusters) : "",
       disabled: disabled || !supports("cluster"), "aria-label": `cluster count for ${name}`,
-      title: tip("cluster", clusterReason) || "number of shared weight values (blank or 0: no clustering)", "data-key": key("clusters"),
+      title: tip("cluster") || "number of shared weight values (blank or 0: no clustering)", "data-key": key("clusters"),
     });
-    onCommit(clusters, () => editPlan([name], (e) => { e[2] = clusters.value === "" ? 0 : Number(clusters.value); }));
+    onCommit(clusters, () => editPlan([name], (e) => { e.clusters = clusters.value === "" ? 0 : Number(clusters.value); }));
     const init = element("select", {
-      disabled: disabled || !supports("cluster") || !entry[2], "aria-label": `cluster init for ${name}`,
-      title: tip("cluster", clusterReason) || "how cluster centroids start", "data-key": key("init"),
+      disabled: disabled || !supports("cluster") || !entry.clusters, "aria-label": `cluster init for ${name}`,
+      title: tip("cluster") || "how cluster centroids start", "data-key": key("init"),
     }, inits().map((value) => element("option", { value, text: value })));
-    init.value = entry[3] || inits()[0];
-    init.addEventListener("change", () => editPlan([name], (e) => { e[3] = init.value; }));
+    init.value = entry.init || inits()[0];
+    init.addEventListener("change", () => editPlan([name], (e) => { e.init = init.value; }));
 
     const place = (model.get("placement") || {})[name];
     let badge = element("span");
     if (place) {
-      const [accelerated, reasonIndex] = place;
+      const { accelerated, reason: reasonIndex } = place;
       const reason = reasonIndex >= 0 ? (model.get("placement_reasons") || [])[reasonIndex] : "";
       // Name the chip itself ("Edge TPU", "CPU"): "accelerator" reads wrong when the target is the CPU.
-      const words = accelerated === 1 ? model.get("target_title") || "accelerator"
-        : accelerated === 0 ? "CPU fallback" : "no op";
+      const words = accelerated === true ? model.get("target_title") || "accelerator"
+        : accelerated === false ? "CPU fallback" : "no op";
       badge = element("span", {
-        className: `tfopt-badge tfopt-badge-${accelerated === 1 ? "yes" : accelerated === 0 ? "no" : "unknown"}`,
+        className: `tfopt-badge tfopt-badge-${accelerated === true ? "yes" : accelerated === false ? "no" : "unknown"}`,
         text: words, title: reason || words, "aria-label": `placement of ${name}: ${words}${reason ? `: ${reason}` : ""}`,
       });
     }
@@ -352,15 +373,15 @@ export function renderLayerTable({ model, el }) {
     }, [
       element("span", { role: "cell" }, [select]),
       element("span", { role: "cell", className: "tfopt-cell-name" }, [show]),
-      element("span", { role: "cell", text: type, title: type }),
-      element("span", { role: "cell", text: shape, title: shape }),
-      element("span", { role: "cell", className: "tfopt-num", text: params.toLocaleString("en-US") }),
-      element("span", { role: "cell", className: "tfopt-num", text: bytes ? formatBytes(bytes) : "" }),
+      element("span", { role: "cell", text: row.class_name, title: row.class_name }),
+      element("span", { role: "cell", text: row.output_shape, title: row.output_shape }),
+      element("span", { role: "cell", className: "tfopt-num", text: row.params.toLocaleString("en-US") }),
+      element("span", { role: "cell", className: "tfopt-num", text: row.weight_bytes ? formatBytes(row.weight_bytes) : "" }),
       element("span", { role: "cell", className: "tfopt-heat" }, heatCells(name, entry, disabled)),
-      element("span", { role: "cell", className: "tfopt-center", title: tip("quantize", quantizeReason) }, [quantize]),
+      element("span", { role: "cell", className: "tfopt-center", title: tip("quantize") }, [quantize]),
       element("span", { role: "cell", className: "tfopt-center" }, [keepFloat]),
-      element("span", { role: "cell", title: tip("prune", pruneReason) }, [sparsity]),
-      element("span", { role: "cell", title: tip("cluster", clusterReason) }, [clusters]),
+      element("span", { role: "cell", title: tip("prune") }, [sparsity]),
+      element("span", { role: "cell", title: tip("cluster") }, [clusters]),
       element("span", { role: "cell" }, [init]),
       element("span", { role: "cell" }, [badge]),
     ]);
@@ -398,11 +419,11 @@ export function renderLayerTable({ model, el }) {
     if (!key || !["ArrowUp", "ArrowDown"].includes(event.key) || target.type === "number" || target.tagName === "SELECT") return;
     const control = key.split("\u0000")[0];
     const name = key.slice(control.length + 1);
-    const position = view.order.findIndex((i) => rows()[i][0] === name);
+    const position = view.order.findIndex((i) => rows()[i].name === name);
     const next = position + (event.key === "ArrowDown" ? 1 : -1);
     if (position < 0 || next < 0 || next >= view.order.length) return;
     event.preventDefault();
-    const nextKey = `${control}\u0000${rows()[view.order[next]][0]}`;
+    const nextKey = `${control}\u0000${rows()[view.order[next]].name}`;
     const top = next * ROW_HEIGHT;
     if (top < body.scrollTop) body.scrollTop = top;
     else if (top + ROW_HEIGHT > body.scrollTop + body.clientHeight) body.scrollTop = top + ROW_HEIGHT - body.clientHeight;
@@ -418,38 +439,38 @@ export function renderLayerTable({ model, el }) {
   });
   selectType.addEventListener("click", () => {
     const names = checked();
-    for (const row of rows()) if (row[1] === typePicker.value) names.add(row[0]);
+    for (const row of rows()) if (row.class_name === typePicker.value) names.add(row.name);
     setChecked(names);
   });
   clearSelection.addEventListener("click", () => setChecked([]));
   selectAll.addEventListener("change", () => {
     const names = checked();
     for (const i of view.order) {
-      if (selectAll.checked) names.add(rows()[i][0]);
-      else names.delete(rows()[i][0]);
+      if (selectAll.checked) names.add(rows()[i].name);
+      else names.delete(rows()[i].name);
     }
     setChecked(names);
   });
   bulkApply.addEventListener("click", () => {
-    const byName = new Map(rows().map((row) => [row[0], row]));
+    const byName = new Map(rows().map((row) => [row.name, row]));
     const names = [...checked()].filter((name) => byName.has(name));
     let skipped = 0;
     editPlan(names, (entry, name) => {
-      const mask = byName.get(name)[5];
-      const can = (technique) => (mask & SUPPORT[technique]) !== 0;
+      const row = byName.get(name);
+      const can = (technique) => !!row[`supports_${technique}`];
       if (bulkQuantize.value !== "") {
-        if (can("quantize")) entry[0] = Number(bulkQuantize.value);
+        if (can("quantize")) entry.quantize = bulkQuantize.value === "1";
         else skipped++;
       }
       if (bulkSparsity.value !== "") {
-        if (can("prune")) entry[1] = Number(bulkSparsity.value);
+        if (can("prune")) entry.sparsity = Number(bulkSparsity.value);
         else skipped++;
       }
       if (bulkClusters.value !== "") {
-        if (can("cluster")) entry[2] = Number(bulkClusters.value);
+        if (can("cluster")) entry.clusters = Number(bulkClusters.value);
         else skipped++;
       }
-      if (bulkInit.value !== "" && can("cluster")) entry[3] = bulkInit.value;
+      if (bulkInit.value !== "" && can("cluster")) entry.init = bulkInit.value;
     });
     status.textContent = `applied to ${names.length} selected layers` + (skipped ? `; ${skipped} settings skipped where a layer does not support them` : "");
   });
@@ -459,7 +480,7 @@ export function renderLayerTable({ model, el }) {
   const onRows = () => { refreshTypes(); refreshOrder(); };
   const onState = () => renderRows(true);
   const onChecked = () => {
-    selectAll.checked = view.order.length > 0 && view.order.every((i) => checked().has(rows()[i][0]));
+    selectAll.checked = view.order.length > 0 && view.order.every((i) => checked().has(rows()[i].name));
     status.textContent = `${view.order.length} of ${rows().length} layers shown, ${checked().size} selected`;
     renderRows(true);
   };

@@ -13,7 +13,7 @@ import pytest
 
 import tfopt_widgets as tw
 from tfopt_widgets.inspection import LayerInfo, ModelInfo, Support, WeightInfo
-from tfopt_widgets.widgets.layer_table import LayerTable, plan_state
+from tfopt_widgets.widgets.layer_table import EMPTY_ENTRY, LayerTable, plan_state
 from tfopt_widgets.widgets.weight_view import WeightView
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -31,6 +31,17 @@ def edit(widget, **traits):
         setattr(widget, name, json.loads(json.dumps(value)))
 
 
+def entry(**fields) -> dict:
+    """A layer's `plan_state` entry as the front-end sends it: every field, the ones not given unplanned."""
+    return {**EMPTY_ENTRY, **fields}
+
+
+def table_rows(table) -> dict:
+    """{layer: {field: value}} from the table's named columns, as the front-end reads them."""
+    columns = table.layers
+    return {name: {field: values[i] for field, values in columns.items()} for i, name in enumerate(columns["name"])}
+
+
 def synced_bytes(widget) -> int:
     """Bytes of the widget's synced state as JSON, without the ES module (sent once per page, not per model)."""
     state = widget.get_state()
@@ -39,20 +50,22 @@ def synced_bytes(widget) -> int:
 
 
 def test_table_edits_change_the_plan(studio):
-    row = {r[0]: r for r in studio.table.layers}
-    assert row["dense"][1:5] == ["Dense", "64", 32832, 131328]
-    assert row["dense"][5] == 7 and row["pool"][5] == 1  # quantize|prune|cluster; pooling can only be quantized
-    assert "no weights to prune" in studio.table.reasons[row["pool"][7]]
+    row = table_rows(studio.table)
+    dense = row["dense"]
+    assert [dense[f] for f in ("class_name", "output_shape", "params", "weight_bytes")] == ["Dense", "64", 32832, 131328]
+    supports = {name: [t for t in ("quantize", "prune", "cluster") if row[name][f"supports_{t}"]] for name in row}
+    assert supports["dense"] == ["quantize", "prune", "cluster"] and supports["pool"] == ["quantize"]  # no kernel
+    assert "no weights to prune" in studio.table.reasons[row["pool"]["prune_reason"]]
 
-    edit(studio.table, plan_state={"dense": [1, 0.75, 16, "linear", 0]})
-    entry = studio.plan["dense"]
-    assert entry.quantize and entry.prune.sparsity == 0.75 and entry.cluster.clusters == 16
-    assert entry.cluster.init == "linear" and entry.scheme == "PCQAT"
+    edit(studio.table, plan_state={"dense": entry(quantize=True, sparsity=0.75, clusters=16, init="linear")})
+    planned = studio.plan["dense"]
+    assert planned.quantize and planned.prune.sparsity == 0.75 and planned.cluster.clusters == 16
+    assert planned.cluster.init == "linear" and planned.scheme == "PCQAT"
 
     # Quantizing conv2 quantizes the BatchNormalization and ReLU folded into it; unticking them unticks the group.
-    edit(studio.table, plan_state={**studio.table.plan_state, "conv2": [1, 0, 0, "kmeans++", 0]})
+    edit(studio.table, plan_state={**studio.table.plan_state, "conv2": entry(quantize=True)})
     assert studio.plan.layers("quantize") == ["dense", "conv2", "bn2", "relu2"]
-    assert studio.table.plan_state["bn2"][0] == 1
+    assert studio.table.plan_state["bn2"]["quantize"] is True
     state = dict(studio.table.plan_state)
     state.pop("bn2")
     edit(studio.table, plan_state=state)
@@ -60,30 +73,30 @@ def test_table_edits_change_the_plan(studio):
 
     # Sparsity off keeps the rest; other prune settings survive a sparsity edit.
     studio.plan.prune("classifier", sparsity=0.5, schedule="constant")
-    edit(studio.table, plan_state={**studio.table.plan_state, "classifier": [0, 0.6, 0, "kmeans++", 0]})
+    edit(studio.table, plan_state={**studio.table.plan_state, "classifier": entry(sparsity=0.6)})
     assert studio.plan["classifier"].prune.schedule == "constant" and studio.plan["classifier"].prune.sparsity == 0.6
-    edit(studio.table, plan_state={**studio.table.plan_state, "dense": [1, 0, 16, "linear", 0]})
+    edit(studio.table, plan_state={**studio.table.plan_state, "dense": entry(quantize=True, clusters=16, init="linear")})
     assert studio.plan["dense"].prune is None and studio.plan["dense"].cluster.clusters == 16
     assert studio.error == ""
 
 
 def test_rejected_edit_shows_the_error_and_reverts_the_table(studio):
     studio.plan.quantize("dense")
-    edit(studio.table, plan_state={"dense": [1, 0, 0, "kmeans++", 0], "pool": [0, 0.5, 0, "kmeans++", 0]})
+    edit(studio.table, plan_state={"dense": entry(quantize=True), "pool": entry(sparsity=0.5)})
     assert "Cannot prune layer 'pool'" in studio.error and "no weights" in studio.error
-    assert "pool" not in studio.plan and studio.table.plan_state == {"dense": [1, 0, 0, "kmeans++", 0]}
+    assert "pool" not in studio.plan and studio.table.plan_state == {"dense": entry(quantize=True)}
 
-    edit(studio.table, plan_state={"dense": [1, 1.5, 0, "kmeans++", 0]})
+    edit(studio.table, plan_state={"dense": entry(quantize=True, sparsity=1.5)})
     assert "sparsity" in studio.error and "'dense'" in studio.error and studio.plan["dense"].prune is None
     assert "display" in studio._error_box.layout.keys and studio._error_box.layout.display == "flex"
 
 
 def test_python_plan_edits_and_assignment_reach_the_table(studio):
     studio.plan.prune("dense", sparsity=0.5).cluster("conv1", clusters=8, init="density")
-    assert studio.table.plan_state == {"dense": [0, 0.5, 0, "kmeans++", 0], "conv1": [0, 0, 8, "density", 0]}
+    assert studio.table.plan_state == {"dense": entry(sparsity=0.5), "conv1": entry(clusters=8, init="density")}
     old = studio.plan
     studio.plan = tw.Plan().quantize("classifier")
-    assert studio.table.plan_state == {"classifier": [1, 0, 0, "kmeans++", 0]}
+    assert studio.table.plan_state == {"classifier": entry(quantize=True)}
     old.quantize("dense")  # the replaced plan is no longer followed
     assert "dense" not in studio.table.plan_state
     edit(studio.table, plan_state={})
@@ -106,8 +119,8 @@ def test_target_and_mode_pickers(studio):
 
 def test_run_fills_results_histograms_and_badges(studio, frozen, tmp_path):
     # Pruning-preserving QAT (two stages: prune, then quantize); clustering has its own engine tests.
-    edit(studio.table, plan_state={"dense": [1, 0.75, 0, "kmeans++", 0], "conv1": [1, 0, 0, "kmeans++", 0],
-                                   "conv2": [1, 0, 0, "kmeans++", 0], "classifier": [1, 0, 0, "kmeans++", 0]})
+    edit(studio.table, plan_state={"dense": entry(quantize=True, sparsity=0.75), "conv1": entry(quantize=True),
+                                   "conv2": entry(quantize=True), "classifier": entry(quantize=True)})
     studio.panel.epochs = 1
     stages = []
     studio.panel.observe(lambda change: stages.append(change["new"]), "stage")
@@ -193,8 +206,8 @@ def test_layer_names_are_sent_as_text_and_escaped_in_html():
                                      support={t: Support(True) for t in ("quantize", "prune", "cluster")})],
                      [], 12, 48)
     table = LayerTable(info)
-    assert table.layers[0][0] == XSS  # raw in the state; the front-end sets it with textContent only
-    edit(table, plan_state={XSS: [1, 0, 0, "kmeans++", 0]})
+    assert table.layers["name"][0] == XSS  # raw in the state; the front-end sets it with textContent only
+    edit(table, plan_state={XSS: entry(quantize=True)})
     assert table.plan[XSS].quantize
     view = WeightView()
     view.set_weights({XSS: np.ones((3, 4), "float32")})
@@ -215,8 +228,9 @@ def test_500_layer_model_table_state_is_fast_and_small():
     elapsed = time.perf_counter() - started
     table.plan.prune(*[f"dense_{i}" for i in range(0, 500, 2)], sparsity=0.5)
     size = synced_bytes(table)
-    # A row is about 50 bytes ([name, type, shape, params, bytes, mask, 3 reason ids]) and a planned layer about
-    # 30: 501 rows + 250 planned layers fit in 60 KB, i.e. 120 B a layer, with room for longer names.
+    # A layer is about 55 bytes in the named columns (name, type, shape, params, bytes, 3 support flags, 3 reason
+    # ids; each field name sent once) and a planned layer about 90: 501 layers + 250 planned ones fit in 60 KB,
+    # i.e. 120 B a layer, with room for longer names.
     assert size < 60_000, size
     assert elapsed < 5, elapsed
 
@@ -250,13 +264,14 @@ def test_sensitivity_heat_map_and_suggested_plan_fill_the_table(digits, frozen):
 
     # The heat map: one column per technique and level, each layer's drops and int8 kernel sizes as measured.
     heat = studio.table.sensitivity
-    assert heat["columns"] == [["quantize", "int8"], ["prune", 0.5], ["prune", 0.75], ["prune", 0.9],
-                               ["cluster", 8], ["cluster", 16], ["cluster", 32]]
+    columns = [(column["technique"], column["level"]) for column in heat["columns"]]
+    assert columns == [("quantize", "int8"), ("prune", 0.5), ("prune", 0.75), ("prune", 0.9),
+                       ("cluster", 8), ("cluster", 16), ("cluster", 32)]
     for row in report.rows:
-        column = heat["columns"].index([row.technique, row.level])
+        column = columns.index((row.technique, row.level))
         assert heat["drops"][row.layer][column] == pytest.approx(row.drop, abs=1e-5)
-    assert heat["sizes"]["dense"][0] == report._layer["dense"].size["int8"]
-    assert heat["sizes"]["dense"][1 + 3] == report.row("dense", "prune", 0.9).size["int8"]  # after column 3
+    assert heat["sizes"]["dense"]["before"] == report._layer["dense"].size["int8"]
+    assert heat["sizes"]["dense"]["after"][3] == report.row("dense", "prune", 0.9).size["int8"]  # column 3
     assert heat["drops"]["pool"][1:] == [None] * 6  # pooling has no kernel: int8 only
     assert "dropout" not in heat["drops"] and synced_bytes(studio.table) < 10_000
 
@@ -268,7 +283,7 @@ def test_sensitivity_heat_map_and_suggested_plan_fill_the_table(digits, frozen):
     assert studio.plan is live_plan and studio.plan == expected and len(expected) > 0
     assert studio.table.plan_state == plan_state(expected)
     assert "Suggested for CPU within 0.0200" in bar.status.value
-    edit(studio.table, plan_state={**studio.table.plan_state, "classifier": [0, 0, 8, "kmeans++", 0]})
+    edit(studio.table, plan_state={**studio.table.plan_state, "classifier": entry(clusters=8)})
     assert studio.plan["classifier"].cluster.clusters == 8
     edit(studio.table, plan_state=plan_state(expected))
     studio.run(wait=True)
@@ -285,10 +300,10 @@ def test_sensitivity_heat_map_and_suggested_plan_fill_the_table(digits, frozen):
 
 
 def test_keep_float_from_the_table_runs_without_fine_tuning(studio):
-    edit(studio.table, plan_state={"conv2": [0, 0, 0, "kmeans++", 1]})
+    edit(studio.table, plan_state={"conv2": entry(keep_float=True)})
     assert studio.plan.float_layers == ["conv2"] and not studio.plan["conv2"].techniques
     # Ticking quantize on a kept-float layer is refused by the front-end's rule too: one or the other.
-    edit(studio.table, plan_state={"conv2": [1, 0, 0, "kmeans++", 1]})
+    edit(studio.table, plan_state={"conv2": entry(quantize=True, keep_float=True)})
     assert "both" in studio.error and studio.plan.float_layers == ["conv2"] and not studio.plan["conv2"].quantize
     studio.error = ""
     studio.run(wait=True)
@@ -334,9 +349,9 @@ def test_table_refuses_a_combination_qat_cannot_preserve_with_the_reason():
     model = keras.Model(inputs, x)
     model.compile("adam", "mse")
     studio = tw.Studio(model, target="cpu")
-    edit(studio.table, plan_state={"up": [1, 0, 0, "kmeans++", 0]})
-    edit(studio.table, plan_state={"up": [1, 0, 8, "kmeans++", 0]})  # tick "cluster" next to "quantize"
+    edit(studio.table, plan_state={"up": entry(quantize=True)})
+    edit(studio.table, plan_state={"up": entry(quantize=True, clusters=8)})  # tick "cluster" next to "quantize"
     assert "cluster-preserving QAT keeps shared values only in Conv2D and Dense" in studio.error
-    assert studio.plan["up"].cluster is None and studio.table.plan_state == {"up": [1, 0, 0, "kmeans++", 0]}
-    edit(studio.table, plan_state={"up": [1, 0, 0, "kmeans++", 0], "conv": [1, 0.5, 8, "kmeans++", 0]})
+    assert studio.plan["up"].cluster is None and studio.table.plan_state == {"up": entry(quantize=True)}
+    edit(studio.table, plan_state={"up": entry(quantize=True), "conv": entry(quantize=True, sparsity=0.5, clusters=8)})
     assert studio.plan["conv"].scheme == "PCQAT"

@@ -1,11 +1,12 @@
 """The layer table: one row per layer with its size and per-row quantize / prune / cluster controls.
 
-It shows and edits a :class:`~tfopt_widgets.Plan` (the spec); the plan stays the one source of truth. State is
-sent compactly so a 500-layer model stays small: rows are lists, support reasons are sent once and referenced by
+It shows and edits a :class:`~tfopt_widgets.Plan` (the spec); the plan stays the one source of truth. Every value
+that crosses to the front-end is named, and state is sent compactly so a 500-layer model stays small: the layers go
+as named columns (each field name sent once, not once a layer), support reasons are sent once and referenced by
 index, and the plan holds only the layers that have something planned.
 
 >>> table = LayerTable(tw.inspect(model), plan)
->>> table.plan_state = {"dense": [1, 0.5, 16, "kmeans++", 0]}   # what the front-end does on an edit
+>>> table.plan_state = {"dense": {"quantize": True, "sparsity": 0.5, "clusters": 16}}  # what the front-end does
 >>> plan["dense"].prune.sparsity
 0.5
 >>> table.show_sensitivity(tw.sensitivity(model, (x_test, y_test)))   # the heat map columns
@@ -23,12 +24,6 @@ from ..plan import CLUSTER_INITS, TECHNIQUES, Plan
 from ._events import register
 from ._frontend import bundle
 
-# Bits of a row's support mask, in TECHNIQUES order.
-SUPPORT_BITS = {technique: 1 << i for i, technique in enumerate(TECHNIQUES)}
-# Row layout of `layers` (the front-end reads the same positions).
-ROW_FIELDS = ("name", "type", "output_shape", "params", "weight_bytes", "support", "quantize_reason",
-              "prune_reason", "cluster_reason")
-
 
 def _shape_text(shape) -> str:
     """"8, 8, 16" for (None, 8, 8, 16): the batch dimension left out; several outputs joined with " | "."""
@@ -40,52 +35,64 @@ def _shape_text(shape) -> str:
     return ", ".join("?" if d is None else str(d) for d in dims)
 
 
-def layer_rows(info) -> tuple[list[list], list[str]]:
-    """(rows, reasons) for :attr:`LayerTable.layers` and :attr:`LayerTable.reasons` from a ModelInfo."""
+def layer_columns(info) -> tuple[dict[str, list], list[str]]:
+    """(columns, reasons) for :attr:`LayerTable.layers` and :attr:`LayerTable.reasons` from a ModelInfo.
+
+    ``columns`` maps each field to its values, one per layer in model order: ``name``, ``class_name``,
+    ``output_shape``, ``params``, ``weight_bytes``, and per technique ``supports_<technique>`` (True/False) and
+    ``<technique>_reason`` (an index into ``reasons``; -1: none). A new field is one more key in ``row`` below.
+    """
     reasons: dict[str, int] = {}
-    rows = []
+    columns: dict[str, list] = {}
     for layer in info.layers:
-        mask, notes = 0, []
+        row = {"name": layer.name, "class_name": layer.class_name, "output_shape": _shape_text(layer.output_shape),
+               "params": int(layer.params), "weight_bytes": int(layer.weight_bytes)}
         for technique in TECHNIQUES:
             support = layer.supports(technique)
-            mask |= SUPPORT_BITS[technique] if support.ok else 0
-            notes.append(reasons.setdefault(support.reason, len(reasons)) if support.reason else -1)
-        rows.append([layer.name, layer.class_name, _shape_text(layer.output_shape), int(layer.params), int(layer.weight_bytes), mask, *notes])
-    return rows, list(reasons)
+            row[f"supports_{technique}"] = bool(support.ok)
+            row[f"{technique}_reason"] = reasons.setdefault(support.reason, len(reasons)) if support.reason else -1
+        for field, value in row.items():
+            columns.setdefault(field, []).append(value)
+    return columns, list(reasons)
 
 
-# An unplanned row of `plan_state`: [quantize 0/1, sparsity (0: off), clusters (0: off), init, keep float 0/1].
-EMPTY_ROW = (0, 0, 0, CLUSTER_INITS[0], 0)
+# An unplanned layer's entry in `plan_state`; the front-end and _entry fill fields an entry leaves out from it.
+EMPTY_ENTRY = {"quantize": False, "sparsity": 0, "clusters": 0, "init": CLUSTER_INITS[0], "keep_float": False}
 
 
 def plan_state(plan: Plan) -> dict:
-    """{layer: [quantize 0/1, sparsity or 0, clusters or 0, init, keep float 0/1]} for the planned layers only."""
-    state = {}
-    for entry in plan:
-        state[entry.layer] = [int(entry.quantize), entry.prune.sparsity if entry.prune else 0,
-                              entry.cluster.clusters if entry.cluster else 0,
-                              entry.cluster.init if entry.cluster else CLUSTER_INITS[0], int(entry.keep_float)]
-    return state
+    """{layer: {quantize, sparsity (0: off), clusters (0: off), init, keep_float}} for the planned layers only."""
+    return {entry.layer: {"quantize": bool(entry.quantize), "sparsity": entry.prune.sparsity if entry.prune else 0,
+                          "clusters": entry.cluster.clusters if entry.cluster else 0,
+                          "init": entry.cluster.init if entry.cluster else CLUSTER_INITS[0],
+                          "keep_float": bool(entry.keep_float)}
+            for entry in plan}
 
 
 def sensitivity_state(report) -> dict:
     """The heat map of a :class:`~tfopt_widgets.SensitivityReport` for :attr:`LayerTable.sensitivity`.
 
-    ``columns``: [technique, level] per heat map column; ``drops``: {layer: [metric drop or None per column]};
-    ``sizes``: {layer: [int8 gzip bytes of the kernel as it is, then after each column's change or None]}.
+    ``columns``: {technique, level} per heat map column; ``drops``: {layer: [metric drop or None per column]};
+    ``sizes``: {layer: {before: int8 gzip bytes of the kernel as it is, after: [the same after each column's change,
+    or None]}}.
     """
     if report is None:
         return {}
-    columns = [[technique, level] for technique in ("quantize", "prune", "cluster")
+    columns = [{"technique": technique, "level": level} for technique in ("quantize", "prune", "cluster")
                for level in report.levels.get(technique, ())]
+    position = {(column["technique"], column["level"]): i for i, column in enumerate(columns)}
     drops, sizes = {}, {}
+
+    def size(layer: str) -> dict:
+        return sizes.setdefault(layer, {"before": None, "after": [None] * len(columns)})
+
     for row in report.rows:
-        index = columns.index([row.technique, row.level])
+        index = position[row.technique, row.level]
         drops.setdefault(row.layer, [None] * len(columns))[index] = round(float(row.drop), 5)
         if row.technique != "quantize":
-            sizes.setdefault(row.layer, [None] * (len(columns) + 1))[index + 1] = row.size.get("int8")
+            size(row.layer)["after"][index] = row.size.get("int8")
     for entry in report.layers:
-        sizes.setdefault(entry.layer, [None] * (len(columns) + 1))[0] = entry.size.get("int8")
+        size(entry.layer)["before"] = entry.size.get("int8")
     return {"metric": report.metric, "baseline": report.baseline, "samples": report.samples, "columns": columns,
             "drops": drops, "sizes": sizes}
 
@@ -101,18 +108,18 @@ class LayerTable(anywidget.AnyWidget):
     _view = traitlets.Unicode("layer-table", help="which view of the shared front-end bundle renders this").tag(
         sync=True)
 
-    layers = traitlets.List(help=f"one row per layer: [{', '.join(ROW_FIELDS)}]; reasons are indices into "
-                                 "`reasons` (-1: none)").tag(sync=True)
+    layers = traitlets.Dict(help="the layers as named columns, {field: [value per layer]} (see layer_columns); "
+                                 "reasons are indices into `reasons` (-1: none)").tag(sync=True)
     reasons = traitlets.List(traitlets.Unicode(), help="support reasons, each sent once").tag(sync=True)
-    plan_state = traitlets.Dict(help="the plan: {layer: [quantize 0/1, sparsity (0: off), clusters (0: off), "
-                                     "init, keep float 0/1]}, only planned layers; the front-end sets it on every "
-                                     "edit").tag(sync=True)
+    plan_state = traitlets.Dict(help="the plan: {layer: {quantize, sparsity (0: off), clusters (0: off), init, "
+                                     "keep_float}}, only planned layers; the front-end sets it on every edit").tag(
+        sync=True)
     cluster_inits = traitlets.List(traitlets.Unicode(), default_value=list(CLUSTER_INITS),
                                    help="cluster centroid initializations offered").tag(sync=True)
     selected = traitlets.Unicode("", help="the layer whose weights the weight view shows").tag(sync=True)
     checked = traitlets.List(traitlets.Unicode(), help="rows ticked for bulk edits").tag(sync=True)
-    placement = traitlets.Dict(help="after a conversion: {layer: [accelerated 1/0/null, reason index]} with "
-                                    "reasons in `placement_reasons`").tag(sync=True)
+    placement = traitlets.Dict(help="after a conversion: {layer: {accelerated: true/false/null, reason: index "
+                                    "into `placement_reasons` (-1: none)}}").tag(sync=True)
     placement_reasons = traitlets.List(traitlets.Unicode(), help="placement reasons, each sent once").tag(sync=True)
     quantize_groups = traitlets.Dict(help="{layer: the convolution it is quantized folded into}: its quantize box "
                                           "follows that convolution's").tag(sync=True)
@@ -123,9 +130,9 @@ class LayerTable(anywidget.AnyWidget):
     budget = traitlets.Float(0.01, help="the accepted metric drop: heat map cells within it are green").tag(sync=True)
 
     def __init__(self, info, plan: Plan | None = None, *, selected: str = ""):
-        rows, reasons = layer_rows(info)
+        columns, reasons = layer_columns(info)
         groups = {layer.name: layer.group for layer in info.layers if layer.group}
-        super().__init__(layers=rows, reasons=reasons, selected=selected, quantize_groups=groups)
+        super().__init__(layers=columns, reasons=reasons, selected=selected, quantize_groups=groups)
         self._info = info
         self._lock = threading.RLock()
         self._error_callbacks = []
@@ -175,10 +182,10 @@ class LayerTable(anywidget.AnyWidget):
 
     def _apply(self, old: dict, new: dict) -> None:
         for layer in sorted(set(old) | set(new)):
-            before, after = old.get(layer, list(EMPTY_ROW)), new.get(layer, list(EMPTY_ROW))
-            if list(before) == list(after):
-                continue
             try:
+                before, after = _entry(layer, old.get(layer)), _entry(layer, new.get(layer))
+                if before == after:
+                    continue
                 self._apply_row(layer, after)
             except PlanError as error:
                 if error.layer is not None:
@@ -186,12 +193,13 @@ class LayerTable(anywidget.AnyWidget):
                 # Plan's own checks do not know which row sent the value: say so.
                 raise PlanError(f"Layer {layer!r}: {error}", layer=layer, field=error.field) from None
 
-    def _apply_row(self, layer: str, after: list) -> None:
+    def _apply_row(self, layer: str, after: dict) -> None:
         plan = self._plan
         if self._info.get(layer) is None:
             raise PlanError(f"The table sent an edit for layer {layer!r}, which the model does not have.",
                             layer=layer, field="layer")
-        quantize, sparsity, clusters, init, keep_float = (list(after) + list(EMPTY_ROW)[len(after):])[:5]
+        quantize, sparsity, clusters = after["quantize"], after["sparsity"], after["clusters"]
+        init, keep_float = after["init"], after["keep_float"]
         if keep_float and quantize:
             raise PlanError(f"Layer {layer!r} cannot be both quantization-aware trained and kept float; untick one "
                             "of them.", layer=layer, field="keep_float")
@@ -247,7 +255,7 @@ class LayerTable(anywidget.AnyWidget):
         state = {}
         for layer, (accelerated, reason) in placement.items():
             index = reasons.setdefault(reason, len(reasons)) if reason else -1
-            state[layer] = [None if accelerated is None else int(bool(accelerated)), index]
+            state[layer] = {"accelerated": None if accelerated is None else bool(accelerated), "reason": index}
         with self.hold_sync():
             self.placement_reasons = list(reasons)
             self.placement = state
@@ -270,6 +278,16 @@ class LayerTable(anywidget.AnyWidget):
             raise error
 
 
+def _entry(layer: str, value) -> dict:
+    """A `plan_state` entry from the front-end with every field (those left out from EMPTY_ENTRY)."""
+    if value is None:
+        return dict(EMPTY_ENTRY)
+    if not isinstance(value, dict):
+        raise PlanError(f"The table sent {value!r} for layer {layer!r}; expected a dict with the fields "
+                        f"{', '.join(EMPTY_ENTRY)}.", layer=layer, field="plan_state")
+    return {**EMPTY_ENTRY, **value}
+
+
 def _number(value, layer: str, field: str, integer: bool = False):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise PlanError(f"{field} for layer {layer!r} must be a number; got {value!r}.", layer=layer, field=field)
@@ -281,4 +299,4 @@ def _number(value, layer: str, field: str, integer: bool = False):
     return float(value)
 
 
-__all__ = ["LayerTable", "layer_rows", "plan_state", "sensitivity_state"]
+__all__ = ["LayerTable", "layer_columns", "plan_state", "sensitivity_state"]
