@@ -6,6 +6,7 @@
 >>> opt = tw.optimize(model, plan, (x_train, y_train), epochs=2)
 >>> tfl = tw.convert(opt.model, target="edgetpu", representative_data=x_train[:100])
 >>> tw.evaluate(tfl, data=(x_test, y_test))
+>>> tw.run(model, plan, "edgetpu", (x_train, y_train), (x_test, y_test), baseline=True)   # all three, vs float32
 >>> tw.Studio(model, train_data=(x_train, y_train), validation_data=(x_test, y_test))   # in a notebook
 
 TensorFlow is imported on first use of an engine function, so importing the package is fast.
@@ -39,6 +40,8 @@ _LAZY = {
     "sensitivity": "analysis",
     "SensitivityReport": "analysis",
     "suggest_plan": "analysis",
+    "run": "pipeline",
+    "RunResult": "pipeline",
     "demo": None,
     "Studio": "widgets.studio",
     "report": "reporting",

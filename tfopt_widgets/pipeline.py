@@ -1,0 +1,209 @@
+"""tw.run: the whole pipeline in one call: optimize with a plan, convert for a target, evaluate, beside a baseline.
+
+>>> result = tw.run(model, plan, "edgetpu", (x_train, y_train), (x_test, y_test), baseline=True)
+>>> result.metrics.accuracy, result.baseline.metrics.accuracy, result.drop
+>>> result.tflite.save("model_edgetpu.tflite")
+>>> result.notices                    # what was done to the model on the way (tw.ModelNotice warnings)
+
+The Studio's "Optimize and convert", the ``tfopt-widgets`` command and ``SensitivityReport.verify`` all call
+:func:`run`, so a rule fixed here (which data calibrates, how the baseline is made, what data is measured) holds
+for all of them. Importing this module does not import TensorFlow; :func:`run` loads the engine.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import warnings
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from .errors import DataError, PlanError
+from .plan import Plan, stages
+from .targets import get_target
+
+__all__ = ["RunResult", "run", "training_inputs"]
+
+BASELINE_LABEL = "float32 baseline"
+# tw.run's own settings that tw.optimize takes too; the other tw.optimize keywords pass through **optimize_args.
+_OWN_OPTIMIZE_ARGS = ("model", "plan", "train_data", "epochs", "validation_data", "learning_rate", "progress")
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` made and measured: one converted file for one target, and the float baseline if asked.
+
+    ``optimized`` is ``tw.optimize``'s OptimizedModel (None when the plan needs no fine-tuning: empty, or only
+    ``keep_float`` layers); ``tflite`` the TFLiteModel; ``metrics`` ``tw.evaluate``'s Metrics on the evaluation
+    data; ``baseline`` the RunResult of the float32 file on the same data (None unless asked for); ``notices`` the
+    ``tw.ModelNotice`` messages of the run (Keras 3 rebuilt, layers kept float, batch fixed to 1, ...).
+    ``epochs`` is the fine-tuning epochs per stage (None when this run fine-tuned nothing); ``wall_s`` the seconds
+    it took.
+    """
+
+    label: str
+    plan: Plan
+    target: str
+    optimized: object | None
+    tflite: object
+    metrics: object
+    notices: list[str] = field(default_factory=list)
+    baseline: RunResult | None = None
+    epochs: int | None = None
+    wall_s: float = 0.0
+
+    @property
+    def drop(self) -> float | None:
+        """The baseline's metric minus this file's (positive: worse); None without a baseline."""
+        return None if self.baseline is None else self.baseline.metrics.value - self.metrics.value
+
+    @property
+    def accelerated_share(self) -> float | None:
+        """The share of the file's ops on the target's accelerator (None for the float32 baseline)."""
+        if self.target == "float32":
+            return None
+        return self.tflite.compatibility.summary.get("op_share")
+
+    def to_row(self, label: str | None = None) -> dict:
+        """One results-table row (the Studio's results, ``tw.report``'s runs): run, target, mode, size, gzip_size,
+        metric, value, accuracy, latency_ms, accelerated_share, epochs and the plan's layers."""
+        metrics = self.metrics
+        return {"run": self.label if label is None else label, "target": self.tflite.target,
+                "mode": self.tflite.quantization, "size": self.tflite.size, "gzip_size": self.tflite.gzip_size,
+                "metric": metrics.metric, "value": metrics.value, "accuracy": metrics.accuracy,
+                "latency_ms": metrics.latency_ms, "accelerated_share": self.accelerated_share,
+                "epochs": self.epochs, "plan": self.plan.to_dict()["layers"]}
+
+    def __repr__(self) -> str:
+        drop = "" if self.drop is None else f" (drop {self.drop:+.4f} against float32)"
+        return (f"<RunResult {self.label!r}: {self.tflite.size:,} B, {self.tflite.gzip_size:,} B gzipped, "
+                f"{self.metrics.metric} {self.metrics.value:.4f}{drop}; {len(self.notices)} notices>")
+
+
+def run(model, plan: Plan | None = None, target: str = "cpu", train_data=None, data=None, *,
+        validation_data=None, quantization: str | None = None, epochs: int = 2, learning_rate: float | None = None,
+        representative_data=None, keep_float=(), metric=None, runs: int = 50, warmup: int = 5,
+        baseline: bool | RunResult = False, on_baseline: Callable[[RunResult], None] | None = None,
+        optimized=None, progress: Callable[[str, int, int], None] | None = None, **optimize_args) -> RunResult:
+    """Optimize ``model`` with ``plan`` (tw.optimize), convert it for ``target`` (tw.convert), measure it (tw.evaluate).
+
+    ``train_data`` ``(x, y)`` fine-tunes (needed when the plan prunes, clusters or quantizes) and its inputs
+    calibrate int8/int16x8 (``representative_data`` replaces them; tw.convert takes its usual number of samples,
+    spread over them). ``data`` is what the file is measured on; by default ``validation_data``, else
+    ``train_data``. ``validation_data`` is also what fine-tuning validates on. ``quantization`` overrides the
+    target's mode; ``keep_float`` adds layers to the plan's kept-float ones. ``metric``, ``runs`` and ``warmup`` go
+    to tw.evaluate; ``epochs``, ``learning_rate`` and ``**optimize_args`` (``batch_size``, ``loss``,
+    ``callbacks``, ``strategy``, ...) to tw.optimize. ``optimized``: the OptimizedModel of this model and plan from
+    an earlier run, converted again instead of fine-tuning again (another target, say).
+
+    ``baseline=True`` also converts the user's model unoptimized (target "float32") and measures it on the same data
+    first (``result.baseline``, ``result.drop``); ``on_baseline(baseline)`` gets it as soon as it is measured, so a
+    view can show it while fine-tuning runs. Pass an earlier ``result.baseline`` to reuse it.
+    ``progress(stage, step, total)`` is called at each stage ("baseline", tw.optimize's "prune", "cluster" and
+    "quantize" after every training step, "convert", "evaluate"); raising ``tw.Cancelled`` from it stops the run.
+    The user's model is never changed. ``tw.ModelNotice`` warnings are collected into ``result.notices`` (and still
+    shown once each).
+
+    >>> result = tw.run(model, tw.Plan().prune("dense", sparsity=0.75), "cpu", (x_train, y_train),
+    ...                 (x_test, y_test), baseline=True, epochs=1)
+    >>> result.to_row()["gzip_size"], result.drop
+    """
+    from .conversion import convert
+    from .evaluation import evaluate
+    from .optimization import optimize
+
+    started = time.perf_counter()
+    plan = Plan() if plan is None else plan
+    if not isinstance(plan, Plan):
+        raise PlanError(f"Expected a tw.Plan, got {type(plan).__name__}.", field="plan")
+    plan = plan.copy()
+    target = get_target(target).name
+    unknown = sorted(set(optimize_args) - (set(inspect.signature(optimize).parameters) - set(_OWN_OPTIMIZE_ARGS)))
+    if unknown:
+        raise TypeError(f"tw.run() got unexpected keyword argument {unknown[0]!r}; besides its own it takes "
+                        "tw.optimize's (batch_size, loss, metrics, callbacks, steps_per_epoch, strategy).")
+    evaluation = next((d for d in (data, validation_data, train_data) if d is not None), None)
+    if evaluation is None:
+        raise DataError("tw.run measures the converted file on labelled data: pass data=(x, y), "
+                        "validation_data=(x, y) or train_data=(x, y).", field="data")
+    trained = bool(stages(plan))  # keep-float marks alone need no fine-tuning
+    if trained and optimized is None and train_data is None:
+        raise DataError("Fine-tuning needs train_data: pass train_data=(x, y), or use an empty plan to convert the "
+                        "model as it is.", field="train_data")
+    if optimized is not None and optimized.plan != plan:
+        raise PlanError("optimized= was made with another plan than this run's; pass the plan it was made with "
+                        "(optimized.plan), or leave optimized out to fine-tune with this one.", field="optimized")
+    step = progress or (lambda stage, done, total: None)
+    measure = {"metric": metric, "runs": runs, "warmup": warmup}
+
+    warned = []  # the notices of this call, warned once each at its end
+    if baseline is True:
+        step("baseline", 0, 0)
+        with _collected_notices() as warned:
+            float_file = convert(model, "float32")
+            baseline = RunResult(BASELINE_LABEL, Plan(), "float32", None, float_file,
+                                 evaluate(float_file, evaluation, **measure), warned)
+        baseline.wall_s = time.perf_counter() - started
+        if on_baseline is not None:
+            on_baseline(baseline)
+    baseline = baseline or None
+
+    fine_tuned = trained and optimized is None
+    with _collected_notices() as caught:
+        if fine_tuned:
+            optimized = optimize(model, plan, train_data, epochs=epochs, validation_data=validation_data,
+                                 learning_rate=learning_rate, progress=progress, **optimize_args)
+        source = optimized if trained else model
+        step("convert", 0, 0)
+        calibration = representative_data if representative_data is not None else training_inputs(train_data)
+        tflite = convert(source, target, representative_data=calibration, quantization=quantization, plan=plan,
+                         keep_float=keep_float)
+        step("evaluate", 0, 0)
+        metrics = evaluate(tflite, evaluation, **measure)
+    optimized = optimized if trained else None
+    label = f"{get_target(target).title}, {tflite.quantization}, " + \
+        (f"{len(plan)} layers planned" if len(plan) else "no plan")
+    # A reused OptimizedModel's notices (a Keras 3 model rebuilt) hold for this file too.
+    notices = list(dict.fromkeys([*(optimized.notices if optimized is not None else ()), *caught]))
+    result = RunResult(label, plan, target, optimized, tflite, metrics, notices, baseline,
+                       epochs if fine_tuned else None, time.perf_counter() - started)
+    for notice in dict.fromkeys([*warned, *caught]):
+        _warn(notice)
+    return result
+
+
+def training_inputs(data):
+    """The inputs of ``(x, y)`` training data, which calibrate int8; a tf.data dataset passes through (tw.convert
+    takes the inputs of its ``(x, y)`` elements); None stays None."""
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return data[0]
+    return data
+
+
+@contextmanager
+def _collected_notices():
+    """Yields a list that receives the message of every ``tw.ModelNotice`` warned inside; other warnings are
+    warned again as they were. (The warnings filters are process-wide: a warning another thread raises meanwhile
+    is recorded and warned again too, not lost.)"""
+    from .porting import ModelNotice
+
+    notices: list[str] = []
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ModelNotice)
+            yield notices
+    finally:  # also when the run fails or is cancelled: other warnings are never swallowed
+        for warning in caught:
+            if not issubclass(warning.category, ModelNotice):
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno,
+                                       source=warning.source)
+            elif str(warning.message) not in notices:
+                notices.append(str(warning.message))
+
+
+def _warn(notice: str) -> None:
+    from .porting import ModelNotice
+
+    warnings.warn(notice, ModelNotice, stacklevel=3)
