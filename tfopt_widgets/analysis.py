@@ -39,7 +39,7 @@ import numpy as np
 
 from ._sensitivity_jobs import Kernel, kernel_sizes, score_variants
 from .errors import DataError, Error
-from .plan import Plan, stages
+from .plan import Plan
 
 __all__ = ["DEFAULT_LEVELS", "PlanCheck", "SensitivityReport", "SensitivityRow", "sensitivity", "suggest_plan"]
 
@@ -167,38 +167,32 @@ class SensitivityReport:
 
     def verify(self, model, plan: Plan, train_data, data=None, *, target="cpu", representative_data=None,
                epochs: int = 1, metric=None, budget: float | None = None, **optimize_args) -> PlanCheck:
-        """Carry ``plan`` out (tw.optimize, then tw.convert for ``target``, then tw.evaluate) and compare.
+        """Carry ``plan`` out with :func:`tw.run <tfopt_widgets.run>` (tw.optimize, tw.convert for ``target``,
+        tw.evaluate, beside the float32 baseline) and compare.
 
         ``data`` is what the drop is measured on (default: the training data's first 500 samples); the baseline
-        is the float file on the same data. The result holds the estimate, the measurement, and by how much a
-        ``budget`` was missed (0 when met).
+        is the float file on the same data. ``representative_data`` calibrates (default: the training inputs);
+        ``optimize_args`` go to tw.run (``learning_rate``, ``progress``, ``loss``, ...). The result holds the
+        estimate, the measurement, and by how much a ``budget`` was missed (0 when met).
         """
-        from .conversion import convert
-        from .evaluation import evaluate
-        from .optimization import optimize
+        from .pipeline import run
 
         start = time.perf_counter()
-        x_train = train_data[0] if isinstance(train_data, (tuple, list)) else None
         if data is None:
-            if x_train is None:
+            if not isinstance(train_data, (tuple, list)):
                 raise DataError("verify needs data=(x, y) to measure on when train_data is a dataset.", field="data")
             keras_model = model if hasattr(model, "inputs") else getattr(model, "model", model)
             data = (_head(train_data[0], EVALUATION_SAMPLES, len(keras_model.inputs) > 1),
                     _head(train_data[1], EVALUATION_SAMPLES, len(keras_model.outputs) > 1))
-        calibration = representative_data if representative_data is not None else x_train
-        optimized = optimize(model, plan, train_data, epochs=epochs, **optimize_args) \
-            if stages(plan) else None
-        baseline = evaluate(convert(model, "float32"), data, metric=metric, runs=1, warmup=0)
-        final = convert(optimized if optimized is not None else model, target, representative_data=calibration,
-                        plan=plan)
-        measured = evaluate(final, data, metric=metric, runs=1, warmup=0)
+        result = run(model, plan, target, train_data, data, representative_data=representative_data, epochs=epochs,
+                     metric=metric, runs=1, warmup=0, baseline=True, **optimize_args)
         estimate = self.estimate(plan, target)
-        drop = baseline.value - measured.value
-        missed = None if budget is None else max(0.0, drop - budget)
-        return PlanCheck(estimated_drop=estimate["drop"], measured_drop=drop, budget=budget, missed_by=missed,
-                         baseline=baseline.value, value=measured.value, estimated_size=estimate["size"],
-                         gzip_size=measured.gzip_size, float_gzip_size=baseline.gzip_size,
-                         float_layers=final.float_layers(), wall_s=time.perf_counter() - start)
+        baseline = result.baseline.metrics
+        missed = None if budget is None else max(0.0, result.drop - budget)
+        return PlanCheck(estimated_drop=estimate["drop"], measured_drop=result.drop, budget=budget, missed_by=missed,
+                         baseline=baseline.value, value=result.metrics.value, estimated_size=estimate["size"],
+                         gzip_size=result.metrics.gzip_size, float_gzip_size=baseline.gzip_size,
+                         float_layers=result.tflite.float_layers(), wall_s=time.perf_counter() - start)
 
     def to_dict(self) -> dict:
         return {"model": self.model_name, "metric": self.metric, "baseline": self.baseline,

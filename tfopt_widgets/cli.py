@@ -5,7 +5,9 @@
     tfopt-widgets optimize MODEL --plan plan.json --target edgetpu --data data.npz --out DIR
 
 ``data.npz`` holds ``x`` and ``y`` (training data for fine-tuning and calibration) and, optionally, ``x_test`` and
-``y_test`` (evaluation; without them the training data is evaluated). Errors print one line and exit with 2.
+``y_test`` (validation while fine-tuning, and evaluation; without them the training data is evaluated). Both
+commands run ``tw.run``: the float32 baseline, then the plan fine-tuned, converted and evaluated. Errors print one
+line and exit with 2.
 """
 
 from __future__ import annotations
@@ -66,22 +68,21 @@ def default_plan() -> Plan:
 
 def _demo(args) -> int:
     from . import demo
-    from .conversion import convert
-    from .optimization import optimize
+    from .pipeline import run
 
     started = time.perf_counter()
-    (x_train, y_train), (x_test, y_test) = demo.digits_data()
+    train, test = demo.digits_data()
     model = demo.digits_model()
     print(f"Trained the digits CNN ({model.count_params():,} params) in {time.perf_counter() - started:.1f} s.")
     plan = default_plan()
     print(f"Plan:\n{plan!r}")
-    started = time.perf_counter()
-    optimized = optimize(model, plan, (x_train, y_train), epochs=args.epochs, validation_data=(x_test, y_test))
-    print(f"Optimized (stages: {', '.join(optimized.history)}) in {time.perf_counter() - started:.1f} s.")
-    runs = [("float32 baseline", convert(model, "float32"))]
-    for target in TARGET_ORDER:
-        runs.append((target, convert(optimized, target, representative_data=x_train)))
-    _report(runs, (x_test, y_test), args.out, plan)
+    first = run(model, plan, TARGET_ORDER[0], train, validation_data=test, epochs=args.epochs, baseline=True)
+    print(f"Measured the float32 baseline, optimized (stages: {', '.join(first.optimized.history)}), converted "
+          f"for {first.target} and measured it in {first.wall_s:.1f} s.")
+    runs = [(first.baseline.label, first.baseline), (first.target, first)]
+    for target in TARGET_ORDER[1:]:  # the same fine-tuned model, converted for each target
+        runs.append((target, run(model, plan, target, train, validation_data=test, optimized=first.optimized)))
+    _report(runs, args.out, plan)
     return 0
 
 
@@ -95,8 +96,7 @@ def _inspect(args) -> int:
 def _optimize(args) -> int:
     import numpy as np
 
-    from .conversion import convert
-    from .optimization import optimize
+    from .pipeline import run
 
     model = _load_model(args.model)
     plan = Plan.load(args.plan) if args.plan.exists() else _missing(args.plan, "plan")
@@ -108,26 +108,21 @@ def _optimize(args) -> int:
         if key not in data:
             raise DataError(f"{args.data} has no array {key!r}; it needs x and y (and optionally x_test, y_test). "
                             "Write it with numpy.savez(path, x=..., y=...).", field="data")
-    test = (data["x_test"], data["y_test"]) if {"x_test", "y_test"} <= set(data) else (data["x"], data["y"])
-    optimized = optimize(model, plan, (data["x"], data["y"]), epochs=args.epochs)
-    runs = [("float32 baseline", convert(model, "float32")),
-            (args.target, convert(optimized, args.target, representative_data=data["x"],
-                                  quantization=args.quantization))]
-    _report(runs, test, args.out, plan)
+    test = (data["x_test"], data["y_test"]) if {"x_test", "y_test"} <= set(data) else None
+    result = run(model, plan, args.target, (data["x"], data["y"]), validation_data=test,
+                 quantization=args.quantization, epochs=args.epochs, baseline=True)
+    _report([(result.baseline.label, result.baseline), (args.target, result)], args.out, plan)
     return 0
 
 
-def _report(runs, test_data, out: Path, plan: Plan) -> None:
-    """Evaluate each converted file, print the comparison table, write files, plan and metrics to ``out``."""
-    from .evaluation import evaluate
-
+def _report(runs, out: Path, plan: Plan) -> None:
+    """Print the comparison table of ``(label, tw.run's result)`` pairs; write files, plan and metrics to ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     plan.save(out / "plan.json")
     rows = []
-    for label, tflite in runs:
-        metrics = evaluate(tflite, test_data)
-        path = tflite.save(out / f"{label.split()[0]}.tflite")
-        rows.append({"run": label, **metrics.as_dict(), "file": path.name})
+    for label, result in runs:
+        path = result.tflite.save(out / f"{label.split()[0]}.tflite")
+        rows.append({"run": label, **result.metrics.as_dict(), "file": path.name})
     (out / "metrics.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     print(format_table(rows))
     print(f"Wrote {len(rows)} .tflite files, plan.json and metrics.json to {out}/")

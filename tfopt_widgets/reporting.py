@@ -120,9 +120,9 @@ def studio_report(studio, path="report.html", **kwargs) -> Path:
     one the last run used (the live plan when nothing was optimized yet). ``kwargs`` go to :func:`report`.
     """
     runs = [Run.of(row) for row in studio.results_view.rows]
-    baseline = getattr(studio, "_baseline", None)  # the float32 file the Studio converted on its first run
+    baseline = studio.baseline  # the float32 baseline the Studio made on its first run (a tw.RunResult)
     if runs and baseline is not None:
-        runs[0].tflite = baseline
+        runs[0].tflite = baseline.tflite
     if len(runs) > 1 and studio.tflite is not None:
         runs[-1].tflite = studio.tflite
     optimized = studio.optimized
@@ -235,7 +235,7 @@ def _figures(model, optimized, runs: list[Run], plan: Plan, layers) -> list[_Fig
     after = optimized.weights() if optimized is not None else {}
     # The stored weights of the last two quantized files (a float32 file holds the "before" weights again).
     stored = [(run.label, run.tflite.weights()) for run in runs if run.tflite is not None
-              and getattr(run.tflite, "_origins", None) and run.mode != "none"][-2:]
+              and getattr(run.tflite, "layer_origins", None) and run.mode != "none"][-2:]
     if layers is None:
         available = {*before, *after}
         layers = [name for name in plan.layers("prune") + plan.layers("cluster") + plan.layers("quantize")

@@ -22,7 +22,8 @@ import ipywidgets as widgets
 import traitlets
 
 from ..errors import Cancelled, DataError, Error, TargetError
-from ..plan import Plan, stages
+from ..pipeline import training_inputs
+from ..plan import Plan
 from ..targets import QUANTIZATIONS, TARGETS, get_target
 from ._events import register as _register
 from .export_panel import ExportPanel
@@ -36,7 +37,6 @@ from .weight_view import WeightView
 PICKABLE_TARGETS = ("cpu", "gpu", "edgetpu", "hexagon")
 MODE_NAMES = {"none": "float32 (none)", "dynamic": "dynamic range", "float16": "float16", "int8": "int8 (full integer)",
               "int16x8": "int16x8"}  # float32 is the baseline every run is compared with
-_CALIBRATED_MODES = ("int8", "int16x8")
 
 
 class Studio(widgets.VBox):
@@ -63,7 +63,7 @@ class Studio(widgets.VBox):
         self._lock = threading.RLock()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
-        self._baseline = None
+        self._baseline = None  # the float32 baseline's RunResult, made on the first run
         self.optimized = None  # the last run's OptimizedModel (None when the plan was empty)
         self.tflite = None  # the last run's TFLiteModel
         self._sensitivity = None
@@ -246,69 +246,41 @@ class Studio(widgets.VBox):
             self.table.disabled = False
 
     def _run_job(self, settings: dict) -> str:
-        row = self._optimize_convert_evaluate(**settings)
-        for callback in list(self._result_callbacks):
-            callback(row)
-        return (f"Done: {row['run']}, {row['gzip_size']:,} B gzipped"
-                + (f", accuracy {row['accuracy']:.3f}." if row.get("accuracy") is not None else "."))
+        from ..pipeline import run
 
-    def _optimize_convert_evaluate(self, plan: Plan, target: str, quantization, epochs: int, learning_rate):
-        from ..conversion import convert
-        from ..evaluation import evaluate
-        from ..optimization import optimize
-
-        evaluation_data = self.validation_data if self.validation_data is not None else self.train_data
-        if evaluation_data is None:
-            raise DataError("The Studio needs data to measure accuracy: pass train_data=(x, y) (and ideally "
-                            "validation_data=(x, y)) to tw.Studio.", field="train_data")
-        if self._baseline is None:
-            self._progress("baseline", 0, 0)
-            baseline = convert(self.model, "float32")
-            self._add_row("float32 baseline", baseline, evaluate(baseline, evaluation_data), None, Plan())
-            self._baseline = baseline
-        source = self.model
-        optimized = None
-        trained = bool(stages(plan))  # keep-float marks alone need no fine-tuning
-        if trained:
-            if self.train_data is None:
-                raise DataError("Fine-tuning needs train_data: pass train_data=(x, y) to tw.Studio, or clear the "
-                                "plan to convert the model as it is.", field="train_data")
-            optimized = optimize(self.model, plan, self.train_data, epochs=epochs,
-                                 validation_data=self.validation_data, learning_rate=learning_rate,
-                                 progress=self._progress)
-            source = optimized
-        self._progress("convert", 0, 0)
-        mode = quantization or TARGETS[target].quantization_for(None, calibrated=self.train_data is not None)
-        calibration = _inputs(self.train_data) if mode in _CALIBRATED_MODES else None
-        tflite = convert(source, target, representative_data=calibration, quantization=quantization, plan=plan)
-        self._progress("evaluate", 0, 0)
-        metrics = evaluate(tflite, evaluation_data)
-        label = f"{TARGETS[target].title}, {tflite.quantization}, " + (f"{len(plan)} layers planned" if len(plan)
-                                                                        else "no plan")
-        placement, share = placement_of(tflite)
-        row = self._add_row(label, tflite, metrics, share, plan, epochs if trained else None)
+        baseline = self._baseline if self._baseline is not None else True
+        result = run(self.model, train_data=self.train_data, validation_data=self.validation_data,
+                     baseline=baseline, on_baseline=self._baseline_measured, progress=self._progress, **settings)
+        row = result.to_row()
+        self.results_view.add(row)
         with self._lock:
-            self.optimized, self.tflite = optimized, tflite
+            self.optimized, self.tflite = result.optimized, result.tflite
             suggestion = self._suggestion
-        if suggestion is not None and suggestion["plan"] == plan and suggestion["target"] == target \
-                and row["accuracy"] is not None and self.results_view.rows[0]["accuracy"] is not None:
-            measured = self.results_view.rows[0]["accuracy"] - row["accuracy"]
+        if suggestion is not None and suggestion["plan"] == result.plan and suggestion["target"] == result.target:
+            measured = result.drop
             self.sensitivity_panel.show(_suggestion_text(suggestion) + f" Measured after this run: {measured:+.4f}"
                                         + (" (within the budget)." if measured <= suggestion["budget"] else
                                            f" (over the budget by {measured - suggestion['budget']:.4f})."))
+        optimized = result.optimized
         self.weights.set_weights(optimized=optimized.weights() if optimized is not None else {},
-                                 tflite=tflite.weights(), tflite_mode=tflite.quantization)
-        self.table.show_placement(placement, TARGETS[target].title)
-        return row
+                                 tflite=result.tflite.weights(), tflite_mode=result.tflite.quantization)
+        self.table.show_placement(placement_of(result.tflite)[0], TARGETS[result.target].title)
+        for callback in list(self._result_callbacks):
+            callback(row)
+        return (f"Done: {row['run']}, {row['gzip_size']:,} B gzipped"
+                + (f", accuracy {row['accuracy']:.3f}." if row.get("accuracy") is not None else ".")
+                + "".join(f" Note: {notice}" for notice in result.notices))
 
-    def _add_row(self, label, tflite, metrics, share, plan: Plan, epochs=None) -> dict:
-        values = metrics.as_dict()
-        row = {"run": label, "target": tflite.target, "mode": tflite.quantization, "size": tflite.size,
-               "gzip_size": tflite.gzip_size, "accuracy": values.get("accuracy", values.get("value")),
-               "latency_ms": values.get("latency_ms"), "accelerated_share": share, "epochs": epochs,
-               "plan": plan.to_dict()["layers"]}
-        self.results_view.add(row)
-        return row
+    def _baseline_measured(self, baseline) -> None:
+        with self._lock:
+            self._baseline = baseline
+        self.results_view.add(baseline.to_row())
+
+    @property
+    def baseline(self):
+        """The float32 baseline's :class:`~tfopt_widgets.RunResult` (``.tflite``, ``.metrics``), made on the first
+        run; None before it."""
+        return self._baseline
 
     # -- sensitivity --------------------------------------------------------------------------------------------
     @property
@@ -346,7 +318,7 @@ class Studio(widgets.VBox):
         if data is None:
             raise DataError("Sensitivity is measured on labelled data: pass validation_data=(x, y) or "
                             "train_data=(x, y) to tw.Studio.", field="validation_data")
-        options.setdefault("representative_data", _inputs(self.train_data) if self.train_data is not None else None)
+        options.setdefault("representative_data", training_inputs(self.train_data))
         self._progress("sensitivity", 0, 0)
         report = sensitivity(self.model, data, progress=self._progress, **options)
         self.sensitivity = report
@@ -455,13 +427,6 @@ def _suggestion_text(suggestion: dict) -> str:
 def _largest_layer(info) -> str:
     weighted = [layer for layer in info.layers if layer.supports("prune").ok or layer.supports("cluster").ok]
     return max(weighted, key=lambda layer: layer.params).name if weighted else ""
-
-
-def _inputs(data):
-    """The inputs of ``(x, y)`` data (a tf.data dataset passes through: convert takes its inputs)."""
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        return data[0]
-    return data
 
 
 def _heading(text: str) -> widgets.HTML:
