@@ -1,7 +1,8 @@
 """Export buttons: save the plan as JSON, save the last .tflite file, show the plan as Python code.
 
 "Show Python code" appears only when the engine has ``Plan.to_python``. Files go to the kernel's working folder
-(the notebook's folder), and the message says exactly where.
+(the notebook's folder), and the message says exactly where. A refused export goes to ``on_error`` (the Studio shows
+it).
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from ..plan import Plan
 
 
 class ExportPanel(widgets.VBox):
-    """Buttons that export what the Studio holds; ``studio`` provides save_plan(), save_tflite() and plan."""
+    """Buttons that export what the Studio holds; ``studio`` provides save_plan(), save_tflite() and plan.
 
-    def __init__(self, studio):
-        self._studio = studio
+    ``on_error(error)`` gets an export the engine refuses (without it the error is raised).
+    """
+
+    def __init__(self, studio, on_error=None):
+        self._studio, self._on_error = studio, on_error
         self.plan_button = widgets.Button(description="Save plan JSON", icon="download",
                                           tooltip="Write the plan to <model>-plan.json next to the notebook",
                                           layout=widgets.Layout(width="auto"))
@@ -38,11 +42,16 @@ class ExportPanel(widgets.VBox):
         self.plan_button.on_click(lambda _: self._save(studio.save_plan, "plan"))
         self.tflite_button.on_click(lambda _: self._save(studio.save_tflite, ".tflite file"))
 
+    def _report(self, error: Error) -> None:
+        if self._on_error is None:
+            raise error
+        self._on_error(error)
+
     def _save(self, save, what: str) -> None:
         try:
             path = save()
         except Error as error:
-            self._studio._show_error(error)
+            self._report(error)
             return
         self.message.value = f"Saved the {html.escape(what)} to <code>{html.escape(str(path.resolve()))}</code>."
 
@@ -57,6 +66,6 @@ class ExportPanel(widgets.VBox):
             except TypeError:  # an engine whose to_python takes no settings
                 code = studio.plan.to_python()
         except Error as error:
-            self._studio._show_error(error)
+            self._report(error)
             return
         self.message.value = (f"<pre style='max-height:300px;overflow:auto;font-size:12px'>{html.escape(code)}</pre>")

@@ -84,7 +84,7 @@ class Studio(widgets.VBox):
         traitlets.dlink((self.sensitivity_panel, "budget"), (self.table, "budget"))
         traitlets.dlink((self.panel, "running"), (self.sensitivity_panel, "busy"))
         self.results_view = ResultsView()
-        self.export = ExportPanel(self)
+        self.export = ExportPanel(self, on_error=self._show_error)
         self._error_html = widgets.HTML(layout=widgets.Layout(flex="1 1 auto"))
         dismiss = widgets.Button(description="Dismiss", layout=widgets.Layout(width="auto"))
         dismiss.on_click(lambda _: setattr(self, "error", ""))
