@@ -5,7 +5,8 @@ import json
 import pytest
 
 import tfopt_widgets as tw
-from tfopt_widgets.plan import FORMAT_VERSION, pruning_steps
+from tfopt_widgets.plan import FORMAT_VERSION
+from tfopt_widgets.runtime.training import pruning_steps
 
 
 def test_edits_chain_and_combine_into_tfmot_schemes():

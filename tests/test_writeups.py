@@ -129,7 +129,7 @@ def test_generated_script_keeps_float_layers_as_convert_does(digits, frozen, tmp
     for name, engine in engines.items():
         assert processes[name].returncode == 0, outputs[name][-4000:]
         # The script's model has the engine's layer names (quant_dense for QAT), so the engine's map reads its file.
-        reproduced = TFLiteModel.load(tmp_path / f"{name}.tflite", layer_origins=engine._origins)
+        reproduced = TFLiteModel.load(tmp_path / f"{name}.tflite", layer_origins=engine.layer_origins)
         assert reproduced.float_layers() == engine.float_layers() == ["conv2"], name
         assert [op.op for op in reproduced.ops] == [op.op for op in engine.ops], name
         assert [(t.dtype, t.shape) for t in reproduced.tensors] == [(t.dtype, t.shape) for t in engine.tensors], name

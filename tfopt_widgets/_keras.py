@@ -1,4 +1,4 @@
-"""The one place that imports TensorFlow, tf_keras and tfmot.
+"""The stack as the engine sees it (TensorFlow, tf_keras and tfmot come from the script runtime), and model checks.
 
 tfmot works only with Keras 2 (``tf_keras``). Since TF 2.16 a plain ``import keras`` gives Keras 3, whose models
 reach tfmot and fail with messages that never mention Keras 3, so models are checked here first.
@@ -6,24 +6,25 @@ reach tfmot and fail with messages that never mention Keras 3, so models are che
 
 from __future__ import annotations
 
-import os
+from .errors import ModelError
+from .runtime.ops import ORIGINS_ATTRIBUTE, layer_origins
+from .runtime.training import application_layers, keras, np, skips_first_node, tf, tfmot
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# tfmot sets this on import anyway; setting it first makes `tf.keras` mean tf_keras whatever the import order.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
-import tensorflow_model_optimization as tfmot  # noqa: E402
-
-from .errors import ModelError  # noqa: E402
-
-__all__ = ["tf", "keras", "tfmot", "np", "check_model", "copy_model", "is_keras3_model", "layer_origins",
-           "record_origins", "skips_first_node", "application_layer", "application_layers", "ORIGINS_ATTRIBUTE"]
-
-# Set by tw.optimize on the model it returns: {layer name in that model: the user's layer name}.
-ORIGINS_ATTRIBUTE = "_tfopt_layer_origins"
+__all__ = [
+    "ORIGINS_ATTRIBUTE",
+    "application_layer",
+    "application_layers",
+    "check_model",
+    "copy_model",
+    "is_keras3_model",
+    "keras",
+    "layer_origins",
+    "np",
+    "record_origins",
+    "skips_first_node",
+    "tf",
+    "tfmot",
+]
 
 
 def is_keras3_model(obj) -> bool:
@@ -61,26 +62,6 @@ def check_model(model, *, purpose: str = "optimize") -> None:
             "(keras.Input(shape=...)) or call model.build(input_shape) first.", field="model")
 
 
-def skips_first_node(layer) -> bool:
-    """Whether a Functional config numbers ``layer``'s calls from 1: a nested model built on its own Input has a
-    node 0 of its own construction, which the outer model's config leaves out (ConvNeXt's Sequential stem)."""
-    from tf_keras.src.engine import functional
-
-    return functional._should_skip_first_node(layer)
-
-
-def application_layers() -> dict:
-    """{class name: class} of the layers that Keras applications define for themselves (ConvNeXt's LayerScale).
-
-    Keras 3's applications define the same layers with the same settings and weights, so a ported model gets
-    tf_keras's own class. They are not registered with Keras: tfmot's quantize_apply, which rebuilds the model from
-    its config, needs them as custom objects ("'str' object is not callable" otherwise).
-    """
-    from tf_keras.src.applications import convnext
-
-    return {"LayerScale": convnext.LayerScale}
-
-
 def application_layer(class_name: str):
     """The class of :func:`application_layers` named ``class_name``, or None."""
     return application_layers().get(class_name)
@@ -95,20 +76,6 @@ def copy_model(model):
     copy = keras.models.clone_model(model)
     copy.set_weights([np.array(w, copy=True) for w in model.get_weights()])
     return copy
-
-
-def layer_origins(model) -> dict[str, str]:
-    """Map each layer name of ``model`` to the user's layer it came from.
-
-    tfmot renames layers (``quant_conv1``) and splits some (SeparableConv2D into two). ``tw.optimize`` records
-    the map on the model it returns; for any other model, wrapper layers are unwrapped to their inner layer's name.
-    """
-    recorded = getattr(model, ORIGINS_ATTRIBUTE, None) or {}
-    origins = {}
-    for layer in model.layers:
-        inner = getattr(layer, "layer", None)
-        origins[layer.name] = recorded.get(layer.name) or (inner.name if inner is not None else layer.name)
-    return origins
 
 
 def record_origins(model, origins: dict[str, str]) -> None:

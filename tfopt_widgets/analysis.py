@@ -278,6 +278,7 @@ def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Execu
     from . import conversion
     from .evaluation import default_metric_name
     from .inspection import inspect
+    from .runtime.ops import user_layers
 
     start = time.perf_counter()
     unknown = set(techniques) - set(TECHNIQUES)
@@ -286,13 +287,13 @@ def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Execu
                     f"{', '.join(TECHNIQUES)}.", field="techniques")
     levels = {t: tuple((levels or {}).get(t, DEFAULT_LEVELS[t])) for t in techniques}
     _check_levels(levels)
-    keras_model = conversion._keras_model(model)
+    keras_model = conversion.prepared_model(model)
     x, y = _evaluation_data(keras_model, data, samples)
     count = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
     calibration = x if representative_data is None else representative_data
     outputs = list(keras_model.output_names) if len(keras_model.outputs) > 1 else None
     info = inspect(keras_model)
-    origins = conversion._user_layers(keras_model)
+    origins = user_layers(keras_model)
 
     float_file = conversion.convert(keras_model, "float32")
     kernels = _kernels(keras_model, float_file, info)
@@ -314,7 +315,7 @@ def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Execu
         jobs.submit(changes)
         if "quantize" in levels:
             # Quantized variants are made here (TensorFlow) while the workers already score the ones above.
-            quantizer = _Quantizer(keras_model, conversion, calibration, origins)
+            quantizer = _Quantizer(keras_model, calibration, origins)
             int8_file = quantizer.quantize(exclude=())
             jobs.submit([("int8", int8_file, None)], chunks=1)
             debug = quantizer.layer_errors()
@@ -382,12 +383,12 @@ def _evaluation_data(model, data, samples: int):
 
 def _kernels(keras_model, tfl, info) -> dict[str, Kernel]:
     """The main kernel of every layer that supports pruning or clustering, found in the float file."""
-    from .tflite_model import _KERNELS
+    from .tflite_model import KERNELS
 
     by_layer = {}
     for op in tfl.ops:
-        if op.layer is not None and op.op in _KERNELS and len(op.inputs) > _KERNELS[op.op][0]:
-            by_layer.setdefault(op.layer, []).append((op, op.inputs[_KERNELS[op.op][0]]))
+        if op.layer is not None and op.op in KERNELS and len(op.inputs) > KERNELS[op.op][0]:
+            by_layer.setdefault(op.layer, []).append((op, op.inputs[KERNELS[op.op][0]]))
     offsets = _buffer_offsets(tfl.content)
     result = {}
     for layer in keras_model.layers:
@@ -406,7 +407,7 @@ def _kernels(keras_model, tfl, info) -> dict[str, Kernel]:
             if values is None or values.dtype != np.float32 or values.size != keras_kernel.size \
                     or index not in offsets:
                 continue
-            order = _KERNELS[op.op][1]
+            order = KERNELS[op.op][1]
             layout = tuple(int(a) for a in np.argsort(order)) if order and keras_kernel.ndim == len(order) else None
             scale = None
             if layout is not None and keras_kernel.transpose(layout).shape == values.shape:
@@ -448,25 +449,26 @@ class _Quantizer:
     to int8 (a softmax to steps of 1/256), charging each layer for the output's error.
     """
 
-    def __init__(self, keras_model, conversion, calibration, origins):
+    def __init__(self, keras_model, calibration, origins):
+        from . import conversion
         from ._keras import tf
         from ._quiet import captured_stderr
         from .porting import ModelNotice
+        from .runtime.tflite import configure_converter
         from .targets import get_target
         from .tflite_model import TFLiteModel
 
-        self._conversion = conversion
         notices: list[str] = []
-        samples = conversion._calibration_samples(keras_model, calibration, conversion.CALIBRATION_SAMPLES)
+        samples = conversion.representative_samples(keras_model, calibration, conversion.CALIBRATION_SAMPLES)
         # As tw.convert does: recurrent layers that would become WHILE loops are unrolled first, since TFLite's
         # calibrator crashes the process on a WHILE op; a loop that cannot be unrolled raises ConversionError.
-        keras_model, _, samples = conversion._calibratable(
-            keras_model, get_target("cpu"), "int8", samples, conversion._recurrent_layers(keras_model), "int8", [],
+        keras_model, _, samples = conversion.calibratable(
+            keras_model, get_target("cpu"), "int8", samples, conversion.recurrent_layers(keras_model), "int8", [],
             notices)
         for notice in notices:
             warnings.warn(notice, ModelNotice, stacklevel=3)
-        self._converter = converter = conversion._converter(keras_model, fixed_batch=False)
-        conversion._configure(converter, "int8", samples, False)
+        self._converter = converter = conversion.converter_for(keras_model, fixed_batch=False)
+        configure_converter(converter, "int8", samples, False)
         if isinstance(samples, dict):  # several inputs: the debugger feeds a list in the file's input order
             count = len(next(iter(samples.values())))
             pick = np.linspace(0, count - 1, min(DEBUG_SAMPLES, count)).astype(int)
@@ -496,10 +498,11 @@ class _Quantizer:
     def quantize(self, exclude, unnamed: bool = False) -> bytes:
         """The int8 file with the layers in ``exclude`` (and with ``unnamed``, ops of no layer) kept float."""
         from ._quiet import captured_stderr
+        from .runtime.ops import quantize_calibrated
 
         denylist = [name for layer in exclude for name in self.nodes[layer]] + (self.unnamed if unnamed else [])
         with captured_stderr():
-            return self._conversion._quantize_calibrated(self._converter, self.debugger.calibrated_model, denylist)
+            return quantize_calibrated(self._converter, self.debugger.calibrated_model, denylist)
 
     def layer_errors(self) -> dict[str, float]:
         """{layer: RMS difference between its int8 output and the float one}, from the debugger's statistics."""

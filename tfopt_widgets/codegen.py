@@ -1,15 +1,10 @@
 """Plan.to_python: a plan as a standalone tf_keras + tfmot + TensorFlow script that reproduces tw.optimize/convert.
 
-The script must not drift from the engine, so it is assembled from the engine's own pieces rather than a second
-implementation: the stage decisions come from plan.py's pure helpers (``stages``, ``frozen_layers``,
-``quantize_scheme``, ``masked_layers``, ``preserves_sparsity``), and the functions that do the numeric or
-converter work (``pruning_steps``, the ``_KeepZeros`` callback, the QAT annotation ``_annotate_for_qat``, the
-converter set-up, the Conv1D quantize config) are copied into it verbatim from the engine's source files (read
-with ``ast``, so no TensorFlow is imported here).
-Layers marked ``keep_float`` are reproduced the same way: the script runs a copy of tw.convert's selective int8
-(``conversion._selective_int8``: calibrate once, quantize with the layers' ops denylisted) and of the op-to-layer map
-it reads the calibrated file with (``tflite_model.op_layers``), on TensorFlow's copy of the TFLite schema. A plan
-that only keeps layers float gives a script that fine-tunes nothing and just converts.
+The script cannot drift from the engine because it runs the engine's own code: the modules of
+``tfopt_widgets.runtime`` (the TensorFlow, tf_keras and tfmot calls behind every stage, which import nothing of the
+package) are inlined whole, and the script adds only its settings, the plan as constants (decided by plan.py's pure
+helpers, as for tw.optimize), reading the user's data, and the order of the calls. A plan that only keeps layers
+float gives a script that fine-tunes nothing and just converts (with selective int8 where the mode is int8).
 
 Every user-supplied string (layer names, paths) enters the script through ``repr()``: a name with quotes,
 backslashes or newlines stays one string literal and cannot break or inject code.
@@ -17,101 +12,28 @@ backslashes or newlines stays one string literal and cannot break or inject code
 
 from __future__ import annotations
 
-import ast
-import re
-import textwrap
-from functools import cache
 from pathlib import Path
 
 from . import __version__
 from .errors import ModelError, PlanError, TargetError
 from .plan import (
-    CENTROID_INITS,
     Plan,
+    cluster_settings,
     clustered_and_quantized,
     frozen_layers,
     masked_layers,
-    preserves_sparsity,
     quantize_scheme,
     stages,
 )
+from .runtime import MODULES
+from .runtime.tflite import CALIBRATION_SAMPLES
 from .targets import get_target
 
 __all__ = ["plan_to_python"]
 
-_PACKAGE = Path(__file__).resolve().parent
+_RUNTIME = Path(__file__).resolve().parent / "runtime"
 # What load_training_data() holds until the reader fills it in (tests replace this exact line).
 FILL_IN = 'raise NotImplementedError("Fill in load_training_data() with your training data, then run this script.")'
-
-
-@cache
-def _tree(module: str) -> tuple[str, ast.Module]:
-    text = (_PACKAGE / f"{module}.py").read_text(encoding="utf-8")
-    return text, ast.parse(text)
-
-
-def _statement(module: str, name: str) -> ast.stmt:
-    """The top-level function, class or assignment that defines ``name`` in the engine's ``module``."""
-    _, tree = _tree(module)
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name:
-            return node
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
-            node, ast.AnnAssign) else []
-        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
-            return node
-    raise LookupError(f"{name} not found in tfopt_widgets/{module}.py")
-
-
-def _definition(module: str, name: str, rename: str | None = None) -> str:
-    """The source of top-level function/class ``name`` in the engine's ``module``, optionally renamed."""
-    node = _statement(module, name)
-    source = textwrap.dedent(ast.get_source_segment(_tree(module)[0], node))
-    if rename:
-        keyword = "class" if isinstance(node, ast.ClassDef) else "def"
-        source = source.replace(f"{keyword} {name}(", f"{keyword} {rename}(", 1)
-    return source
-
-
-def _constant(module: str, name: str):
-    """The literal value assigned to top-level ``name`` in the engine's ``module``."""
-    return _statement(module, name).value
-
-
-def _copies(*names: tuple[str, str]) -> str:
-    """The engine's top-level definitions ``(module, name)``, in this order, as one block of script source.
-
-    Functions and classes are copied with their comments; a leading underscore is dropped from each copied name
-    wherever the block uses it (``_indices`` -> ``indices``), so the copies call each other under script names.
-    """
-    blocks = []
-    for module, name in names:
-        node = _statement(module, name)
-        source = textwrap.dedent(ast.get_source_segment(_tree(module)[0], node))
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) or not blocks or blocks[-1][0]:
-            blocks.append((isinstance(node, (ast.FunctionDef, ast.ClassDef)), source))
-        else:  # consecutive assignments stay together
-            blocks[-1] = (False, blocks[-1][1] + "\n" + source)
-    text = "\n\n\n".join(source for _, source in blocks)
-    private = [name for _, name in names if name.startswith("_")]
-    if private:
-        pattern = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, private)) + r")\b")
-        text = pattern.sub(lambda match: _public(match.group(1)), text)
-    return text
-
-
-def _literal(module: str, name: str):
-    return ast.literal_eval(_constant(module, name))
-
-
-def _quantize_configs() -> dict[str, str]:
-    """inspection.QUANTIZE_CONFIGS as {layer class: name of the function that makes its QuantizeConfig}."""
-    node = _constant("inspection", "QUANTIZE_CONFIGS")
-    return {ast.literal_eval(k): v.id for k, v in zip(node.keys, node.values)}
-
-
-def _public(name: str) -> str:
-    return name.lstrip("_")
 
 
 def plan_to_python(plan: Plan, *, model_path="model.keras", target="cpu", model=None, quantization=None,
@@ -148,13 +70,10 @@ def plan_to_python(plan: Plan, *, model_path="model.keras", target="cpu", model=
         groups = {layer: info.group_members(layer) for layer in plan.layers("quantize") if info.group_members(layer)}
     output_path = output_path or f"{Path(str(model_path)).stem}-{target.name}-{mode}.tflite"
 
-    parts = [_header(plan, run, target, mode, selective),
+    parts = [_header(plan, run, target, mode, selective), *_runtime(run, selective),
              _settings(model_path, output_path, epochs, batch_size, learning_rate, target, mode, int8_io),
-             _data_section(), _plan_section(plan, run, groups, mode, selective)]
-    parts.append(_helpers(run, groups is None))
-    parts.append(_stages_section(run))
-    parts.append(_conversion_section(run, selective))
-    parts.append(_main_section(run, selective))
+             _data_section(), _plan_section(plan, run, groups, mode, selective), _stages_section(run),
+             _main_section(run, selective)]
     return "\n\n\n".join(part.strip("\n") for part in parts) + "\n"
 
 
@@ -163,9 +82,9 @@ def _check_calibration_loops(model, mode: str) -> None:
     TFLite WHILE loops, on which the calibrator segfaults; tw.convert unrolls them, the script does not."""
     if mode not in ("int8", "int16x8"):
         return
-    from .conversion import _recurrent_layers
+    from .conversion import recurrent_layers
 
-    loops = {name: kind for name, kind in _recurrent_layers(model).items() if not kind.rstrip(")").endswith("LSTM")}
+    loops = {name: kind for name, kind in recurrent_layers(model).items() if not kind.rstrip(")").endswith("LSTM")}
     if loops:
         named = ", ".join(f"{kind} {name!r}" for name, kind in loops.items())
         raise ModelError(f"The script would convert with quantization={mode!r}, and {named} becomes a TFLite WHILE "
@@ -196,8 +115,6 @@ Fill in load_training_data() below, then run:  python <this file>
 
 from __future__ import annotations
 
-import copy  # noqa: F401 -- used by quantize_scheme() when the plan quantizes layers
-import math
 import os
 from collections import namedtuple
 from pathlib import Path
@@ -209,15 +126,26 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
-import tensorflow_model_optimization as tfmot  # noqa: E402
 
 # The plan, per layer (scheme: tfmot's name for the combination of techniques):
 {chr(10).join(lines)}
 # Target: {target.title} ({target.name!r}); the .tflite file is {mode}.'''
 
 
+def _runtime(run: list[str], selective: bool) -> list[str]:
+    """The runtime modules the script calls, each whole, as it is in the package (see tfopt_widgets.runtime)."""
+    needed = {"tflite": True, "ops": bool(run) or selective, "training": bool(run)}
+    parts = []
+    for module in MODULES:
+        if not needed[module]:
+            continue
+        text = (_RUNTIME / f"{module}.py").read_text(encoding="utf-8")
+        title = f"# -- runtime: {module}.py of tfopt-widgets {__version__}, verbatim "
+        parts.append(title + "-" * max(3, 120 - len(title)) + "\n" + text)
+    return parts
+
+
 def _settings(model_path, output_path, epochs, batch_size, learning_rate, target, mode, int8_io) -> str:
-    calibration = _literal("conversion", "CALIBRATION_SAMPLES")
     return f'''# -- settings -----------------------------------------------------------------------------------------------
 MODEL_PATH = {str(model_path)!r}
 OUTPUT_PATH = {str(output_path)!r}
@@ -228,7 +156,7 @@ TARGET = {target.name!r}
 QUANTIZATION = {mode!r}  # the converter mode for this target
 INT8_IO = {bool(int8_io)!r}  # the file takes and returns int8 tensors
 FIXED_BATCH = {bool(target.fixed_batch)!r}  # the batch dimension is fixed to 1 in the file
-CALIBRATION_SAMPLES = {calibration!r}  # training inputs that calibrate int8 activation ranges'''
+CALIBRATION_SAMPLES = {CALIBRATION_SAMPLES!r}  # training inputs that calibrate int8 activation ranges'''
 
 
 def _data_section() -> str:
@@ -270,25 +198,19 @@ def training_batches(data, model):
 
 
 def calibration_inputs(data, model):
-    """At most CALIBRATION_SAMPLES training inputs, evenly spread over the data (sorted data still calibrates), in
-    the model's input dtypes (token ids stay integers). Several inputs: {{input name: array}}, which
-    configure_converter() feeds by name (the converted file's input order need not be the model's)."""
+    """Training inputs that calibrate int8 ranges (a dataset: its first CALIBRATION_SAMPLES), as calibration_samples()
+    picks them for tw.convert."""
     names = list(model.input_names)
-    if isinstance(data, tf.data.Dataset):  # the first samples of a dataset
+    x = data[0] if not isinstance(data, tf.data.Dataset) else None
+    if x is None:
         parts = []
-        for x, _ in data:
-            parts.append([np.asarray(part) for part in in_order(x, names)] if len(names) > 1 else [np.asarray(x)])
+        for batch, _ in data:
+            parts.append([np.asarray(part) for part in in_order(batch, names)] if len(names) > 1 else [np.asarray(batch)])
             if sum(len(part[0]) for part in parts) >= CALIBRATION_SAMPLES:
                 break
-        inputs = [np.concatenate(part)[:CALIBRATION_SAMPLES] for part in zip(*parts)]
-    else:
-        x = data[0]
-        inputs = [np.asarray(part) for part in in_order(x, names)] if len(names) > 1 else [np.asarray(x)]
-        if len(inputs[0]) > CALIBRATION_SAMPLES:
-            pick = np.linspace(0, len(inputs[0]) - 1, CALIBRATION_SAMPLES).round().astype(int)
-            inputs = [x[pick] for x in inputs]
-    inputs = [x.astype(tensor.dtype.as_numpy_dtype) for x, tensor in zip(inputs, model.inputs)]
-    return inputs[0] if len(inputs) == 1 else dict(zip(names, inputs))'''
+        x = [np.concatenate(part)[:CALIBRATION_SAMPLES] for part in zip(*parts)]
+        x = x if len(names) > 1 else x[0]
+    return calibration_samples(model, list(in_order(x, names)) if len(names) > 1 else x, CALIBRATION_SAMPLES)'''
 
 
 def _plan_section(plan: Plan, run: list[str], groups: dict | None, mode: str, selective: bool) -> str:
@@ -307,15 +229,10 @@ def _plan_section(plan: Plan, run: list[str], groups: dict | None, mode: str, se
     else:
         out.append("PRUNE = {}  # no layer is pruned")
     if "cluster" in run:
-        out.append("CentroidInitialization = tfmot.clustering.keras.CentroidInitialization")
-        out.append("# tfmot.clustering.keras.cluster_weights arguments per layer (a pruned layer keeps its zeros).")
+        out.append("# Weight clustering per layer (init: a member of tfmot's CentroidInitialization; a pruned layer "
+                   "keeps its zeros).")
         out.append("CLUSTER = {")
-        for entry in plan:
-            if entry.cluster:
-                c = entry.cluster
-                out.append(f"    {entry.layer!r}: dict(number_of_clusters={c.clusters!r},"
-                           f"\n        cluster_centroids_init=CentroidInitialization.{CENTROID_INITS[c.init]}, "
-                           f"preserve_sparsity={preserves_sparsity(plan, entry.layer)!r}),")
+        out.extend(f"    {layer!r}: {settings!r}," for layer, settings in cluster_settings(plan).items())
         out.append("}")
         out.append("# Pruned layers that are not clustered: held still while clustering fine-tunes, so they keep "
                    "their zeros.")
@@ -324,7 +241,6 @@ def _plan_section(plan: Plan, run: list[str], groups: dict | None, mode: str, se
         out.append("CLUSTER = {}  # no layer is clustered")
     if "quantize" in run:
         path, kwargs = quantize_scheme(plan)
-        # As in optimization._quantize_scheme: tfopt-widgets' registry over tfmot's scheme.
         clustered = sorted(clustered_and_quantized(plan))
         scheme = f"quantize_scheme({path!r}, {kwargs!r}, {clustered!r})"
         out.append("# Quantization-aware training (int8) on these layers.")
@@ -332,9 +248,6 @@ def _plan_section(plan: Plan, run: list[str], groups: dict | None, mode: str, se
         out.append("# A BatchNormalization (and the activation after it) is quantized folded into its convolution.")
         out.append(f"QUANTIZED_WITH = {groups!r}" if groups is not None else
                    "QUANTIZED_WITH = None  # None: found in the model by quantized_with() when the script runs")
-        out.append(f"\n\n# Activations tfmot's 8-bit QAT quantizes in an Activation layer; others pass through float.\n"
-                   f"QAT_ACTIVATIONS = {_literal('inspection', 'QAT_ACTIVATIONS')!r}")
-        out.append("\n\n" + _definition("optimization", "_scheme", "quantize_scheme") + "\n\n")
         out.append("# tfmot applies one QAT scheme to the whole model: the one that preserves what earlier stages did.")
         out.append(f"QUANTIZE_SCHEME = {scheme}")
         out.append("# Pruned or clustered layers that QAT does not wrap: held still so they keep zeros and shared "
@@ -356,209 +269,60 @@ def _plan_section(plan: Plan, run: list[str], groups: dict | None, mode: str, se
     return "\n".join(out)
 
 
-def _helpers(run: list[str], find_groups: bool) -> str:
-    out = ["# -- 3. helpers (copied from tfopt-widgets, so the numbers come out the same) -----------------------------"]
-    if not run:
-        return out[0] + "\n# none needed: nothing is fine-tuned"
-    out.append(f"KERNEL_ATTRIBUTES = {_literal('optimization', 'KERNEL_ATTRIBUTES')!r}")
-    out.append('''
-
-def fine_tune(model, source, dataset, callbacks=(), freeze=()):
-    """Compile ``model`` as ``source`` was compiled (loss, metrics, a fresh optimizer) and train it for EPOCHS.
-
-    Layers named in ``freeze`` are held still (trainable=False) for this stage.
-    """
-    frozen = [layer for layer in model.layers if layer.name in freeze and layer.trainable]
-    for layer in frozen:
-        layer.trainable = False
-    config = source.get_compile_config()
-    if LEARNING_RATE is not None:
-        config["optimizer"]["config"]["learning_rate"] = LEARNING_RATE
-    # tfmot renames the output layers (label -> quant_label): settings keyed by output name go by position instead.
-    for key, missing in PER_OUTPUT:
-        if key in config:
-            config[key] = by_output(config[key], list(source.output_names), missing)
-    model.compile_from_config(config)
-    model.fit(dataset, epochs=EPOCHS, callbacks=list(callbacks), verbose=2)
-    for layer in frozen:
-        layer.trainable = True''')
-    out.append("\n\n" + _copies(("optimization", "_PER_OUTPUT"), ("optimization", "_by_output")))
-    if "prune" in run:
-        out.append("\n\n" + _definition("plan", "pruning_steps"))
-    if "quantize" in run:
-        out.append("\n\n" + _definition("optimization", "_KeepZeros", "KeepZeros"))
-        configs = _quantize_configs()
-        for function in dict.fromkeys(configs.values()):
-            out.append("\n\n" + _definition("inspection", function, _public(function)))
-        mapping = ", ".join(f"{layer!r}: {_public(function)}" for layer, function in configs.items())
-        out.append("\n\n# Layers outside tfmot's QAT registry, quantized with a QuantizeConfig made here.\n"
-                   f"QUANTIZE_CONFIGS = {{{mapping}}}")
-        out.append("\n\n" + _definition("optimization", "_annotate_for_qat", "annotate_for_qat"))
-        if find_groups:
-            out.append(f"\n\nFOLDING_HEADS = {_literal('inspection', '_FOLDING_HEADS')!r}")
-            out.append(f"FOLDED_ACTIVATIONS = {_literal('inspection', '_FOLDED_ACTIVATIONS')!r}")
-            out.append("\n\n" + _definition("inspection", "_inbound_names", "inbound_names"))
-            out.append('''
-
-def quantized_with(model):
-    """{convolution: [the BatchNormalization, and the activation after it]}: quantization folds them into it."""
-    inbound = inbound_names(model)
-    kinds = {layer.name: type(layer).__name__ for layer in model.layers}
-    consumers = {}
-    for name, sources in inbound.items():
-        for source in sources:
-            consumers.setdefault(source, []).append(name)
-    groups = {}
-    for name, sources in inbound.items():
-        if kinds.get(name) != "BatchNormalization" or len(sources) != 1:
-            continue
-        head = sources[0]
-        if kinds.get(head) not in FOLDING_HEADS or len(consumers.get(head, [])) != 1:
-            continue
-        groups.setdefault(head, []).append(name)
-        after = consumers.get(name, [])
-        if len(after) == 1 and kinds.get(after[0]) in FOLDED_ACTIVATIONS:
-            groups[head].append(after[0])
-    return groups''')
-    return "\n".join(out)
-
-
 def _stages_section(run: list[str]) -> str:
-    out = ["# -- 4. the stages: annotate -> fine-tune -> strip ------------------------------------------------------"]
+    out = ["# -- 3. the stages: annotate -> fine-tune -> strip ------------------------------------------------------"]
     if not run:
         out.append("# none: the plan only keeps layers float, which the conversion below does")
     if "prune" in run:
         out.append('''
 
-def prune(model, source, dataset, steps_per_epoch):
+def prune(model, settings, dataset, steps_per_epoch):
     """Magnitude pruning of the PRUNE layers, on a schedule over the fine-tuning steps."""
-    sparsity = tfmot.sparsity.keras
-    total_steps = steps_per_epoch * EPOCHS
-
-    def annotate(layer):
-        spec = PRUNE.get(layer.name)
-        if spec is None:
-            return layer
-        begin, end, frequency = pruning_steps(spec, total_steps)
-        if spec.schedule == "constant":
-            schedule = sparsity.ConstantSparsity(spec.sparsity, begin_step=begin, end_step=end, frequency=frequency)
-        else:
-            schedule = sparsity.PolynomialDecay(initial_sparsity=0.0, final_sparsity=spec.sparsity,
-                                                begin_step=begin, end_step=end, frequency=frequency)
-        return sparsity.prune_low_magnitude(layer, pruning_schedule=schedule, block_size=spec.block_size)
-
-    annotated = keras.models.clone_model(model, clone_function=annotate)
-    fine_tune(annotated, source, dataset, [sparsity.UpdatePruningStep()])
-    return sparsity.strip_pruning(annotated)''')
+    annotated = prune_annotated(model, PRUNE, steps_per_epoch * EPOCHS)
+    fine_tune(annotated, settings, dataset, EPOCHS, [tfmot.sparsity.keras.UpdatePruningStep()], verbose=2)
+    return tfmot.sparsity.keras.strip_pruning(annotated)''')
     if "cluster" in run:
         out.append('''
 
-def cluster(model, source, dataset):
+def cluster(model, settings, dataset):
     """Weight clustering of the CLUSTER layers (sparsity-preserving where the layer was pruned)."""
-    clustering = tfmot.clustering.keras
-
-    def annotate(layer):
-        settings = CLUSTER.get(layer.name)
-        return layer if settings is None else clustering.cluster_weights(layer, **settings)
-
-    annotated = keras.models.clone_model(model, clone_function=annotate)
-    fine_tune(annotated, source, dataset, freeze=FROZEN_WHILE_CLUSTERING)
-    return clustering.strip_clustering(annotated)''')
+    annotated = cluster_annotated(model, CLUSTER)
+    fine_tune(annotated, settings, dataset, EPOCHS, freeze=FROZEN_WHILE_CLUSTERING, verbose=2)
+    return tfmot.clustering.keras.strip_clustering(annotated)''')
     if "quantize" in run:
         out.append('''
 
-def quantize(model, source, dataset):
+def quantize(model, settings, dataset):
     """Quantization-aware training of the QUANTIZE layers (with the layers folded into them)."""
-    quantization = tfmot.quantization.keras
     groups = QUANTIZED_WITH if QUANTIZED_WITH is not None else quantized_with(model)
     names = set(QUANTIZE) | {member for layer in QUANTIZE for member in groups.get(layer, [])}
-    annotated = keras.models.clone_model(model, clone_function=lambda layer: annotate_for_qat(layer, names))
-    with quantization.quantize_scope():
-        quantized = quantization.quantize_apply(annotated, scheme=QUANTIZE_SCHEME)
-    callbacks = []
-    if KEEP_ZEROS:
-        callbacks.append(KeepZeros([layer for layer in quantized.layers
-                                    if getattr(layer, "layer", layer).name in KEEP_ZEROS]))
-    fine_tune(quantized, source, dataset, callbacks, freeze=FROZEN_WHILE_QUANTIZING)
+    quantized = quantize_applied(model, names, QUANTIZE_SCHEME)
+    callbacks = [KeepZeros(quantized, KEEP_ZEROS)] if KEEP_ZEROS else []
+    fine_tune(quantized, settings, dataset, EPOCHS, callbacks, FROZEN_WHILE_QUANTIZING, verbose=2)
     return quantized  # QAT wrappers stay: the converter reads their ranges''')
     return "\n".join(out)
 
 
-def _conversion_section(run: list[str], selective: bool) -> str:
-    converter = _definition("conversion", "_converter", "make_converter").replace(
-        "raise ModelError(", "raise ValueError(").replace(', field="model")', ")")
-    out = ["# -- 5. conversion (tfopt-widgets' converter settings) ------------------------------------------------",
-           converter, _definition("conversion", "_configure", "configure_converter")]
-    if selective:
-        out.append(_selective_section())
-    if run:
-        out.append(_definition("optimization", "zero_inputs"))
-        out.append(_LAYER_SUMMARY)
-    return "\n\n\n".join(out)
-
-
-def _selective_section() -> str:
-    """tw.convert's selective int8 and the op-to-layer map it reads the calibrated file with, copied."""
-    return '''# Selective int8 (keep_float): the converter calibrates once, then TFLite's quantizer runs with the ops of the
-# KEEP_FLOAT layers denylisted, as the QuantizationDebugger does. Which op computes which layer is read from the tensor names in the calibrated file,
-# with TensorFlow's copy of the TFLite flatbuffer schema.
-from collections.abc import Mapping  # noqa: E402 -- in the copied functions' annotations
-
-from tensorflow.lite.python import schema_py_generated as schema  # noqa: E402
-
-
-class PlanError(ValueError):
-    """A check of the copied tfopt-widgets code failed; the message says what to change (``layer``, ``field``)."""
-
-    def __init__(self, message, *, layer=None, field=None):
-        super().__init__(message)
-        self.layer, self.field = layer, field
-
-
-DataError = PlanError
-
-
-''' + _copies(("tflite_model", "_enum_names"), ("tflite_model", "_OP_NAMES"), ("tflite_model", "_CASTS"),
-                 ("_keras", "ORIGINS_ATTRIBUTE"), ("conversion", "_NOT_USER_LAYERS"),
-                 ("tflite_model", "op_layers"), ("tflite_model", "layer_outputs"), ("tflite_model", "_op_name"),
-                 ("tflite_model", "_tensor_name"), ("tflite_model", "_holds_data"),
-                 ("tflite_model", "_signature_outputs"), ("tflite_model", "_indices"), ("_keras", "layer_origins"),
-                 ("conversion", "_user_layers"), ("conversion", "_quantize_calibrated"),
-                 ("conversion", "_selective_int8"))
-
-
-_LAYER_SUMMARY = '''def layer_summary(model):
-    """{layer: (kernel sparsity, unique kernel values)} for the planned layers, as the model computes with them."""
-    planned = {*PRUNE, *CLUSTER, *QUANTIZE}
-    # An eager forward pass makes each QAT wrapper set its inner kernel to the fake-quantized values.
-    model(zero_inputs(model), training=False)
-    summary = {}
-    for layer in model.layers:
-        inner = getattr(layer, "layer", layer)
-        for attribute in KERNEL_ATTRIBUTES:
-            value = getattr(inner, attribute, None)
-            if inner.name in planned and value is not None and hasattr(value, "numpy"):
-                kernel = np.asarray(value.numpy(), dtype="float32")
-                summary[inner.name] = (float(np.mean(kernel == 0)), int(np.unique(kernel).size))
-    return summary'''
-
-
 def _main_section(run: list[str], selective: bool) -> str:
     calls = {
-        "prune": "    model = prune(model, source, dataset, steps_per_epoch)",
-        "cluster": "    model = cluster(model, source, dataset)",
-        "quantize": "    model = quantize(model, source, dataset)",
+        "prune": "    model = prune(model, settings, dataset, steps_per_epoch)",
+        "cluster": "    model = cluster(model, settings, dataset)",
+        "quantize": "    model = quantize(model, settings, dataset)",
     }
     if run:
-        body = "\n".join(["    dataset, steps_per_epoch = training_batches(data, source)", "    model = source",
-                          *(calls[stage] for stage in run), "", '''    print(f"{'layer':<24} {'sparsity':>9} {'unique values':>14}")
-    for name, (sparsity, unique) in layer_summary(model).items():
+        body = "\n".join([
+            "    settings = compile_settings(source, learning_rate=LEARNING_RATE)",
+            '    if settings["loss"] is None:',
+            '        raise SystemExit(f"{MODEL_PATH} holds an uncompiled model: the loss for fine-tuning is unknown.")',
+            "    dataset, steps_per_epoch = training_batches(data, source)", "    model = source",
+            *(calls[stage] for stage in run), "", '''    print(f"{'layer':<24} {'sparsity':>9} {'unique values':>14}")
+    for name, (sparsity, unique) in layer_summary(model, {*PRUNE, *CLUSTER, *QUANTIZE}, layer_origins(model)).items():
         print(f"{name!r:<24} {sparsity:>9.4f} {unique:>14}")'''])
     else:
         body = "    model = source  # nothing to fine-tune: the plan only keeps layers float"
-    convert = ("selective_int8(converter, model, KEEP_FLOAT, samples, INT8_IO)" if selective
+    convert = ("selective_int8(converter, model, KEEP_FLOAT, INT8_IO)" if selective
                else "converter.convert()")
-    return f'''# -- 6. run ---------------------------------------------------------------------------------------------------
+    return f'''# -- 4. run ---------------------------------------------------------------------------------------------------
 def main():
     source = keras.models.load_model(MODEL_PATH)  # compiled: its loss and optimizer settings are reused
     planned = {{*PRUNE, *CLUSTER, *QUANTIZE, *KEEP_FLOAT}}
@@ -568,7 +332,8 @@ def main():
     data = load_training_data()
 {body}
 
-    converter = make_converter(model, fixed_batch=FIXED_BATCH)
+    batch_one = any(rnn_in(layer) is not None for layer in model.layers)  # recurrent layers convert at batch 1
+    converter = make_converter(model, FIXED_BATCH, batch_one)
     samples = calibration_inputs(data, model) if QUANTIZATION in ("int8", "int16x8") else None
     configure_converter(converter, QUANTIZATION, samples, INT8_IO)
     content = {convert}

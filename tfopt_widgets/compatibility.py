@@ -170,7 +170,7 @@ def check(model, target: str | Target | None = None) -> Compatibility:
                            reason=reasons[i], device=device if accelerated[i] else "CPU", macs=_macs(op, model),
                            note=notes_per_op.get(i)) for i, op in enumerate(ops)]
     summary = _summary(model, target, entries, checker)
-    layers = list(dict.fromkeys(model._origins.values())) if getattr(model, "_origins", None) else []
+    layers = list(dict.fromkeys(model.layer_origins.values()))
     return Compatibility(target, entries, summary, layers)
 
 

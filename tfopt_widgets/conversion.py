@@ -16,20 +16,29 @@ import re
 import warnings
 
 from . import _data
-from ._keras import ORIGINS_ATTRIBUTE, is_keras3_model, keras, layer_origins, np, record_origins, tf, tfmot
+from ._keras import ORIGINS_ATTRIBUTE, is_keras3_model, keras, np, record_origins, tf, tfmot
 from ._quiet import captured_stderr
 from .errors import ConversionError, DataError, ModelError, PlanError, TargetError
 from .porting import ModelNotice, prepare
+from .runtime import ops
+from .runtime import tflite as tflite_runtime
+from .runtime.ops import user_layers
+from .runtime.tflite import CALIBRATION_SAMPLES, configure_converter, rnn_in
 from .targets import Target, get_target
-from .tflite_model import Op, Tensor, TFLiteModel, layer_outputs
+from .tflite_model import Op, Tensor, TFLiteModel
 
-__all__ = ["CALIBRATION_SAMPLES", "Op", "TFLiteModel", "Tensor", "convert"]
-
-# Enough to calibrate activation ranges (TF's guide suggests a few hundred); more only slows conversion.
-CALIBRATION_SAMPLES = 200
-
-# Layers tfmot inserts that are no layer of the user's (the input quantizer) or that never become ops.
-_NOT_USER_LAYERS = ("InputLayer", "QuantizeLayer")
+__all__ = [
+    "CALIBRATION_SAMPLES",
+    "Op",
+    "TFLiteModel",
+    "Tensor",
+    "calibratable",
+    "convert",
+    "converter_for",
+    "prepared_model",
+    "recurrent_layers",
+    "representative_samples",
+]
 
 
 def convert(model, target: str | Target = "cpu", representative_data=None, quantization: str | None = None, *,
@@ -65,12 +74,12 @@ def convert(model, target: str | Target = "cpu", representative_data=None, quant
     if plan is None and not isinstance(model, keras.Model):
         plan = getattr(model, "plan", None)  # tw.optimize's result carries its plan
     float_layers = list(dict.fromkeys([*(plan.float_layers if plan is not None else ()), *keep_float]))
-    keras_model = _keras_model(model)
+    keras_model = prepared_model(model)
     target = get_target(target)
     quantization_aware = _fully_quantization_aware(keras_model)
     samples = None
     if representative_data is not None:
-        samples = _calibration_samples(keras_model, representative_data, calibration_samples)
+        samples = representative_samples(keras_model, representative_data, calibration_samples)
     # QAT layers carry fake-quant ranges and become int8 whatever float mode is asked for; say what the file is.
     mode = target.quantization_for(quantization, calibrated=samples is not None or quantization_aware,
                                    quantization_aware=_has_quantization_aware_layers(keras_model))
@@ -87,13 +96,13 @@ def convert(model, target: str | Target = "cpu", representative_data=None, quant
         raise TargetError(f"keep_float ({', '.join(float_layers)}) applies to int8 conversion; this one uses "
                           f"{mode!r}. Pass representative_data (and quantization='int8' where needed).",
                           field="keep_float")
-    recurrent, source, notices = _recurrent_layers(keras_model), keras_model, []
+    recurrent, source, notices = recurrent_layers(keras_model), keras_model, []
     if io_int8:
         notices.extend(_token_input_notices(keras_model))
     if mode in _CALIBRATED:  # TFLite's calibrator must never see a WHILE loop: it crashes the process
-        source, mode, samples = _calibratable(keras_model, target, mode, samples, recurrent, quantization,
+        source, mode, samples = calibratable(keras_model, target, mode, samples, recurrent, quantization,
                                               float_layers, notices)
-    origins = _user_layers(keras_model)
+    origins = user_layers(keras_model)
     for _ in range(_RUNNABLE_ATTEMPTS):
         content, batch_one, looping = _convert_file(source, target, mode, samples, io_int8, float_layers, notices)
         tfl = TFLiteModel(content, target=target.name, quantization=mode, layer_origins=origins,
@@ -149,7 +158,7 @@ def _unpreparable_layers(tfl: TFLiteModel, model_name: str, mode: str, float_lay
     return dict.fromkeys(fresh, message.splitlines()[0])
 
 
-def _calibratable(model, target: Target, mode: str, samples, recurrent: dict[str, str], requested,
+def calibratable(model, target: Target, mode: str, samples, recurrent: dict[str, str], requested,
                   float_layers: list[str], notices: list[str]):
     """(model to convert, mode, samples) for a calibrated mode (int8, int16x8), with no WHILE loop left for TFLite's
     calibrator, which crashes the Python process on one (see :func:`_loop_layers`).
@@ -222,11 +231,11 @@ def _convert_file(model, target: Target, mode: str, samples, io_int8: bool, floa
     allowed, so that op stays float (the documented "float fallback" of post-training integer quantization).
     Anything else raises ConversionError.
     """
-    batch_one = bool(_recurrent_layers(model))  # as _converter(batch_one=None) decides
+    batch_one = bool(recurrent_layers(model))  # as _converter(batch_one=None) decides
     float_fallback, looping = False, []
     while True:
-        converter = _converter(model, fixed_batch=target.fixed_batch, batch_one=batch_one)
-        _configure(converter, mode, samples, io_int8)
+        converter = converter_for(model, fixed_batch=target.fixed_batch, batch_one=batch_one)
+        configure_converter(converter, mode, samples, io_int8)
         if float_fallback:
             converter.target_spec.supported_ops = [*converter.target_spec.supported_ops,
                                                    tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -251,7 +260,7 @@ def _convert_file(model, target: Target, mode: str, samples, io_int8: bool, floa
         raise _conversion_error(model, mode, text, error, batch_one=fixed) from error
 
 
-def _keras_model(model):
+def prepared_model(model):
     """The tf_keras model to convert: ``model`` itself, or ``model.model`` for tw.optimize's result.
 
     A Keras 3 model is rebuilt with tf_keras and nested models are inlined, so that op names map to the same layer
@@ -282,24 +291,18 @@ def _fully_quantization_aware(model) -> bool:
     return wrapped
 
 
-def _calibration_samples(model, data, limit: int):
+def representative_samples(model, data, limit: int):
     """At most ``limit`` checked input samples from an array or a tf.data dataset, spread over the data.
 
     One array for a single-input model. For several inputs (``data`` as a list of arrays in the model's input
     order, a dict keyed by input name, or a dataset yielding either) a dict {input name: array} in the model's
     input order: the converted file's input order is the converter's own (two_in_two_out's image, features become
-    features, image), so the representative dataset feeds them by name (see :func:`_configure`).
+    features, image), so the representative dataset feeds them by name (see runtime.tflite.configure_converter).
     """
     if isinstance(data, tf.data.Dataset):
         data = _dataset_inputs(model, data, limit) if len(model.inputs) == 1 else \
             _data.dataset_samples(data, model, "representative_data", limit, labelled=False)
-    x = _data.check_inputs(data, model, "representative_data")
-    count = _data.samples_in(x)
-    if count > limit:
-        # Evenly spaced rather than the first ones: data sorted by class would otherwise calibrate on a few classes.
-        x = _data.take(x, np.linspace(0, count - 1, limit).round().astype(int))
-    x = _data.as_input_dtypes(x, model)
-    return dict(zip(model.input_names, x)) if isinstance(x, list) else x
+    return tflite_runtime.calibration_samples(model, _data.check_inputs(data, model, "representative_data"), limit)
 
 
 def _dataset_inputs(model, dataset, limit: int) -> np.ndarray:
@@ -325,27 +328,13 @@ def _dataset_inputs(model, dataset, limit: int) -> np.ndarray:
     return np.concatenate(parts)[:limit] if parts else np.zeros((0,), np.float32)
 
 
-def _converter(model, fixed_batch: bool, *, batch_one: bool | None = None):
-    """A TFLiteConverter for ``model``; with ``fixed_batch`` its inputs get batch 1 and every other size must be fixed.
+def converter_for(model, fixed_batch: bool, *, batch_one: bool | None = None):
+    """runtime.tflite.make_converter for ``model``, after checking that its input shapes can be fixed as asked.
 
-    Otherwise the batch stays dynamic, unless ``batch_one`` says to fix it to 1 (other sizes stay as the model has
-    them: a sequence may keep a variable length). ``batch_one=None`` fixes it for a model with a recurrent layer
-    that is not unrolled (LSTM, GRU, SimpleRNN, ConvLSTM, also inside Bidirectional or TimeDistributed): the
-    converter fuses a Keras LSTM into TFLite's UNIDIRECTIONAL_SEQUENCE_LSTM op only when the batch is fixed (its
-    PrepareCompositeFunctions pass: "we cannot fuse this lstm func because the batch size is not fixed") and lowers
-    any other recurrent loop to a WHILE op only when its TensorLists have static element shapes, which include the
-    batch; with a dynamic batch both fail with "'tf.TensorListReserve' op requires element_shape to be static".
+    ``batch_one=None`` fixes the batch to 1 for a model with a recurrent layer that is not unrolled (see there).
     """
-    if batch_one is None:  # kept inline (not conversion._recurrent_layers): Plan.to_python's script copies this alone
-        batch_one = any(isinstance(inner, keras.layers.RNN) and not inner.unroll
-                        for layer in model.layers for inner in (layer, getattr(layer, "layer", None),
-                                                                getattr(layer, "forward_layer", None),
-                                                                getattr(layer, "backward_layer", None)))
-    # A concrete function rather than from_keras_model, also for a dynamic batch: from_keras_model saves the whole
-    # Keras model as a SavedModel first, tracing every layer's call again (MobileNetV2-0.35 after QAT: 25.8 s vs
-    # 4.4-6.8 s; same ops, tensor names, weights and signature). Only fixed TensorSpecs fix the batch.
-    fix = fixed_batch or batch_one
-    specs = []
+    if batch_one is None:
+        batch_one = bool(recurrent_layers(model))
     for tensor, name in zip(model.inputs, model.input_names):
         dims = tensor.shape.as_list()
         if fixed_batch and any(d is None for d in dims[1:]):
@@ -353,107 +342,22 @@ def _converter(model, fixed_batch: bool, *, batch_one: bool | None = None):
                 f"Input {name!r} of model {model.name!r} has shape {tuple(dims)}; the target needs every size fixed "
                 "except the batch. Rebuild the model with a full input shape, e.g. keras.Input(shape=(224, 224, 3)), "
                 "and copy the weights across.", field="model")
-        if fix and dims[0] not in (None, 1):
+        if (fixed_batch or batch_one) and dims[0] not in (None, 1):
             raise ModelError(f"Input {name!r} of model {model.name!r} has a fixed batch of {dims[0]}; the target "
                              "runs batch 1. Rebuild the model without batch_size= and copy the weights.", field="model")
-        specs.append(tf.TensorSpec([1 if fix else dims[0], *dims[1:]], tensor.dtype, name=name))
-    output_names = list(model.output_names)
-
-    @tf.function
-    def serve(*inputs):
-        result = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
-        if isinstance(result, dict):
-            return result
-        result = result if isinstance(result, (list, tuple)) else [result]
-        # Keyed by the Keras output names, as from_keras_model does, so ops can be traced back to output layers.
-        return dict(zip(output_names, result))
-
-    # The converter saves the function as a SavedModel along with the object it is given, only to hold the
-    # variables. Given the Keras model, that save traces every layer's call again (9.8 s instead of 0.6 s for a
-    # Bidirectional(GRU)); a tf.Module holding just the variables gives the same file, byte for byte.
-    holder = tf.Module()
-    holder.model_variables = list(model.variables)
-    return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function(*specs)], holder)
-
-
-def _configure(converter, mode: str, samples, int8_io: bool) -> None:
-    """Set the converter's optimization flags for one quantization mode (TF's post-training quantization guide).
-
-    ``samples``: calibration inputs, one array, or {input name: array} for a model with several inputs (fed by
-    name through the file's signature). Plan.to_python's script runs a copy of this function.
-    """
-    if mode == "none":
-        return
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if mode == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    if mode not in ("int8", "int16x8"):
-        return
-    if samples is not None:
-        def representative_dataset():
-            if isinstance(samples, dict):  # several inputs: by name (the file's order need not be Keras')
-                for i in range(len(next(iter(samples.values())))):
-                    yield {name: x[i:i + 1] for name, x in samples.items()}
-                return
-            for i in range(len(samples)):
-                yield [samples[i:i + 1]]
-        converter.representative_dataset = representative_dataset
-    if mode == "int16x8":
-        converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-    elif samples is not None:
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    # else: a QAT model without data. Its ranges come from training, but TF 2.21 checks TFLITE_BUILTINS_INT8
-    # before it has looked at the graph and then demands representative data, so the ops set stays default.
-    if int8_io:
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+    return tflite_runtime.make_converter(model, fixed_batch, batch_one)
 
 
 def _selective_int8(converter, model, float_layers: list[str], samples, int8_io: bool) -> bytes:
-    """Full int8 except the ops of ``float_layers``: TFLite's QuantizationDebugger denylist, without the debugger.
-
-    As the debugger does, the converter calibrates once (``_experimental_calibrate_only``) and the calibrated file
-    is quantized with ``denylisted_nodes``: the output tensor names of the ops that compute those layers (a folded
-    BatchNormalization names its convolution's op). The debugger object itself would also build an instrumented
-    copy with a NumericVerify op per quantized op, and refuse a model where none is left (quantization-aware-trained
-    layers are int8 already, kept-float ones are float): "Please check if the quantized model is in debug mode".
-    ``fully_quantize=False`` keeps the inputs and outputs float like the converter's own int8 files; targets that
-    want int8 I/O get it as the converter does. Plan.to_python's script runs a copy of this function, so it calls
-    only what that script copies too.
-    """
+    """runtime.tflite.selective_int8 (the ops of ``float_layers`` kept float), with this package's errors."""
     if samples is None:
         raise DataError("keep_float calibrates the other layers from representative_data, and none was given. Pass "
                         "100-500 training inputs, e.g. representative_data=x_train[:200].",
                         field="representative_data")
-    converter.experimental_mlir_quantizer = True
-    converter._experimental_calibrate_only = True
-    calibrated = converter.convert()
-    outputs = layer_outputs(calibrated, _user_layers(model))
-    missing = [layer for layer in float_layers if layer not in outputs]
-    if missing:
-        raise PlanError(f"keep_float names {', '.join(repr(n) for n in missing)}, which leaves no op in the file of "
-                        f"model {model.name!r} (layers with ops: {', '.join(outputs)}).", layer=missing[0],
-                        field="keep_float")
-    content = _quantize_calibrated(converter, calibrated,
-                                   sorted({name for layer in float_layers for name in outputs[layer]}))
-    if int8_io:
-        from tensorflow.lite.python.util import modify_model_io_type
-
-        content = modify_model_io_type(content, tf.int8, tf.int8)
-    return content
-
-
-def _quantize_calibrated(converter, calibrated: bytes, denylisted_nodes: list[str]) -> bytes:
-    """TFLite's quantizer on a file ``converter`` calibrated, the ops with outputs in ``denylisted_nodes`` kept
-    float: the QuantizationDebugger's own quantize step, with float inputs and outputs (``fully_quantize=False``).
-    Plan.to_python's script runs a copy of this function too.
-    """
-    from tensorflow.lite.python import convert as lite_convert
-
-    return lite_convert.mlir_quantize(
-        calibrated, disable_per_channel=converter._experimental_disable_per_channel, fully_quantize=False,
-        enable_numeric_verify=False, denylisted_nodes=list(denylisted_nodes) or None)
+    try:
+        return ops.selective_int8(converter, model, float_layers, int8_io)
+    except ops.NoOps as exc:
+        raise PlanError(f"In model {model.name!r}: {exc}", layer=exc.layers[0], field="keep_float") from None
 
 
 def _attempt(converter, convert=None) -> tuple[bytes | None, tuple[str, Exception] | None]:
@@ -513,7 +417,7 @@ def _first_line(text: str) -> str:
 def _layers_in(text: str, model) -> list[str]:
     """The user's layers that the converter's ``text`` names, in model order: its diagnostics locate ops by name
     scope, ``<model name>/<layer name>/...``; layer names may hold '/' themselves (inlined nested models)."""
-    users = _user_layers(model)
+    users = user_layers(model)
     found = set()
     for path in re.findall(re.escape(model.name) + r"/([^\s\"'@:;,()]+)", text):
         parts = path.split("/")
@@ -525,23 +429,17 @@ def _layers_in(text: str, model) -> list[str]:
 
 
 # -- recurrent layers ----------------------------------------------------------------------------------------------
-def _recurrent_layers(model) -> dict[str, str]:
+def recurrent_layers(model) -> dict[str, str]:
     """{user layer name: what it is} for the layers that run a recurrent loop: a Keras RNN (LSTM, GRU, SimpleRNN,
     ConvLSTM, RNN(cell)) that is not unrolled, alone or inside Bidirectional / TimeDistributed."""
-    users = _user_layers(model)
+    users = user_layers(model)
     found = {}
     for layer in model.layers:
-        rnn = _rnn_in(layer)
+        rnn = rnn_in(layer)
         if rnn is not None:
             kind = type(rnn).__name__
             found[users.get(layer.name, layer.name)] = kind if rnn is layer else f"{type(layer).__name__}({kind})"
     return found
-
-
-def _rnn_in(layer):
-    """The recurrent layer that ``layer`` is or wraps, when it is not unrolled; else None."""
-    inner = [layer, *(getattr(layer, name, None) for name in ("layer", "forward_layer", "backward_layer"))]
-    return next((x for x in inner if isinstance(x, keras.layers.RNN) and not x.unroll), None)
 
 
 def _loop_layers(model, recurrent: dict[str, str], target: Target) -> dict[str, str]:
@@ -554,9 +452,9 @@ def _loop_layers(model, recurrent: dict[str, str], target: Target) -> dict[str, 
     activations, recurrent dropout, its states consumed, ...) is read from a float conversion at batch 1 of the
     model with the others unrolled: if a WHILE is left, the LSTMs are unrolled too.
     """
-    users = _user_layers(model)
+    users = user_layers(model)
     lstms = {users.get(layer.name, layer.name) for layer in model.layers
-             if isinstance(_rnn_in(layer), keras.layers.LSTM)}
+             if isinstance(rnn_in(layer), keras.layers.LSTM)}
     loops = {name: kind for name, kind in recurrent.items() if name not in lstms}
     if len(loops) < len(recurrent):
         probe = _unrolled(model, loops) if loops else model
@@ -568,7 +466,7 @@ def _loop_layers(model, recurrent: dict[str, str], target: Target) -> dict[str, 
 def _has_while_loops(model, target: Target) -> bool:
     """Whether the float conversion of ``model`` at batch 1 has WHILE ops (False when it fails: the real conversion
     then says why)."""
-    converter = _converter(model, fixed_batch=target.fixed_batch, batch_one=True)
+    converter = converter_for(model, fixed_batch=target.fixed_batch, batch_one=True)
     content, failure = _attempt(converter)
     return failure is None and any(op.op == "WHILE" for op in TFLiteModel(content).ops)
 
@@ -602,7 +500,7 @@ def _loops_left(model) -> tuple[bool, list[str]]:
 
     scopes = [node.name for node in graph.node
               if node.op in ("While", "StatelessWhile") or any(loops_in(f, set()) for f in called(node))]
-    users, found = _user_layers(model), []
+    users, found = user_layers(model), []
     for scope in scopes:  # node names are scoped "<model name>/<layer name>/...": the longest layer name that fits
         parts = scope.split("/")[1:] if scope.startswith(model.name + "/") else scope.split("/")
         match = next(("/".join(parts[:end]) for end in range(len(parts), 0, -1) if "/".join(parts[:end]) in users),
@@ -638,7 +536,7 @@ def _unrolled(model, recurrent: dict[str, str]):
             return {key: True if key == "unroll" else unroll(value) for key, value in config.items()}
         return [unroll(value) for value in config] if isinstance(config, list) else config
 
-    users = _user_layers(model)
+    users = user_layers(model)
 
     def clone(layer):
         config = layer.get_config()
@@ -695,16 +593,3 @@ def _file_notice(model, recurrent: dict[str, str], tfl: TFLiteModel, *, batch_on
         parts.append(f"{lstms} keeps its state in variable tensors of the file that persist between invokes: call "
                      "interpreter.reset_all_variables() before each new sequence.")
     return f"Model {model.name!r}: {' '.join(parts)}" if parts else ""
-
-
-def _user_layers(model) -> dict[str, str]:
-    """{layer name in ``model``: the user's layer name}, in model order, for layers that can become ops.
-
-    layer_origins names an unrecorded wrapper after the layer inside it (tfmot's quant_/prune_ wrappers stand in
-    for the user's layer); Bidirectional and TimeDistributed are the user's own layers, as tw.inspect lists them.
-    """
-    origins = layer_origins(model)
-    recorded = getattr(model, ORIGINS_ATTRIBUTE, None) or {}
-    own = (keras.layers.Bidirectional, keras.layers.TimeDistributed)
-    return {layer.name: layer.name if isinstance(layer, own) and layer.name not in recorded else origins[layer.name]
-            for layer in model.layers if type(layer).__name__ not in _NOT_USER_LAYERS}

@@ -93,14 +93,14 @@ def evaluate(tflite_model, data, metric=None, runs: int = 50, warmup: int = 5, *
     outputs = None  # one output: no names needed (reading them parses the whole file)
     if len(interpreter.get_output_details()) > 1:
         outputs = model.output_names
-        y = _output_labels(y, outputs, [model._origins.get(name, name) for name in outputs], _samples(x))
+        y = _output_labels(y, outputs, [model.layer_origins.get(name, name) for name in outputs], _samples(x))
     with captured_stderr():  # LiteRT announces its XNNPACK delegate on stderr when it first applies it
         predictions = _predict(interpreter, x, outputs)
         latency_ms = _latency(model, _first(x), int(runs), int(warmup), num_threads)
     if metric is not None:
         name = getattr(metric, "__name__", type(metric).__name__)
     else:
-        name = default_metric_name(model._origins.get(outputs[0], outputs[0]) if outputs else None)
+        name = default_metric_name(model.layer_origins.get(outputs[0], outputs[0]) if outputs else None)
     return Metrics(target=model.target, quantization=model.quantization, size=model.size, gzip_size=model.gzip_size,
                    metric=name, value=_score(y, predictions, metric), latency_ms=latency_ms, samples=_samples(x))
 

@@ -18,6 +18,8 @@ from . import _keras
 from ._keras import keras, tfmot
 from .errors import ModelError
 from .porting import prepare
+from .runtime import training as runtime
+from .runtime.training import QAT_ACTIVATIONS, QUANTIZE_CONFIGS
 
 TECHNIQUES = ("quantize", "prune", "cluster")
 
@@ -49,30 +51,6 @@ _PASSES_THROUGH_QAT = ("{cls} (no weights) is not in tfmot's 8-bit QAT registry,
                        "representative data. Leave it out of the plan.")
 
 
-def _per_tensor_quantize_config():
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.default_8bit_quantize_registry import (
-        Default8BitQuantizeConfig,
-    )
-
-    return Default8BitQuantizeConfig(["kernel"], ["activation"], False)
-
-
-# Layers quantized with the QuantizeConfig made here instead of tfmot's registry's (or in place of a missing one).
-# Conv1D (TF issue #58783): its kernel is quantized per tensor, as Dense's is; tfmot's per-channel fake-quant
-# handles only 2-D and 4-D kernels and fails on Conv1D's 3-D one. AveragePooling: TFLite's int8 AVERAGE_POOL_2D
-# needs its output scale equal to its input's, but tfmot fake-quantizes the output on its own range and the converter
-# then refuses the file (DenseNet121 'pool2_pool': scale 0.047019 vs 0.047001); without an output quantizer the
-# pooled values keep the input's range.
-def _same_scale_quantize_config():
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.default_8bit_quantize_registry import (
-        Default8BitQuantizeConfig,
-    )
-
-    return Default8BitQuantizeConfig([], [], False)
-
-
-QUANTIZE_CONFIGS = {"Conv1D": _per_tensor_quantize_config, "AveragePooling1D": _same_scale_quantize_config,
-                    "AveragePooling2D": _same_scale_quantize_config}
 # Whole-model transforms in quantize_apply handle these although the registry says no (checked: SeparableConv2D
 # becomes a quantized DepthwiseConv2D + Conv2D pair).
 _QUANTIZED_BY_TRANSFORM = {"SeparableConv2D"}
@@ -87,12 +65,6 @@ _NOT_PRESERVED_THROUGH_QAT = {
     "cluster": "tfmot's cluster-preserving QAT keeps shared values only in Conv2D and Dense kernels; QAT of a "
                "{cls} would break its clusters. Cluster it and leave it float, or quantize it without clustering.",
 }
-# A BatchNormalization (and an activation right after it) is quantized only folded into the convolution before it.
-_FOLDING_HEADS = ("Conv2D", "DepthwiseConv2D")
-# The activations tfmot 0.8.1's Default8BitActivationQuantizeConfig accepts in an Activation layer (any other raises
-# "Activation ... not supported by Default8BitActivationQuantizeConfig" inside quantize_apply).
-QAT_ACTIVATIONS = ("relu", "swish", "gelu", "relu6", "linear", "softmax", "sigmoid", "tanh")
-_FOLDED_ACTIVATIONS = ("ReLU", "Activation")
 
 
 @dataclass(frozen=True)
@@ -254,7 +226,7 @@ def inspect(model) -> ModelInfo:
     if not model.built:
         _keras.check_model(model, purpose="inspect")
     subclassed = not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False))
-    inbound = {} if subclassed else _inbound_names(model)
+    inbound = {} if subclassed else runtime.inbound_names(model)
     layers = []
     for layer in model.layers:
         layers.append(_describe(layer, inbound.get(layer.name, []), subclassed=subclassed))
@@ -275,22 +247,6 @@ def inspect(model) -> ModelInfo:
 def _has_nested_models(model) -> bool:
     graph = isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)
     return graph and any(isinstance(layer, keras.Model) for layer in model.layers)
-
-
-def _inbound_names(model) -> dict[str, list[str]]:
-    """{layer name: names of the layers feeding it} from the model's own config (Sequential: the previous one)."""
-    if isinstance(model, keras.Sequential):
-        names = [layer.name for layer in model.layers]
-        return {name: names[i - 1:i] for i, name in enumerate(names)}
-    result = {}
-    for entry in model.get_config()["layers"]:
-        sources = []
-        for node in entry.get("inbound_nodes") or []:
-            for item in (node if isinstance(node, list) else []):
-                if isinstance(item, list) and item and isinstance(item[0], str):
-                    sources.append(item[0])
-        result[entry["name"]] = sources
-    return result
 
 
 def _describe(layer, inbound: list[str], *, subclassed: bool) -> LayerInfo:
@@ -330,15 +286,14 @@ def _support(layer, technique: str) -> Support:
     reason = _NOT_SUPPORTED.get(cls, {}).get(technique)
     if reason:
         return Support(False, reason)
-    registry = (tfmot.sparsity.keras.PrunableLayer, _prune_registry()) if technique == "prune" else \
-        (tfmot.clustering.keras.ClusterableLayer, _cluster_registry())
-    base, reg = registry
+    base = tfmot.sparsity.keras.PrunableLayer if technique == "prune" else tfmot.clustering.keras.ClusterableLayer
     if isinstance(layer, base):
         return Support(True)
-    if not reg.supports(layer):
+    supported, weight_names = runtime.weights_in_registry(technique, layer)
+    if not supported:
         return Support(False, f"tfmot 0.8.1 has no {verb} rule for {cls}. Leave it out of the plan, or make it a "
                               f"tfmot {base.__name__} (custom layer).")
-    if _registry_weight_names(reg, layer) == []:
+    if weight_names == []:
         return Support(False, f"tfmot 0.8.1 {verb}s none of the weights of a {cls}.")
     return Support(True)
 
@@ -350,17 +305,13 @@ def _quantize_support(layer, cls: str) -> Support:
         return Support(True)
     if cls == "BatchNormalization":
         return Support(True)  # narrowed in inspect() once the layer's neighbours are known
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_registry as registry,
-    )
-
-    if cls == "Activation" and getattr(layer.activation, "__name__", None) not in QAT_ACTIVATIONS:
+    if not runtime.known_activation(layer):
         name = getattr(layer.activation, "__name__", repr(layer.activation))
         return Support(False, f"tfmot's 8-bit QAT knows no activation {name!r} (only {', '.join(QAT_ACTIVATIONS)}), "
                               "so QAT leaves this layer float and passes it through while the layers around it are "
                               "quantized; tw.convert then quantizes it from representative data. Leave it out of "
                               "the plan.")
-    if registry.Default8BitQuantizeRegistry().supports(layer):
+    if runtime.qat_registry().supports(layer):
         return Support(True)
     if cls in QUANTIZE_CONFIGS:
         return Support(True, f"tfmot's registry lacks {cls}; tfopt-widgets quantizes it with an int8 kernel (per "
@@ -373,35 +324,8 @@ def _quantize_support(layer, cls: str) -> Support:
 def _assign_groups(layers: list[LayerInfo]) -> None:
     """Mark BatchNormalization (and the activation after it) that fold into the convolution before them."""
     by_name = {layer.name: layer for layer in layers}
-    consumers: dict[str, list[str]] = {}
-    for layer in layers:
-        for source in layer.inbound:
-            consumers.setdefault(source, []).append(layer.name)
-    for layer in layers:
-        if layer.class_name != "BatchNormalization" or len(layer.inbound) != 1:
-            continue
-        head = by_name.get(layer.inbound[0])
-        if head is None or head.class_name not in _FOLDING_HEADS or len(consumers.get(head.name, [])) != 1:
-            continue
-        layer.group = head.name
-        after = consumers.get(layer.name, [])
-        if len(after) == 1 and by_name[after[0]].class_name in _FOLDED_ACTIVATIONS \
-                and by_name[after[0]].support["quantize"].ok:
-            by_name[after[0]].group = head.name
-
-
-def _prune_registry():
-    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
-
-    return PruneRegistry
-
-
-def _cluster_registry():
-    from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import ClusteringRegistry
-
-    return ClusteringRegistry
-
-
-def _registry_weight_names(registry, layer) -> list[str] | None:
-    """The weight attributes tfmot's registry names for ``layer``; None when it decides otherwise (RNN, MHA)."""
-    return registry._LAYERS_WEIGHTS_MAP.get(layer.__class__)
+    groups = runtime.fold_groups([(layer.name, layer.class_name, layer.inbound, layer.support["quantize"].ok)
+                                     for layer in layers])
+    for head, members in groups.items():
+        for member in members:
+            by_name[member].group = head

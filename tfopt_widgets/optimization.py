@@ -12,9 +12,7 @@ came before (PQAT, CQAT or PCQAT). The user's model is copied first and never to
 from __future__ import annotations
 
 import contextlib
-import copy
 import re
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,22 +20,17 @@ from . import _keras
 from ._data import TrainingData, training_data
 from ._keras import keras, np, tf, tfmot
 from .errors import Error, ModelError, PlanError
-from .inspection import QAT_ACTIVATIONS, QUANTIZE_CONFIGS
 from .plan import (
-    CENTROID_INITS,
     Plan,
-    PruneSpec,
+    cluster_settings,
     clustered_and_quantized,
     frozen_layers,
     masked_layers,
-    preserves_sparsity,
-    pruning_steps,
     quantize_scheme,
     stages,
 )
 from .porting import prepare
-
-KERNEL_ATTRIBUTES = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
+from .runtime import training as runtime
 
 Progress = Callable[[str, int, int], None]
 
@@ -59,7 +52,7 @@ class OptimizedModel:
 
     def weights(self) -> dict[str, np.ndarray]:
         """{user layer name: main kernel as a float32 array}, for layers that have one."""
-        return kernels(self.model, self.layer_origins)
+        return runtime.kernels(self.model, self.layer_origins)
 
     def layer_stats(self):
         """A DataFrame per planned layer: techniques, kernel sparsity and number of unique values."""
@@ -82,34 +75,9 @@ class OptimizedModel:
         return f"<OptimizedModel {self.model.name!r}: {len(self.plan)} planned layers; stages: {stages}>"
 
 
-def kernels(model, origins: dict[str, str] | None = None) -> dict[str, np.ndarray]:
-    """{user layer name: the layer's main kernel as the model computes with it} for layers that have one.
-
-    For a QAT layer that is the fake-quantized kernel (for CQAT/PCQAT: centroids gathered and masked), which is
-    what the int8 file will hold; its ``kernel`` variable alone is stale there.
-    """
-    origins = origins or _keras.layer_origins(model)
-    quantize_wrapper = tfmot.quantization.keras.QuantizeWrapper
-    if any(isinstance(layer, quantize_wrapper) for layer in model.layers):
-        # An eager forward pass makes each wrapper set its inner layer's kernel to the quantized tensor.
-        model(zero_inputs(model), training=False)
-    result = {}
-    for layer in model.layers:
-        inner = layer.layer if isinstance(layer, quantize_wrapper) else layer
-        for attribute in KERNEL_ATTRIBUTES:
-            value = getattr(inner, attribute, None)
-            if value is not None and hasattr(value, "numpy"):
-                # A SeparableConv2D has two kernels; the pointwise one, listed later, holds most weights.
-                result[origins.get(layer.name, layer.name)] = np.asarray(value.numpy(), dtype="float32")
-    return result
-
-
-def zero_inputs(model):
-    """One sample of zeros for each of ``model``'s inputs, in its dtype (1 for unknown sizes): one array for a
-    single input, else a list in input order. Plan.to_python's script runs a copy of this function."""
-    zeros = [np.zeros([1, *[d or 1 for d in tensor.shape[1:]]], tensor.dtype.as_numpy_dtype)
-             for tensor in model.inputs]
-    return zeros[0] if len(zeros) == 1 else zeros
+def kernels(model) -> dict[str, np.ndarray]:
+    """{user layer name: main kernel as the model computes with it} of any tf_keras model (see runtime.training)."""
+    return runtime.kernels(model, _keras.layer_origins(model))
 
 
 def optimize(model, plan: Plan, train_data, epochs: int = 2, validation_data=None, callbacks=None,
@@ -200,93 +168,30 @@ class _Stages:
         return self.train.steps_per_epoch * self.epochs
 
     def prune(self, model, plan: Plan):
-        sparsity = tfmot.sparsity.keras
-        specs = {e.layer: e.prune for e in plan if e.prune}
-
-        def annotate(layer):
-            spec = specs.get(layer.name)
-            if spec is None:
-                return layer
-            return sparsity.prune_low_magnitude(layer, pruning_schedule=self._schedule(spec),
-                                                block_size=spec.block_size)
-
-        annotated = keras.models.clone_model(model, clone_function=annotate)
-        self._fit("prune", annotated, [sparsity.UpdatePruningStep()])
-        return sparsity.strip_pruning(annotated)
-
-    def _schedule(self, spec: PruneSpec):
-        begin, end, frequency = pruning_steps(spec, self.total_steps)
-        schedules = tfmot.sparsity.keras
-        if spec.schedule == "constant":
-            return schedules.ConstantSparsity(spec.sparsity, begin_step=begin, end_step=end, frequency=frequency)
-        return schedules.PolynomialDecay(initial_sparsity=0.0, final_sparsity=spec.sparsity, begin_step=begin,
-                                         end_step=end, frequency=frequency)
+        annotated = runtime.prune_annotated(model, {e.layer: e.prune for e in plan if e.prune}, self.total_steps)
+        self._fit("prune", annotated, [tfmot.sparsity.keras.UpdatePruningStep()])
+        return tfmot.sparsity.keras.strip_pruning(annotated)
 
     def cluster(self, model, plan: Plan):
-        clustering = tfmot.clustering.keras
-        specs = {e.layer: e.cluster for e in plan if e.cluster}
-
-        def annotate(layer):
-            spec = specs.get(layer.name)
-            if spec is None:
-                return layer
-            init = getattr(clustering.CentroidInitialization, CENTROID_INITS[spec.init])
-            return clustering.cluster_weights(layer, number_of_clusters=spec.clusters,
-                                              cluster_centroids_init=init,
-                                              preserve_sparsity=preserves_sparsity(plan, layer.name))
-
-        annotated = keras.models.clone_model(model, clone_function=annotate)
+        annotated = runtime.cluster_annotated(model, cluster_settings(plan))
         self._fit("cluster", annotated, [], freeze=frozen_layers(plan, "cluster"))
-        return clustering.strip_clustering(annotated)
+        return tfmot.clustering.keras.strip_clustering(annotated)
 
     def quantize(self, model, plan: Plan):
         from .inspection import inspect
 
-        quantization = tfmot.quantization.keras
         info = inspect(model)
-        names = set()
-        for layer in plan.layers("quantize"):
-            names.add(layer)
-            names.update(info.group_members(layer))
-        annotated = keras.models.clone_model(model, clone_function=lambda layer: _annotate_for_qat(layer, names))
-        with quantization.quantize_scope(_keras.application_layers()), warnings.catch_warnings():
-            # Expected under the cluster-preserving scheme for layers that were not clustered (FIELD-NOTES).
-            warnings.filterwarnings("ignore", message="No clustering performed on layer")
-            quantized = quantization.quantize_apply(annotated, scheme=_quantize_scheme(plan))
-        extra = []
+        names = {name for layer in plan.layers("quantize") for name in (layer, *info.group_members(layer))}
+        path, kwargs = quantize_scheme(plan)
+        quantized = runtime.quantize_applied(
+            model, names, runtime.quantize_scheme(path, kwargs, sorted(clustered_and_quantized(plan))))
         masked = masked_layers(plan)  # pruned-only layers whose zeros the cluster-preserving scheme lets grow back
-        if masked:
-            origins = _keras.layer_origins(quantized)
-            extra.append(_KeepZeros([layer for layer in quantized.layers if origins[layer.name] in masked]))
-        self._fit("quantize", quantized, extra, freeze=frozen_layers(plan, "quantize"))
+        self._fit("quantize", quantized, [runtime.KeepZeros(quantized, masked)] if masked else [],
+                  freeze=frozen_layers(plan, "quantize"))
         return quantized
 
     def _fit(self, stage: str, model, extra_callbacks: list, freeze: set[str] = frozenset()):
-        """Compile and fine-tune ``model``; layers in ``freeze`` are held still.
-
-        A pruned or clustered layer that a later stage does not wrap would otherwise train freely there and lose
-        its zeros or shared values; freezing it keeps what the plan promised.
-        """
-        frozen = [layer for layer in model.layers if layer.name in freeze and layer.trainable]
-        for layer in frozen:
-            layer.trainable = False
-        try:
-            self._compile_and_fit(stage, model, extra_callbacks)
-        except (Error, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # Keras raises ValueError, InvalidArgumentError, ...
-            text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"Fine-tuning ({stage} stage) failed: {type(exc).__name__}: {text[:400]}. Check that "
-                             "train_data and validation_data fit the model's inputs, outputs and loss (labels as "
-                             "the loss expects them), or pass loss= to tw.optimize.", field="train_data") from exc
-        finally:
-            for layer in frozen:
-                layer.trainable = True
-
-    def _compile_and_fit(self, stage: str, model, extra_callbacks: list):
-        args = dict(self.compile_args)
-        args["optimizer"] = args["optimizer"]()
-        model.compile(**args)
+        """Compile and fine-tune ``model``; layers in ``freeze`` are held still (see runtime.training.fine_tune)."""
         callbacks = [*extra_callbacks, *self.callbacks]
         if self.progress is not None:
             callbacks.append(_ProgressCallback(stage, self.train.steps_per_epoch, self.total_steps, self.progress))
@@ -297,111 +202,19 @@ class _Stages:
             # on every run: expected (FIELD-NOTES), and noise to a user.
             logger.setLevel("ERROR")
         try:
-            history = model.fit(self.train.dataset, epochs=self.epochs, steps_per_epoch=self.train.fit_steps,
-                                validation_data=self.validation.dataset if self.validation else None,
-                                callbacks=callbacks, verbose=0)
+            self.history[stage] = runtime.fine_tune(
+                model, self.compile_args, self.train.dataset, self.epochs, callbacks, freeze,
+                steps_per_epoch=self.train.fit_steps, verbose=0,
+                validation_data=self.validation.dataset if self.validation else None)
+        except (Error, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # Keras raises ValueError, InvalidArgumentError, ...
+            text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"Fine-tuning ({stage} stage) failed: {type(exc).__name__}: {text[:400]}. Check that "
+                             "train_data and validation_data fit the model's inputs, outputs and loss (labels as "
+                             "the loss expects them), or pass loss= to tw.optimize.", field="train_data") from exc
         finally:
             logger.setLevel(level)
-        self.history[stage] = dict(history.history)
-
-
-def _annotate_for_qat(layer, names):
-    """``layer`` marked for quantization-aware training if it is one of ``names``, else ``layer`` itself.
-
-    Layers outside tfmot's QAT registry get the QuantizeConfig made here (``inspection.QUANTIZE_CONFIGS``).
-    Plan.to_python's script runs a copy of this function.
-    """
-    if layer.name not in names:
-        return layer
-    config = QUANTIZE_CONFIGS.get(type(layer).__name__)
-    return tfmot.quantization.keras.quantize_annotate_layer(layer, quantize_config=config() if config else None)
-
-
-def _quantize_scheme(plan: Plan):
-    """tfmot's QAT scheme for what the quantized layers went through before (see plan.py)."""
-    path, kwargs = quantize_scheme(plan)
-    return _scheme(path, kwargs, sorted(clustered_and_quantized(plan)))
-
-
-def _scheme(path: str, kwargs: dict, clustered: list[str]):
-    """tfmot's QAT scheme at ``path`` (8-bit, PQAT, CQAT/PCQAT) with a registry that handles real models.
-
-    ``clustered``: the layers whose shared values QAT must keep. tfmot 0.8.1's registries break on real models:
-    - an Activation layer with a function outside :data:`inspection.QAT_ACTIVATIONS` (MobileNetV3's hard-swish
-      from Keras 3) makes quantize_apply raise whenever it feeds a quantized layer: it now passes through float;
-    - the collaborative registries claim every layer without trainable weights and then ask the default registry
-      for its config, which refuses layers it does not know (a Rescaling right before a quantized layer): those
-      now pass through float;
-    - they refuse trainable layers outside their Conv2D / Dense map (Conv2DTranspose): those get plain 8-bit QAT,
-      which is right when they are not pruned or clustered (tw.inspect refuses that combination up front);
-    - they assume every config has a weight quantizer (an Activation's has none);
-    - the cluster-preserving one treats every Conv2D / Dense kernel with at most 1,024 distinct values as
-      clustered, one centroid per value, and builds a per-channel lookup into the training graph for each: on
-      MobileNetV2 that graph took minutes to trace. Only ``clustered`` layers get it; other kernels with zeros
-      (pruned layers, the split halves of a SeparableConv2D) get the pruning-preserving quantizer, the rest plain QAT;
-    - they share one weight quantizer between all Dense (or all Conv) layers, and building one layer that has no
-      zeros switches the shared quantizer's preserve_sparsity off for all of them (measured on the digits demo:
-      a PCQAT layer's sparsity 0.75 -> 0.0): each layer gets its own copy.
-    Plan.to_python's script runs a copy of this function.
-    """
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_registry,
-    )
-
-    scheme_class = tfmot
-    for attribute in path.split("."):
-        scheme_class = getattr(scheme_class, attribute)
-    collaborative = path.startswith("experimental.combine.")
-    keep_clusters = scheme_class(**kwargs).get_quantize_registry() if collaborative and clustered else None
-    keep_zeros = (tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme().get_quantize_registry()
-                  if collaborative else None)
-    plain = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
-
-    def known_activation(layer) -> bool:
-        return type(layer).__name__ != "Activation" or getattr(layer.activation, "__name__", None) in QAT_ACTIVATIONS
-
-    def has_zeros(layer) -> bool:
-        kernel = getattr(layer, "kernel", None)
-        return kernel is not None and bool(np.any(kernel.numpy() == 0))
-
-    class Registry:
-        def supports(self, layer):
-            return known_activation(layer) and plain.supports(layer)
-
-        def get_quantize_config(self, layer):
-            if not layer.trainable_weights:
-                return plain.get_quantize_config(layer)
-            if keep_clusters is not None and layer.name in clustered and keep_clusters.supports(layer):
-                config = keep_clusters.get_quantize_config(layer)
-            elif keep_zeros is not None and keep_zeros.supports(layer) and has_zeros(layer):
-                config = keep_zeros.get_quantize_config(layer)
-            else:
-                return plain.get_quantize_config(layer)
-            if getattr(config, "weight_quantizer", None) is not None:
-                config.weight_quantizer = copy.copy(config.weight_quantizer)
-            return config
-
-    class Scheme(scheme_class):
-        def get_quantize_registry(self):
-            return Registry()
-
-    return Scheme(**kwargs)
-
-
-class _KeepZeros(keras.callbacks.Callback):
-    """Keeps the zeros of these layers' kernels at zero after every training step (a fixed pruning mask)."""
-
-    def __init__(self, layers):
-        super().__init__()
-        self.masked = []
-        for layer in layers:
-            for variable in layer.weights:
-                if variable.name.split("/")[-1].split(":")[0] in KERNEL_ATTRIBUTES:
-                    self.masked.append((variable, tf.cast(tf.not_equal(variable, 0), variable.dtype)))
-
-    def on_train_batch_end(self, batch, logs=None):
-        for variable, mask in self.masked:
-            variable.assign(variable * mask)
 
 
 class _ProgressCallback(keras.callbacks.Callback):
@@ -421,50 +234,12 @@ class _ProgressCallback(keras.callbacks.Callback):
 
 
 def _compile_args(model, loss, metrics, learning_rate) -> dict:
-    """Loss, metrics and an optimizer factory for fine-tuning, taken from the user's compiled model."""
-    compiled = {}
-    if getattr(model, "optimizer", None) is not None and getattr(model, "compiled_loss", None) is not None:
-        try:
-            compiled = model._get_compile_args(user_metrics=True)
-        except (AttributeError, TypeError):
-            compiled = {}
-    loss = loss if loss is not None else compiled.get("loss")
-    if loss is None:
+    """model.compile() arguments for fine-tuning, taken from the user's compiled model (loss, metrics, optimizer)."""
+    settings = runtime.compile_settings(model, loss, metrics, learning_rate)
+    if settings["loss"] is None:
         raise ModelError(f"Model {model.name!r} is not compiled, so the loss for fine-tuning is unknown. Compile it "
                          "first (model.compile(loss=...)) or pass loss= to tw.optimize.", field="loss")
-    metrics = metrics if metrics is not None else compiled.get("metrics")
-    source = compiled.get("optimizer")
-    config = source.get_config() if source is not None and hasattr(source, "get_config") else None
-    optimizer_class = type(source) if config is not None else keras.optimizers.Adam
-
-    def make_optimizer():
-        settings = dict(config) if config is not None else {}
-        if learning_rate is not None:
-            settings["learning_rate"] = float(learning_rate)
-        settings.pop("name", None)
-        return optimizer_class.from_config(settings) if settings else optimizer_class()
-
-    outputs = list(model.output_names)
-    settings = {"loss": loss, "metrics": metrics, "loss_weights": compiled.get("loss_weights"),
-                "weighted_metrics": compiled.get("weighted_metrics")}
-    return {"optimizer": make_optimizer,
-            **{key: _by_output(settings[key], outputs, missing) for key, missing in _PER_OUTPUT}}
-
-
-# Compile settings that may be keyed by output name, and what an output left out of such a dict gets.
-# Plan.to_python's script runs a copy of this and of _by_output.
-_PER_OUTPUT = (("loss", None), ("metrics", []), ("loss_weights", 0.0), ("weighted_metrics", []))
-
-
-def _by_output(setting, output_names: list[str], missing):
-    """A compile setting keyed by output layer name, as a list in output order.
-
-    tfmot's wrappers rename the output layers (``label`` -> ``prune_low_magnitude_label``, ``quant_label``), so a
-    dict keyed by the old names no longer matches any output ("Found unexpected losses"); a list matches by position.
-    """
-    if not isinstance(setting, dict) or not set(setting) <= set(output_names):
-        return setting
-    return [setting.get(name, missing) for name in output_names]
+    return settings
 
 
 def _origins(model, user_names: list[str]) -> dict[str, str]:

@@ -471,21 +471,6 @@ class Plan:
                               output_path=output_path)
 
 
-def pruning_steps(spec: PruneSpec, total_steps: int) -> tuple[int, int, int]:
-    """``(begin_step, end_step, frequency)`` for tfmot's schedule over ``total_steps`` of fine-tuning.
-
-    tfmot prunes only on steps ``begin + k * frequency``; the end step is put on that grid so the last pruning
-    step reaches the target sparsity exactly.
-    """
-    total_steps = max(int(total_steps), 1)
-    begin = spec.begin_step if spec.begin_step is not None else int(spec.begin * total_steps)
-    end = spec.end_step if spec.end_step is not None else max(begin + 1, int(math.ceil(spec.end * total_steps)) - 1)
-    end = min(end, max(total_steps - 1, begin + 1))
-    frequency = max(1, min(100, (end - begin) // 10 or 1))
-    end = begin + frequency * max(1, (end - begin) // frequency)
-    return begin, end, frequency
-
-
 def _check_cluster_count(entry: LayerPlan, layer) -> None:
     """PlanError when a layer has fewer (non-zero) weights than clusters: tfmot's k-means++ cannot pick that many
     centroids ("Expected num_to_sample <= points.rows()"), and no init can share fewer values than it has."""
@@ -541,6 +526,12 @@ def quantize_scheme(plan: Plan) -> tuple[str, dict]:
     if any(entry.prune for entry in quantized):
         return "experimental.combine.Default8BitPrunePreserveQuantizeScheme", {}
     return "quantization.keras.default_8bit.Default8BitQuantizeScheme", {}
+
+
+def cluster_settings(plan: Plan) -> dict[str, dict]:
+    """{layer: runtime.training.cluster_annotated's settings} for the clustered layers (a pruned one keeps its zeros)."""
+    return {e.layer: {"number_of_clusters": e.cluster.clusters, "init": CENTROID_INITS[e.cluster.init],
+                      "preserve_sparsity": preserves_sparsity(plan, e.layer)} for e in plan if e.cluster}
 
 
 def clustered_and_quantized(plan: Plan) -> set[str]:

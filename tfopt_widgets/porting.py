@@ -18,6 +18,7 @@ import warnings
 
 from ._keras import application_layer, check_model, is_keras3_model, keras, np, skips_first_node, tf
 from .errors import ModelError
+from .runtime.training import is_keras3_functional
 
 # Keyword arguments tf_keras layers take through **kwargs rather than their __init__ signatures.
 _BASE_LAYER_ARGUMENTS = {"name", "trainable", "dtype", "input_shape", "batch_input_shape", "batch_size",
@@ -107,7 +108,7 @@ def to_tf_keras(model):
 
     if isinstance(model, keras3.Sequential):
         return _compiled_like(model, _sequential(model))
-    if _is_functional3(model):
+    if is_keras3_functional(model):
         return _compiled_like(model, _functional(model))
     raise ModelError(f"Model {model.name!r} is a subclassed Keras 3 model ({type(model).__name__}); only "
                      "Sequential and Functional models can be rebuilt. Rebuild it with the Functional API.",
@@ -157,12 +158,6 @@ def load_model(path):
         except Exception:  # noqa: BLE001
             raise ModelError(f"Could not load {path} with tf_keras ({tf_keras_error}) nor with Keras 3. Save it with "
                              "model.save('model.keras') from tf_keras or Keras 3.", field="model") from None
-
-
-def _is_functional3(model) -> bool:
-    from keras.src.models.functional import Functional
-
-    return isinstance(model, Functional)
 
 
 def _sequential(model):

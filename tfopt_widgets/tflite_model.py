@@ -23,21 +23,17 @@ from typing import Any
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-__all__ = ["Op", "TFLiteModel", "Tensor"]
+from .runtime.ops import CASTS, enum_names, holds_data, indices, op_layers, op_names, signature_names, tensor_name
 
+__all__ = ["KERNELS", "Op", "TFLiteModel", "Tensor"]
 
-def _enum_names(enum_class) -> dict[int, str]:
-    return {value: name for name, value in vars(enum_class).items() if not name.startswith("_")}
-
-
-_OP_NAMES = _enum_names(schema.BuiltinOperator)
-_TYPE_NAMES = _enum_names(schema.TensorType)
+_TYPE_NAMES = enum_names(schema.TensorType)
 # Op option fields that hold an enum: shown by name ("SAME", "RELU") rather than number.
 _OPTION_ENUMS = {
-    "padding": _enum_names(schema.Padding),
-    "fused_activation_function": _enum_names(schema.ActivationFunctionType),
-    "weights_format": _enum_names(schema.FullyConnectedOptionsWeightsFormat),
-    "mode": _enum_names(schema.MirrorPadMode),
+    "padding": enum_names(schema.Padding),
+    "fused_activation_function": enum_names(schema.ActivationFunctionType),
+    "weights_format": enum_names(schema.FullyConnectedOptionsWeightsFormat),
+    "mode": enum_names(schema.MirrorPadMode),
     "quantized_bias_type": {code: name.lower() for code, name in _TYPE_NAMES.items()},
 }
 # TFLite types without a numpy dtype of the same name keep TFLite's name, lower-cased (e.g. "int4", "bfloat16").
@@ -46,7 +42,7 @@ _NUMPY_TYPES = {"FLOAT32", "FLOAT16", "FLOAT64", "INT8", "UINT8", "INT16", "UINT
 
 # Ops whose weights are one layer's main kernel: op -> (input position, transpose from TFLite to Keras layout).
 # TFLite stores conv filters as (out, h, w, in) and dense kernels as (out, in); Keras as (h, w, in, out) and (in, out).
-_KERNELS = {
+KERNELS = {
     "CONV_2D": (1, (1, 2, 3, 0)),
     "TRANSPOSE_CONV": (1, (1, 2, 0, 3)),  # Keras Conv2DTranspose: (h, w, out, in)
     "FULLY_CONNECTED": (1, (1, 0)),
@@ -55,8 +51,6 @@ _KERNELS = {
     "EMBEDDING_LOOKUP": (1, None),
     "GATHER": (0, None),  # a Keras Embedding: the table is the first input (a constant; an activation is no kernel)
 }
-# Ops that only change the representation of a value (float <-> int): they belong to the layer on their other side.
-_CASTS = {"QUANTIZE", "DEQUANTIZE"}
 
 
 @dataclass(frozen=True)
@@ -124,7 +118,8 @@ class TFLiteModel:
         self.content = bytes(content)
         self.target = target
         self.quantization = quantization
-        self._origins = dict(layer_origins or {})
+        # {layer name of the converted Keras model: the user's layer name}, in model order (empty: a bare file).
+        self.layer_origins = dict(layer_origins or {})
         self._keras_names = {"inputs": list(input_names or ()), "outputs": list(output_names or ())}
 
     @classmethod
@@ -185,9 +180,9 @@ class TFLiteModel:
         return self._names("outputs")
 
     def _names(self, kind: str) -> list[str]:
-        signature = _signature_names(self._flatbuffer, kind)
+        signature = signature_names(self._flatbuffer, kind)
         tensors = self._graph.inputs if kind == "inputs" else self._graph.outputs
-        in_file = [signature.get(int(i), _tensor_name(self._graph.tensors[int(i)])) for i in _indices(tensors)]
+        in_file = [signature.get(int(i), tensor_name(self._graph.tensors[int(i)])) for i in indices(tensors)]
         known = self._keras_names[kind]
         return list(known) if sorted(known) == sorted(in_file) else in_file
 
@@ -196,10 +191,11 @@ class TFLiteModel:
         """Every op of the main graph in execution order, with the user's Keras layer each came from."""
         model = self._flatbuffer
         ops = []
-        for index, (raw, (layer, layers)) in enumerate(zip(self._graph.operators or [],
-                                                            op_layers(model, self._origins))):
+        raw_ops = self._graph.operators or []
+        for index, (raw, name, (layer, layers)) in enumerate(zip(raw_ops, op_names(model, schema),
+                                                                  op_layers(model, self.layer_origins, schema))):
             code = model.operatorCodes[raw.opcodeIndex]
-            ops.append(Op(index=index, op=_op_name(code), inputs=_indices(raw.inputs), outputs=_indices(raw.outputs),
+            ops.append(Op(index=index, op=name, inputs=indices(raw.inputs), outputs=indices(raw.outputs),
                           layer=layer, layers=layers, options=_options(raw.builtinOptions), version=code.version,
                           custom_code=code.customCode.decode() if code.customCode else None))
         return ops
@@ -253,9 +249,9 @@ class TFLiteModel:
         producers = {t: op for op in self.ops for t in op.outputs}
         kernels: dict[str, np.ndarray] = {}
         for op in self.ops:
-            if op.layer is None or op.op not in _KERNELS or len(op.inputs) <= _KERNELS[op.op][0]:
+            if op.layer is None or op.op not in KERNELS or len(op.inputs) <= KERNELS[op.op][0]:
                 continue
-            index = op.inputs[_KERNELS[op.op][0]]
+            index = op.inputs[KERNELS[op.op][0]]
             source = producers.get(index)
             if source is not None and source.op == "DEQUANTIZE":  # float16 (or weight-only int8) kernels
                 index = source.inputs[0]
@@ -274,12 +270,12 @@ class TFLiteModel:
         converter; QUANTIZE/DEQUANTIZE glue does not count. Empty for a bare file (no layer names).
         """
         floats = ("float32", "float16")
-        found = [op.layer for op in self.ops if op.layer is not None and op.op not in _CASTS
+        found = [op.layer for op in self.ops if op.layer is not None and op.op not in CASTS
                  and any(self.tensors[i].dtype in floats for i in op.outputs if i >= 0)]
         return list(dict.fromkeys(found))
 
     def _keras_layout(self, op: Op, values: np.ndarray) -> np.ndarray:
-        order = _KERNELS[op.op][1]
+        order = KERNELS[op.op][1]
         if order is not None and values.ndim == len(order):
             return np.ascontiguousarray(values.transpose(order))
         if op.op == "DEPTHWISE_CONV_2D" and values.ndim == 4:
@@ -294,12 +290,12 @@ class TFLiteModel:
         quant = raw.quantization
         scale = () if quant is None or quant.scale is None else tuple(float(s) for s in quant.scale)
         zero = () if quant is None or quant.zeroPoint is None else tuple(int(z) for z in quant.zeroPoint)
-        shape = _indices(raw.shape)
-        return Tensor(index=index, name=_tensor_name(raw), shape=shape,
-                      shape_signature=_indices(raw.shapeSignature) if raw.shapeSignature is not None else shape,
+        shape = indices(raw.shape)
+        return Tensor(index=index, name=tensor_name(raw), shape=shape,
+                      shape_signature=indices(raw.shapeSignature) if raw.shapeSignature is not None else shape,
                       dtype=type_name.lower(), scale=scale if any(scale) else (), zero_point=zero if any(scale) else (),
                       quantized_dimension=int(quant.quantizedDimension) if quant is not None else 0,
-                      constant=_holds_data(self._flatbuffer, raw))
+                      constant=holds_data(self._flatbuffer, raw))
 
     def __repr__(self) -> str:
         def describe(tensors):
@@ -312,141 +308,6 @@ class TFLiteModel:
 
 # -- which user layer each op computes: pure functions of the parsed file, also copied into Plan.to_python's script
 # (which reads the file with TensorFlow's copy of the same schema), so keep them free of anything else in here.
-
-def op_layers(flatbuffer, origins: Mapping[str, str]) -> list[tuple[str | None, tuple[str, ...]]]:
-    """(main user layer, every user layer folded in) of each op of a file's main graph, from its tensor names.
-
-    ``flatbuffer`` is the file read with the TFLite schema's object API (``schema.ModelT.InitFromPackedBuf``);
-    ``origins`` maps layer names of the converted Keras model, in model order, to the user's layer names (empty:
-    no op has a layer). Tensor names are Keras name scopes joined by ';' when ops were fused, e.g.
-    ``digits_cnn/relu2/Relu;digits_cnn/bn2/FusedBatchNormV3;digits_cnn/conv2/Conv2D`` (QAT: ``.../quant_conv2/...``).
-    An op's weights name its layer most reliably, then its outputs; graph outputs are named generically
-    (``StatefulPartitionedCall:0``), so the signature's output names (the Keras output layers) stand in for them.
-    QUANTIZE of a graph input and DEQUANTIZE into a graph output are format glue and have no layer. A padding layer
-    folded into the convolution after it (MobileNetV2's strided depthwise convolutions) is not that op's main layer.
-    """
-    graph = flatbuffer.subgraphs[0]
-    raw_ops = graph.operators or []
-    if not origins:
-        return [(None, ())] * len(raw_ops)
-    order = {name: i for i, name in enumerate(origins)}
-    raw_tensors = graph.tensors or []
-    op_names = [_op_name(flatbuffer.operatorCodes[raw.opcodeIndex]) for raw in raw_ops]
-    producers = {tensor: i for i, raw in enumerate(raw_ops) for tensor in _indices(raw.outputs)}
-    graph_inputs, graph_outputs = set(_indices(graph.inputs)), set(_indices(graph.outputs))
-    padding = set()  # layers seen only as a Pad scope
-
-    def named(tensor: int) -> list[str]:
-        """Layer names (of the converted model) in a tensor's name; the first scope is the model's own name."""
-        if tensor < 0:
-            return []
-        found = []
-        for scope in _tensor_name(raw_tensors[tensor]).split(";"):
-            parts = scope.split("/")[1:]
-            # Layer names may hold '/' themselves (nested models inlined as 'outer/inner'): longest match first.
-            match = next(("/".join(parts[start:end]) for start in range(len(parts))
-                          for end in range(len(parts), start, -1) if "/".join(parts[start:end]) in origins), None)
-            if match is not None:
-                found.append(match)
-                if parts[-1].rstrip("0123456789") in ("Pad", "PadV2"):
-                    padding.add(match)
-        return found
-
-    def is_parameter(tensor: int) -> bool:
-        """A constant, or a constant turned float by a DEQUANTIZE op (float16 weights)."""
-        if tensor < 0:
-            return False
-        if _holds_data(flatbuffer, raw_tensors[tensor]):
-            return True
-        producer = producers.get(tensor)
-        if producer is None or op_names[producer] != "DEQUANTIZE":
-            return False
-        source = _indices(raw_ops[producer].inputs)[0]
-        return source >= 0 and _holds_data(flatbuffer, raw_tensors[source])
-
-    def is_io_cast(op_index: int) -> bool:
-        """QUANTIZE of a graph input or DEQUANTIZE into a graph output: format glue, no Keras layer."""
-        if op_names[op_index] not in _CASTS:
-            return False
-        raw = raw_ops[op_index]
-        return bool(set(_indices(raw.inputs)) & graph_inputs or set(_indices(raw.outputs)) & graph_outputs)
-
-    hints = {}
-    for tensor, name in _signature_outputs(flatbuffer).items():
-        if name in origins:
-            hints[tensor] = name
-            # ... and, walking back through QUANTIZE/DEQUANTIZE ops, the tensors it was cast from.
-            while tensor in producers and op_names[producers[tensor]] in _CASTS:
-                tensor = _indices(raw_ops[producers[tensor]].inputs)[0]
-                hints[tensor] = name
-    result = []
-    for index, raw in enumerate(raw_ops):
-        params = [n for t in _indices(raw.inputs) if is_parameter(t) for n in named(t)]
-        outputs = [n for t in _indices(raw.outputs) for n in named(t)]
-        hinted = [hints[t] for t in _indices(raw.outputs) if t in hints]
-        main_from = params or outputs or hinted
-        if is_io_cast(index) or not main_from:
-            result.append((None, ()))
-            continue
-        main = min([n for n in main_from if n not in padding] or main_from, key=order.__getitem__)
-        every = sorted(set(params) | set(outputs) | set(hinted), key=order.__getitem__)
-        result.append((origins[main], tuple(dict.fromkeys(origins[name] for name in every))))
-    return result
-
-
-def layer_outputs(content: bytes, origins: Mapping[str, str]) -> dict[str, list[str]]:
-    """{user layer: the output tensor names of every op that computes it, alone or folded with others}, in op order.
-
-    What TFLite's QuantizationDebugger takes as ``denylisted_nodes`` to keep a layer float; ``content`` is a
-    .tflite file and ``origins`` as for :func:`op_layers`.
-    """
-    flatbuffer = schema.ModelT.InitFromPackedBuf(content, 0)
-    graph = flatbuffer.subgraphs[0]
-    outputs: dict[str, list[str]] = {}
-    for raw, (_, layers) in zip(graph.operators or [], op_layers(flatbuffer, origins)):
-        for layer in layers:
-            outputs.setdefault(layer, []).extend(_tensor_name(graph.tensors[i]) for i in _indices(raw.outputs))
-    return outputs
-
-
-def _op_name(code) -> str:
-    # Codes below 127 live in the deprecated 8-bit field; the larger of the two is the real one (schema docs).
-    return _OP_NAMES.get(max(code.builtinCode, code.deprecatedBuiltinCode), "UNKNOWN")
-
-
-def _tensor_name(raw) -> str:
-    return raw.name.decode(errors="replace") if raw.name else ""
-
-
-def _holds_data(flatbuffer, raw) -> bool:
-    """Whether a tensor is a constant: its buffer holds data (in the flatbuffer, or after it in files over 2 GB)."""
-    buffer = flatbuffer.buffers[raw.buffer] if raw.buffer < len(flatbuffer.buffers) else None
-    return buffer is not None and ((buffer.data is not None and len(buffer.data) > 0) or buffer.offset > 1)
-
-
-def _signature_outputs(flatbuffer) -> dict[int, str]:
-    """{tensor index: signature output name}; a Keras conversion names outputs after the output layers."""
-    names = {}
-    for signature in flatbuffer.signatureDefs or []:
-        if signature.subgraphIndex == 0:
-            for output in signature.outputs or []:
-                names[int(output.tensorIndex)] = output.name.decode()
-    return names
-
-
-def _signature_names(flatbuffer, kind: str) -> dict[int, str]:
-    """{tensor index: signature name} of the main graph's ``kind`` ("inputs" or "outputs")."""
-    names = {}
-    for signature in flatbuffer.signatureDefs or []:
-        if signature.subgraphIndex == 0:
-            for entry in getattr(signature, kind) or []:
-                names[int(entry.tensorIndex)] = entry.name.decode()
-    return names
-
-
-def _indices(values) -> tuple[int, ...]:
-    return () if values is None else tuple(int(v) for v in values)
-
 
 def _snake(name: str) -> str:
     return "".join("_" + ch.lower() if ch.isupper() else ch for ch in name).lstrip("_")
