@@ -91,6 +91,26 @@ def test_rejected_edit_shows_the_error_and_reverts_the_table(studio):
     assert "display" in studio._error_box.layout.keys and studio._error_box.layout.display == "flex"
 
 
+def test_error_callbacks_register_once_and_remove_by_equality(studio):
+    class Listener:
+        def __init__(self):
+            self.errors = []
+
+        def error(self, error):
+            self.errors.append(error)
+
+    listener = Listener()
+    studio.on_error(listener.error)
+    studio.on_error(listener.error)  # registered once
+    edit(studio.table, plan_state={"pool": entry(sparsity=0.5)})
+    assert len(listener.errors) == 1 and isinstance(listener.errors[0], tw.PlanError)
+    studio.on_error(listener.error, remove=True)  # another bound method object, equal to the registered one
+    edit(studio.table, plan_state={"pool": entry(sparsity=0.5)})
+    assert len(listener.errors) == 1 and "Cannot prune layer 'pool'" in studio.error
+    with pytest.raises(tw.PlanError, match="Cannot prune layer 'pool'"):  # a table on its own raises
+        edit(LayerTable(studio.info), plan_state={"pool": entry(sparsity=0.5)})
+
+
 def test_python_plan_edits_and_assignment_reach_the_table(studio):
     studio.plan.prune("dense", sparsity=0.5).cluster("conv1", clusters=8, init="density")
     assert studio.table.plan_state == {"dense": entry(sparsity=0.5), "conv1": entry(clusters=8, init="density")}

@@ -18,10 +18,10 @@ import threading
 
 import anywidget
 import traitlets
+from ipywidgets import CallbackDispatcher
 
 from ..errors import Error, PlanError
 from ..plan import CLUSTER_INITS, TECHNIQUES, Plan
-from ._events import register
 from ._frontend import bundle
 
 
@@ -135,7 +135,7 @@ class LayerTable(anywidget.AnyWidget):
         super().__init__(layers=columns, reasons=reasons, selected=selected, quantize_groups=groups)
         self._info = info
         self._lock = threading.RLock()
-        self._error_callbacks = []
+        self._error_handlers = CallbackDispatcher()
         self._plan = None
         # One bound method, kept: Plan.on_change(remove=True) compares callbacks by identity, and every attribute
         # access creates a new bound method.
@@ -268,14 +268,16 @@ class LayerTable(anywidget.AnyWidget):
 
     # -- errors -----------------------------------------------------------------------------------------------
     def on_error(self, callback, remove: bool = False) -> None:
-        """Call ``callback(error)`` when an edit from the table is rejected (or stop with ``remove=True``)."""
-        register(self._error_callbacks, callback, remove)
+        """Call ``callback(error)`` when an edit from the table is rejected (or stop with ``remove=True``).
+
+        Without a callback the error is raised.
+        """
+        self._error_handlers.register_callback(callback, remove=remove)
 
     def _report(self, error: Error) -> None:
-        for callback in list(self._error_callbacks):
-            callback(error)
-        if not self._error_callbacks:
+        if not self._error_handlers.callbacks:
             raise error
+        self._error_handlers(error)
 
 
 def _entry(layer: str, value) -> dict:

@@ -16,8 +16,6 @@ import html
 import ipywidgets as widgets
 import traitlets
 
-from ._events import register as _register
-
 # Words for the engine's stage names in the progress label.
 STAGE_WORDS = {
     "baseline": "float32 baseline: converting and evaluating",
@@ -43,7 +41,7 @@ class RunPanel(widgets.VBox):
     message = traitlets.Unicode("", help="the last status line (done, cancelled)")
 
     def __init__(self, *, epochs: int = 2, learning_rate: float = 0.0):
-        self._run_callbacks, self._cancel_callbacks = [], []
+        self._run_handlers, self._cancel_handlers = widgets.CallbackDispatcher(), widgets.CallbackDispatcher()
         self.epochs_input = widgets.BoundedIntText(value=epochs, min=1, max=1000, description="Epochs",
                                                    layout=widgets.Layout(width="150px"),
                                                    style={"description_width": "55px"})
@@ -72,22 +70,20 @@ class RunPanel(widgets.VBox):
     # -- events ---------------------------------------------------------------------------------------------
     def on_run(self, callback, remove: bool = False) -> None:
         """Call ``callback(panel)`` when "Optimize and convert" is clicked (or stop with ``remove=True``)."""
-        _register(self._run_callbacks, callback, remove)
+        self._run_handlers.register_callback(callback, remove=remove)
 
     def on_cancel(self, callback, remove: bool = False) -> None:
         """Call ``callback(panel)`` when "Cancel" is clicked (or stop with ``remove=True``)."""
-        _register(self._cancel_callbacks, callback, remove)
+        self._cancel_handlers.register_callback(callback, remove=remove)
 
     def run(self) -> None:
         """Do what a click on "Optimize and convert" does."""
         if not self.running:
-            for callback in list(self._run_callbacks):
-                callback(self)
+            self._run_handlers(self)
 
     def cancel(self) -> None:
         """Do what a click on "Cancel" does."""
-        for callback in list(self._cancel_callbacks):
-            callback(self)
+        self._cancel_handlers(self)
 
     # -- progress -------------------------------------------------------------------------------------------
     @traitlets.observe("running")

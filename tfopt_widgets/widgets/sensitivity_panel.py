@@ -16,8 +16,6 @@ import html
 import ipywidgets as widgets
 import traitlets
 
-from ._events import register as _register
-
 
 class SensitivityPanel(widgets.VBox):
     """Buttons to measure sensitivity and to suggest a plan within ``budget``, and a status line."""
@@ -27,7 +25,7 @@ class SensitivityPanel(widgets.VBox):
     busy = traitlets.Bool(False, help="True while the Studio is busy (a run or an analysis): buttons are disabled")
 
     def __init__(self, *, budget: float = 0.01):
-        self._analyze_callbacks, self._suggest_callbacks = [], []
+        self._analyze_handlers, self._suggest_handlers = widgets.CallbackDispatcher(), widgets.CallbackDispatcher()
         self.analyze_button = widgets.Button(
             description="Analyze sensitivity", icon="th",
             tooltip="Compress each layer alone (int8, pruning, clustering; no fine-tuning) and measure the drop",
@@ -63,23 +61,21 @@ class SensitivityPanel(widgets.VBox):
     # -- events -----------------------------------------------------------------------------------------------
     def on_analyze(self, callback, remove: bool = False) -> None:
         """Call ``callback(panel)`` when "Analyze sensitivity" is clicked (or stop with ``remove=True``)."""
-        _register(self._analyze_callbacks, callback, remove)
+        self._analyze_handlers.register_callback(callback, remove=remove)
 
     def on_suggest(self, callback, remove: bool = False) -> None:
         """Call ``callback(panel)`` when "Suggest plan" is clicked (or stop with ``remove=True``)."""
-        _register(self._suggest_callbacks, callback, remove)
+        self._suggest_handlers.register_callback(callback, remove=remove)
 
     def analyze(self) -> None:
         """Do what a click on "Analyze sensitivity" does."""
         if not self.busy:
-            for callback in list(self._analyze_callbacks):
-                callback(self)
+            self._analyze_handlers(self)
 
     def suggest(self) -> None:
         """Do what a click on "Suggest plan" does."""
         if self.analyzed and not self.busy:
-            for callback in list(self._suggest_callbacks):
-                callback(self)
+            self._suggest_handlers(self)
 
     # -- state ------------------------------------------------------------------------------------------------
     @traitlets.observe("analyzed", "busy")

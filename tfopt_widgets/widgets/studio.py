@@ -25,7 +25,6 @@ from ..errors import Cancelled, DataError, Error, TargetError
 from ..pipeline import training_inputs
 from ..plan import Plan
 from ..targets import QUANTIZATIONS, TARGETS, get_target
-from ._events import register as _register
 from .export_panel import ExportPanel
 from .layer_table import LayerTable
 from .placement import placement_of
@@ -68,7 +67,7 @@ class Studio(widgets.VBox):
         self.tflite = None  # the last run's TFLiteModel
         self._sensitivity = None
         self._suggestion = None  # (plan, target, mode, estimate) of the last "Suggest plan"
-        self._result_callbacks, self._error_callbacks = [], []
+        self._result_handlers, self._error_handlers = widgets.CallbackDispatcher(), widgets.CallbackDispatcher()
 
         self.table = LayerTable(self.info, plan if plan is not None else Plan(), selected=_largest_layer(self.info))
         self.table.on_error(self._show_error)
@@ -265,8 +264,7 @@ class Studio(widgets.VBox):
         self.weights.set_weights(optimized=optimized.weights() if optimized is not None else {},
                                  tflite=result.tflite.weights(), tflite_mode=result.tflite.quantization)
         self.table.show_placement(placement_of(result.tflite)[0], TARGETS[result.target].title)
-        for callback in list(self._result_callbacks):
-            callback(row)
+        self._result_handlers(row)
         return (f"Done: {row['run']}, {row['gzip_size']:,} B gzipped"
                 + (f", accuracy {row['accuracy']:.3f}." if row.get("accuracy") is not None else ".")
                 + "".join(f" Note: {notice}" for notice in result.notices))
@@ -356,16 +354,15 @@ class Studio(widgets.VBox):
     # -- events and errors ------------------------------------------------------------------------------------
     def on_result(self, callback, remove: bool = False) -> None:
         """Call ``callback(row)`` with each finished run's results row (or stop with ``remove=True``)."""
-        _register(self._result_callbacks, callback, remove)
+        self._result_handlers.register_callback(callback, remove=remove)
 
     def on_error(self, callback, remove: bool = False) -> None:
         """Call ``callback(error)`` for every error the Studio shows (or stop with ``remove=True``)."""
-        _register(self._error_callbacks, callback, remove)
+        self._error_handlers.register_callback(callback, remove=remove)
 
     def _show_error(self, error: Exception) -> None:
         self.error = str(error)
-        for callback in list(self._error_callbacks):
-            callback(error)
+        self._error_handlers(error)
 
     @traitlets.observe("error")
     def _error_changed(self, change) -> None:
