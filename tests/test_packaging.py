@@ -8,6 +8,7 @@ They need git, npm and the package registries (npm for esbuild, PyPI for the iso
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -36,9 +37,9 @@ def clone(tmp_path_factory) -> Path:
     return target
 
 
-def _build(clone: Path, kind: str, outdir: Path) -> Path:
+def _build(clone: Path, kind: str, outdir: Path, env: dict | None = None) -> Path:
     result = subprocess.run([sys.executable, "-m", "build", f"--{kind}", "--outdir", str(outdir), str(clone)],
-                            check=False, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+                            check=False, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, env=env)
     assert result.returncode == 0, f"python -m build --{kind} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     (artifact,) = outdir.iterdir()
     return artifact
@@ -59,22 +60,37 @@ def test_wheel_from_clean_clone_contains_bundle_and_modules(clone, tmp_path):
     assert bundle.strip() and "render" in bundle
     assert _package_modules(clone) <= names, f"modules missing from the wheel: {_package_modules(clone) - names}"
     assert not [n for n in names if n.startswith(("tests/", "js/", "node_modules/")) or "/node_modules/" in n]
-    assert "build_frontend.py" not in names
     assert "tfopt-widgets = tfopt_widgets.cli:main" in entry_points
 
 
+@pytest.fixture(scope="module")
+def sdist(clone, tmp_path_factory) -> Path:
+    return _build(clone, "sdist", tmp_path_factory.mktemp("sdist"))
+
+
 @pytest.mark.slow
-def test_sdist_from_clean_clone_ships_bundle_and_sources_not_tests(clone, tmp_path):
-    sdist = _build(clone, "sdist", tmp_path / "dist")
+def test_sdist_from_clean_clone_ships_bundle_and_sources_not_tests(clone, sdist):
     with tarfile.open(sdist) as archive:
         top = archive.getnames()[0].split("/")[0]
         names = {name.removeprefix(f"{top}/") for name in archive.getnames()}
         bundle = archive.extractfile(f"{top}/{BUNDLE}").read().decode()
 
     assert bundle.strip() and "render" in bundle
-    assert {"pyproject.toml", "package.json", "package-lock.json", "build_frontend.py", "js/widget.js"} <= names
+    assert {"pyproject.toml", "package.json", "package-lock.json", "js/widget.js"} <= names
     assert _package_modules(clone) <= names
     assert not [n for n in names if n.split("/")[0] in {"tests", "node_modules", ".venv", ".ci"}]
+
+
+@pytest.mark.slow
+def test_wheel_from_sdist_builds_without_node(sdist, tmp_path):
+    with tarfile.open(sdist) as archive:
+        archive.extractall(tmp_path / "src", filter="data")
+    (unpacked,) = (tmp_path / "src").iterdir()
+    # Only the Python environment on PATH: no npm, no node. The sdist's bundle must be used as it is.
+    no_node = {**os.environ, "PATH": str(Path(sys.executable).parent)}
+    wheel = _build(unpacked, "wheel", tmp_path / "dist", env=no_node)
+    with zipfile.ZipFile(wheel) as archive:
+        assert "render" in archive.read(BUNDLE).decode()
 
 
 def test_import_does_not_import_tensorflow():
