@@ -87,7 +87,7 @@ def main(argv=None) -> int:
 
     import tfopt_widgets as tw
     from tfopt_widgets import demo
-    from tfopt_widgets._keras import keras
+    from tfopt_widgets.model.stack import keras
 
     info = _common.machine()
     (x_train, y_train), (x_test, y_test) = demo.digits_data()

@@ -220,7 +220,7 @@ def accuracy(content: bytes, x, y) -> float:
 
 def interleaved(case: str, run_tw, run_hand, repeats: int, warmup: bool) -> dict:
     """Run both variants ``repeats`` times, alternating which goes first; median wall time of each."""
-    from tfopt_widgets._keras import keras
+    from tfopt_widgets.model.stack import keras
 
     def timed(run):
         keras.backend.clear_session()
@@ -253,7 +253,7 @@ def interleaved(case: str, run_tw, run_hand, repeats: int, warmup: bool) -> dict
 
 def profile(run, top: int = 14) -> list[dict]:
     """cProfile one run: the tfopt_widgets functions with the most cumulative time, and the total."""
-    from tfopt_widgets._keras import keras
+    from tfopt_widgets.model.stack import keras
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(SEED)
@@ -306,7 +306,7 @@ def digits_case(args) -> dict:
 def mobilenet_case(args) -> dict:
     import numpy as np
 
-    from tfopt_widgets._keras import keras
+    from tfopt_widgets.model.stack import keras
 
     keras.utils.set_random_seed(SEED)
     base = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None)  # no download
@@ -338,7 +338,7 @@ def mobilenet_collaborative_case(args, prune: bool) -> dict:
     import tensorflow_model_optimization as tfmot
 
     import tfopt_widgets as tw
-    from tfopt_widgets._keras import keras
+    from tfopt_widgets.model.stack import keras
 
     keras.utils.set_random_seed(SEED)
     base = keras.applications.MobileNetV2(input_shape=(64, 64, 3), alpha=0.35, weights=None, classes=10)

@@ -39,7 +39,7 @@ RENDER_REPEATS = 3
 
 
 def build(name: str):
-    from tfopt_widgets._keras import keras
+    from tfopt_widgets.model.stack import keras
 
     apps = keras.applications
     if name == "ResNet50":
@@ -55,7 +55,7 @@ def build(name: str):
 
 def deep_model(layers: int):
     """A model of exactly ``layers`` layers (input included): Dense / BatchNormalization / ReLU blocks."""
-    from tfopt_widgets._keras import keras
+    from tfopt_widgets.model.stack import keras
 
     inputs = keras.Input((16,), name="features")
     x = inputs

@@ -42,7 +42,7 @@ def mobilenet():
 
 
 def tiny():
-    from tfopt_widgets._keras import keras
+    from tfopt_widgets.model.stack import keras
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((16, 16, 3))

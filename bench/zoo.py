@@ -303,7 +303,7 @@ class Work:
         if self.arch.keras3:
             import keras
         else:
-            from tfopt_widgets._keras import keras
+            from tfopt_widgets.model.stack import keras
         keras.utils.set_random_seed(SEED)
         self.model, self.x, self.y = self.arch.build(keras)
         self.multi_input = isinstance(self.x, (tuple, list))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import tfopt_widgets as tw
-from tfopt_widgets._keras import keras
+from tfopt_widgets.model.stack import keras
 
 pytestmark = pytest.mark.slow
 

@@ -112,7 +112,7 @@ def test_ops_map_to_the_users_layers(converted, key):
 def test_padding_folded_into_a_strided_convolution_maps_to_the_convolution():
     # MobileNetV2's ZeroPadding2D -> DepthwiseConv2D(strides=2, padding="valid"): one op whose tensor names name
     # both layers; the convolution is its layer (its weights, histogram and badge), the padding is folded in.
-    from tfopt_widgets._keras import keras
+    from tfopt_widgets.model.stack import keras
 
     inputs = keras.Input((8, 8, 4))
     x = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name="pad")(inputs)
@@ -179,7 +179,7 @@ def test_save_load_and_repr(converted, tmp_path):
 @pytest.fixture(scope="module")
 def qat_model(digits):
     """The digits model after whole-model quantization-aware training (one short epoch), on a copy."""
-    from tfopt_widgets._keras import copy_model, tfmot
+    from tfopt_widgets.model.stack import copy_model, tfmot
 
     model, (x_train, y_train), _ = digits
     qat = tfmot.quantization.keras.quantize_model(copy_model(model))
@@ -197,7 +197,7 @@ def test_qat_model_converts_to_int8_without_representative_data(qat_model):
 
 
 def test_partly_quantized_model_still_needs_data(digits):
-    from tfopt_widgets._keras import copy_model, keras, tfmot
+    from tfopt_widgets.model.stack import copy_model, keras, tfmot
 
     q = tfmot.quantization.keras
     annotated = keras.models.clone_model(
@@ -225,7 +225,7 @@ def test_refusals_say_why(frozen, digits):
 
 
 def test_bad_representative_data(frozen, digits):
-    from tfopt_widgets._keras import tf
+    from tfopt_widgets.model.stack import tf
 
     _, (x_train, y_train), _ = digits
     with pytest.raises(tw.DataError, match="representative_data=x_train") as error:
@@ -244,7 +244,7 @@ def test_bad_representative_data(frozen, digits):
 
 
 def test_tf_data_representative_data(digits):
-    from tfopt_widgets._keras import tf
+    from tfopt_widgets.model.stack import tf
 
     model, (x_train, y_train), _ = digits
     tfl = tw.convert(model, "hexagon", tf.data.Dataset.from_tensor_slices((x_train, y_train)).batch(32))
@@ -254,7 +254,7 @@ def test_tf_data_representative_data(digits):
 def test_bad_models(frozen):
     import keras as keras3
 
-    from tfopt_widgets._keras import keras
+    from tfopt_widgets.model.stack import keras
 
     with pytest.warns(tw.ModelNotice, match="Keras 3"):  # rebuilt with tf_keras, then converted
         assert tw.convert(keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(2)]), "float32").size > 0
@@ -272,7 +272,7 @@ def test_bad_models(frozen):
 
 
 def test_converter_failures_are_conversion_errors():
-    from tfopt_widgets._keras import keras, tf
+    from tfopt_widgets.model.stack import keras, tf
 
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Lambda(lambda t: tf.math.erf(t), name="erf")(inputs))
@@ -296,7 +296,7 @@ def text_models():
     """{kind: (model, x, y)}: tiny untrained text classifiers over token ids (floats, as Keras inputs default to)."""
     import keras as keras3
 
-    from tfopt_widgets._keras import keras
+    from tfopt_widgets.model.stack import keras
 
     inputs = keras.Input((SEQUENCE,), name="tokens")
     x = keras.layers.Embedding(VOCAB, UNITS, name="embed")(inputs)
@@ -394,7 +394,7 @@ def test_recurrent_float32_files_match_keras(recurrent_file, text_models, kind):
 def test_loops_that_cannot_be_unrolled_are_never_calibrated():
     """int8 of a WHILE loop would crash the process: a variable-length GRU or a tf.map_fn is refused instead,
     naming the layer, except where the mode was the cpu target's own choice (it falls back to dynamic range)."""
-    from tfopt_widgets._keras import keras, tf
+    from tfopt_widgets.model.stack import keras, tf
 
     inputs = keras.Input((None,), name="tokens")
     x = keras.layers.Embedding(VOCAB, 4, name="embed")(inputs)
@@ -424,7 +424,7 @@ def test_loops_that_cannot_be_unrolled_are_never_calibrated():
 def test_a_loop_in_a_lambda_that_needs_a_fixed_batch_gets_batch_one():
     """Not only recurrent layers: a dynamic-batch conversion that fails on a loop's TensorList ops is tried again
     at batch 1, and the notice names the layer the converter's message names."""
-    from tfopt_widgets._keras import keras, tf
+    from tfopt_widgets.model.stack import keras, tf
 
     def running_sum(t):
         return keras.backend.rnn(lambda x, states: (x + states[0], [x + states[0]]), t, [tf.zeros_like(t[:, 0])])[1]
@@ -441,7 +441,7 @@ def test_a_loop_in_a_lambda_that_needs_a_fixed_batch_gets_batch_one():
 def test_ops_without_an_integer_kernel_stay_float():
     """An op with no kernel in the integer mode leaves a file with that op float, never a bare converter failure:
     int8 does so by itself (TF 2.21); int16x8 stops, and is tried again with the float fallback, with a notice."""
-    from tfopt_widgets._keras import keras, tf
+    from tfopt_widgets.model.stack import keras, tf
 
     inputs = keras.Input((6,))
     x = keras.layers.Dense(6, name="dense")(inputs)

@@ -27,7 +27,7 @@ def test_accuracy_matches_keras(digits, converted, keras_accuracy, key):
 
 
 def test_metrics_dict_and_other_data_forms(digits, converted):
-    from tfopt_widgets._keras import tf
+    from tfopt_widgets.model.stack import tf
 
     _, _, (x_test, y_test) = digits
     tfl = converted("edgetpu", calibrate=True)

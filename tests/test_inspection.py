@@ -3,7 +3,7 @@
 import pytest
 
 import tfopt_widgets as tw
-from tfopt_widgets._keras import keras
+from tfopt_widgets.model.stack import keras
 
 L = keras.layers
 

@@ -31,7 +31,7 @@ def multi(zoo):
     rng = np.random.default_rng(0)
     x = [rng.uniform(0, 1, (SAMPLES, 16, 16, 3)).astype("float32"), rng.normal(size=(SAMPLES, 8)).astype("float32")]
     y = [rng.integers(0, 5, SAMPLES).astype("int64"), rng.normal(size=(SAMPLES, 1)).astype("float32")]
-    from tfopt_widgets._keras import keras
+    from tfopt_widgets.model.stack import keras
 
     keras.utils.set_random_seed(0)
     return zoo.two_in_two_out(keras)[0], x, y
@@ -50,7 +50,7 @@ def unchanged(multi):
 
 
 def dataset(x, y, batch=BATCH):
-    from tfopt_widgets._keras import tf
+    from tfopt_widgets.model.stack import tf
 
     return tf.data.Dataset.from_tensor_slices((tuple(x), tuple(y))).batch(batch)
 
@@ -88,7 +88,7 @@ def test_optimize_qat_on_lists_and_dicts(multi, unchanged):
 
 
 def test_optimize_pcqat_on_a_dataset(multi, unchanged, pcqat):
-    from tfopt_widgets._keras import tf
+    from tfopt_widgets.model.stack import tf
 
     stats = pcqat.layer_stats()  # its forward pass feeds zeros to both inputs
     kernels = pcqat.weights()
@@ -108,7 +108,7 @@ def test_optimize_pcqat_on_a_dataset(multi, unchanged, pcqat):
 
 
 def test_convert_and_evaluate(multi, unchanged, pcqat):
-    from tfopt_widgets._keras import tf
+    from tfopt_widgets.model.stack import tf
 
     _, x, y = multi
     cpu = tw.convert(unchanged, "cpu", representative_data=x)
@@ -157,7 +157,7 @@ def test_convert_and_evaluate(multi, unchanged, pcqat):
 def test_keep_float_and_calibration_by_name():
     """Two same-shaped inputs that the file lists the other way round, with very different ranges: calibrating
     them in the file's order with Keras-ordered data would clip one to the other's range."""
-    from tfopt_widgets._keras import keras
+    from tfopt_widgets.model.stack import keras
 
     keras.utils.set_random_seed(0)
     alpha, zeta = keras.Input((4,), name="alpha"), keras.Input((4,), name="zeta")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tfopt_widgets as tw
-from tfopt_widgets._keras import keras, tf, tfmot
+from tfopt_widgets.model.stack import keras, tf, tfmot
 
 ALL_WEIGHTED = ("conv1", "conv2", "dense", "classifier")
 

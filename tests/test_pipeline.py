@@ -15,7 +15,7 @@ def test_run_gives_what_optimize_convert_evaluate_by_hand_give(digits, frozen):
     _, train, test = digits
     x_train = train[0]
     plan = tw.Plan().prune("dense", sparsity=0.5)
-    from tfopt_widgets._keras import keras
+    from tfopt_widgets.model.stack import keras
 
     shout = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: warnings.warn("from the user's callback"))
     stages, measured_first = [], []

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import tfopt_widgets as tw
-from tfopt_widgets._keras import keras
+from tfopt_widgets.model.stack import keras
 
 RNG = np.random.default_rng(0)
 
@@ -124,7 +124,7 @@ def test_transfer_learning_model_is_flattened_and_optimized():
         assert f"{prefix}Conv1" in inner and info[f"{prefix}Conv1"].supports("quantize").ok
         flat = tw.to_tf_keras(model)
         x = images(4, 32)
-        from tfopt_widgets.porting import flatten
+        from tfopt_widgets.model.porting import flatten
 
         assert np.abs(flatten(flat)(x).numpy() - np.asarray(model(x))).max() <= 1e-5
         convolutions = [layer.name for layer in info.layers

@@ -83,7 +83,7 @@ def test_user_model_untouched(frozen, digits):
 
 
 def test_a_tf_data_dataset_gives_its_first_samples(digits):
-    from tfopt_widgets._keras import tf
+    from tfopt_widgets.model.stack import tf
 
     model, _, (x_test, y_test) = digits
     options = {"techniques": ("prune",), "levels": {"prune": (0.9,)}, "samples": 100, "executor": "threads"}
@@ -230,7 +230,7 @@ def test_optimize_with_a_mirrored_strategy_over_two_cpus():
     # Logical devices must be set before TensorFlow initializes, so this runs in a fresh interpreter.
     script = textwrap.dedent("""
         import numpy as np
-        from tfopt_widgets._keras import tf
+        from tfopt_widgets.model.stack import tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         import tfopt_widgets as tw

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import tfopt_widgets as tw
-from tfopt_widgets.inspection import LayerInfo, ModelInfo, Support, WeightInfo
+from tfopt_widgets.model.inspection import LayerInfo, ModelInfo, Support, WeightInfo
 from tfopt_widgets.widgets.layer_table import EMPTY_ENTRY, LayerTable, plan_state
 from tfopt_widgets.widgets.weight_view import WeightView
 
@@ -236,7 +236,7 @@ def test_layer_names_are_sent_as_text_and_escaped_in_html():
 
 
 def test_500_layer_model_table_state_is_fast_and_small():
-    from tfopt_widgets._keras import keras
+    from tfopt_widgets.model.stack import keras
 
     inputs = keras.Input((4,))
     x = inputs
@@ -361,7 +361,7 @@ def test_suggestion_says_when_the_int8_conversion_alone_is_over_the_budget():
 
 
 def test_table_refuses_a_combination_qat_cannot_preserve_with_the_reason():
-    from tfopt_widgets._keras import keras
+    from tfopt_widgets.model.stack import keras
 
     inputs = keras.Input((8, 8, 2))
     x = keras.layers.Conv2D(4, 3, name="conv")(inputs)

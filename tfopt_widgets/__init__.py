@@ -23,10 +23,10 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it; loaded on first access so `import tfopt_widgets` does not import TF.
 _LAZY = {
-    "inspect": "inspection",
-    "ModelInfo": "inspection",
-    "LayerInfo": "inspection",
-    "Support": "inspection",
+    "inspect": "model.inspection",
+    "ModelInfo": "model.inspection",
+    "LayerInfo": "model.inspection",
+    "Support": "model.inspection",
     "optimize": "optimization",
     "OptimizedModel": "optimization",
     "convert": "conversion",
@@ -34,9 +34,9 @@ _LAZY = {
     "TARGETS": "targets",
     "evaluate": "evaluation",
     "Metrics": "evaluation",
-    "to_tf_keras": "porting",
-    "load_model": "porting",
-    "ModelNotice": "porting",
+    "to_tf_keras": "model.porting",
+    "load_model": "model.porting",
+    "ModelNotice": "model.porting",
     "sensitivity": "analysis",
     "SensitivityReport": "analysis",
     "suggest_plan": "analysis",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from . import _nested as nested
 from ._finite import check_finite
-from ._keras import np, tf
+from .model.stack import np, tf
 from .errors import DataError
 
 

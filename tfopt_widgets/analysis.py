@@ -277,7 +277,7 @@ def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Execu
     """
     from . import conversion
     from .evaluation import default_metric_name
-    from .inspection import inspect
+    from .model.inspection import inspect
     from .runtime.ops import user_layers
 
     start = time.perf_counter()
@@ -366,7 +366,7 @@ def _evaluation_data(model, data, samples: int):
     """Checked ``(x, y)``, at most ``samples`` of them (evenly spread over arrays; the first ones of a tf.data
     dataset). Several inputs: x as {input name: array} in the model's input order; several outputs: y a list."""
     from . import _data
-    from ._keras import tf
+    from .model.stack import tf
 
     if isinstance(data, tf.data.Dataset):
         data = _data.dataset_samples(data, model, "data", samples)
@@ -451,9 +451,9 @@ class _Quantizer:
 
     def __init__(self, keras_model, calibration, origins):
         from . import conversion
-        from ._keras import tf
+        from .model.stack import tf
         from ._quiet import captured_stderr
-        from .porting import ModelNotice
+        from .model.porting import ModelNotice
         from .runtime.tflite import configure_converter
         from .targets import get_target
         from .tflite_model import TFLiteModel

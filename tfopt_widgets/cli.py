@@ -87,7 +87,7 @@ def _demo(args) -> int:
 
 
 def _inspect(args) -> int:
-    from .inspection import inspect
+    from .model.inspection import inspect
 
     print(inspect(_load_model(args.model)).to_dataframe().to_string())
     return 0
@@ -141,7 +141,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def _load_model(path: Path):
-    from .porting import load_model
+    from .model.porting import load_model
 
     return load_model(path)
 

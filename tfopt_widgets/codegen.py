@@ -62,7 +62,7 @@ def plan_to_python(plan: Plan, *, model_path="model.keras", target="cpu", model=
     selective = bool(float_layers) and mode == "int8"
     groups = None
     if model is not None:
-        from .inspection import inspect
+        from .model.inspection import inspect
 
         plan.validate(model)
         _check_calibration_loops(model, mode)

@@ -280,7 +280,7 @@ def _gpu_analyzer(content: bytes) -> dict[int, str] | None:
 
 
 def _analyze(content: bytes) -> dict[int, str]:
-    from ._keras import tf  # TensorFlow only for the GPU check
+    from .model.stack import tf  # TensorFlow only for the GPU check
     from ._quiet import captured_stdout
 
     with captured_stdout() as out:

@@ -16,10 +16,10 @@ import re
 import warnings
 
 from . import _data
-from ._keras import ORIGINS_ATTRIBUTE, is_keras3_model, keras, np, record_origins, tf, tfmot
+from .model.stack import ORIGINS_ATTRIBUTE, is_keras3_model, keras, np, record_origins, tf, tfmot
 from ._quiet import captured_stderr
 from .errors import ConversionError, DataError, ModelError, PlanError, TargetError
-from .porting import ModelNotice, prepare
+from .model.porting import ModelNotice, prepare
 from .runtime import ops
 from .runtime import tflite as tflite_runtime
 from .runtime.ops import user_layers

@@ -31,7 +31,7 @@ def digits_model(epochs: int = 12, seed: int = 0, train: bool = True):
     Its layers cover what the tool handles: Conv2D, a Conv2D + BatchNormalization + ReLU group (folded by
     quantization), pooling, Dense layers and layers without weights.
     """
-    from ._keras import keras
+    from .model.stack import keras
 
     keras.utils.set_random_seed(seed)
     layers = keras.layers
@@ -74,7 +74,7 @@ def mobilenet_v2(size: int = 96, alpha: float = 0.35, classes: int = 1000, seed:
     mode over 128 :func:`synthetic_images` (momentum 0) sets those statistics, and the activations have their usual
     ranges. ``logits=True`` leaves out the softmax (an untrained softmax is nearly flat).
     """
-    from ._keras import keras
+    from .model.stack import keras
 
     keras.utils.set_random_seed(seed)
     model = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, weights=None, classes=classes,

@@ -16,9 +16,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import _keras
+from .model import stack
 from ._data import TrainingData, training_data
-from ._keras import keras, np, tf, tfmot
+from .model.stack import keras, np, tf, tfmot
 from .errors import Error, ModelError, PlanError
 from .plan import (
     Plan,
@@ -29,7 +29,7 @@ from .plan import (
     quantize_scheme,
     stages,
 )
-from .porting import prepare
+from .model.porting import prepare
 from .runtime import training as runtime
 
 Progress = Callable[[str, int, int], None]
@@ -77,7 +77,7 @@ class OptimizedModel:
 
 def kernels(model) -> dict[str, np.ndarray]:
     """{user layer name: main kernel as the model computes with it} of any tf_keras model (see runtime.training)."""
-    return runtime.kernels(model, _keras.layer_origins(model))
+    return runtime.kernels(model, stack.layer_origins(model))
 
 
 def optimize(model, plan: Plan, train_data, epochs: int = 2, validation_data=None, callbacks=None,
@@ -117,14 +117,14 @@ def optimize(model, plan: Plan, train_data, epochs: int = 2, validation_data=Non
 
     runner = _Stages(train, validation, epochs, callbacks or [], progress, compile_args)
     # prepare() already built new layers for a Keras 3 or nested model; otherwise copy the user's model.
-    work = prepared if prepared is not model else _keras.copy_model(model)
+    work = prepared if prepared is not model else stack.copy_model(model)
     user_names = [layer.name for layer in prepared.layers]
     # The stage decisions (order, schemes, frozen layers) are plan.py's, shared with Plan.to_python's script.
     for stage in stages(plan):
         with _tfmot_errors(stage, prepared.name, plan):
             work = getattr(runner, stage)(work, plan)
     origins = _origins(work, user_names)
-    _keras.record_origins(work, origins)
+    stack.record_origins(work, origins)
     return OptimizedModel(work, plan, runner.history, origins, notices)
 
 
@@ -178,7 +178,7 @@ class _Stages:
         return tfmot.clustering.keras.strip_clustering(annotated)
 
     def quantize(self, model, plan: Plan):
-        from .inspection import inspect
+        from .model.inspection import inspect
 
         info = inspect(model)
         names = {name for layer in plan.layers("quantize") for name in (layer, *info.group_members(layer))}

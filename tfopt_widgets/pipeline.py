@@ -186,7 +186,7 @@ def _collected_notices():
     """Yields a list that receives the message of every ``tw.ModelNotice`` warned inside; other warnings are
     warned again as they were. (The warnings filters are process-wide: a warning another thread raises meanwhile
     is recorded and warned again too, not lost.)"""
-    from .porting import ModelNotice
+    from .model.porting import ModelNotice
 
     notices: list[str] = []
     caught: list = []
@@ -204,6 +204,6 @@ def _collected_notices():
 
 
 def _warn(notice: str) -> None:
-    from .porting import ModelNotice
+    from .model.porting import ModelNotice
 
     warnings.warn(notice, ModelNotice, stacklevel=3)

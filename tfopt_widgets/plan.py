@@ -312,7 +312,7 @@ class Plan:
 
         Checks that every layer exists in ``model`` and supports each technique planned for it.
         """
-        from .inspection import inspect
+        from .model.inspection import inspect
 
         info = inspect(model)
         for entry in self:

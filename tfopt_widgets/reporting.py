@@ -166,7 +166,7 @@ def _model_name(model, optimized) -> str:
 def _sections(model, plan: Plan, runs: list[Run], notes: str) -> list[_Section]:
     info = None
     if model is not None:
-        from .inspection import inspect
+        from .model.inspection import inspect
 
         info = inspect(model)
     intro = [f"Written by tfopt-widgets {__version__} on {datetime.date.today().isoformat()}."]

@@ -53,7 +53,7 @@ class Studio(widgets.VBox):
     def __init__(self, model, *, train_data=None, validation_data=None, target: str = "cpu",
                  quantization: str | None = None, plan: Plan | None = None, epochs: int = 2,
                  learning_rate: float | None = None, sensitivity=None, budget: float = 0.01):
-        from ..inspection import inspect
+        from ..model.inspection import inspect
         from ..optimization import kernels
 
         self.model = model

@@ -6,9 +6,9 @@ reach tfmot and fail with messages that never mention Keras 3, so models are che
 
 from __future__ import annotations
 
-from .errors import ModelError
-from .runtime.ops import ORIGINS_ATTRIBUTE, layer_origins
-from .runtime.training import application_layers, keras, np, skips_first_node, tf, tfmot
+from ..errors import ModelError
+from ..runtime.ops import ORIGINS_ATTRIBUTE, layer_origins
+from ..runtime.training import application_layers, keras, np, skips_first_node, tf, tfmot
 
 __all__ = [
     "ORIGINS_ATTRIBUTE",

@@ -14,12 +14,12 @@ import difflib
 import html
 from dataclasses import dataclass, field
 
-from . import _keras
-from ._keras import keras, tfmot
-from .errors import ModelError
+from . import stack
+from .stack import keras, tfmot
+from ..errors import ModelError
 from .porting import prepare
-from .runtime import training as runtime
-from .runtime.training import QAT_ACTIVATIONS, QUANTIZE_CONFIGS
+from ..runtime import training as runtime
+from ..runtime.training import QAT_ACTIVATIONS, QUANTIZE_CONFIGS
 
 TECHNIQUES = ("quantize", "prune", "cluster")
 
@@ -219,12 +219,12 @@ def inspect(model) -> ModelInfo:
     listed as ``outer/inner``, as :func:`tw.optimize` will see them; ``ModelInfo.notices`` says so.
     """
     notices = []
-    if _keras.is_keras3_model(model) or _has_nested_models(model):
+    if stack.is_keras3_model(model) or _has_nested_models(model):
         model, notices = prepare(model, purpose="inspect")
     if not isinstance(model, keras.Model):
         raise ModelError(f"tw.inspect expects a tf_keras Model, got {type(model).__name__}.", field="model")
     if not model.built:
-        _keras.check_model(model, purpose="inspect")
+        stack.check_model(model, purpose="inspect")
     subclassed = not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False))
     inbound = {} if subclassed else runtime.inbound_names(model)
     layers = []
