@@ -365,17 +365,17 @@ def _check_levels(levels: dict) -> None:
 def _evaluation_data(model, data, samples: int):
     """Checked ``(x, y)``, at most ``samples`` of them (evenly spread over arrays; the first ones of a tf.data
     dataset). Several inputs: x as {input name: array} in the model's input order; several outputs: y a list."""
-    from . import _data
+    from .data import checks as data_checks
     from .model.stack import tf
 
     if isinstance(data, tf.data.Dataset):
-        data = _data.dataset_samples(data, model, "data", samples)
-    x, y = _data.check_labelled(data, model, "data")
-    count = _data.samples_in(x)
+        data = data_checks.dataset_samples(data, model, "data", samples)
+    x, y = data_checks.check_labelled(data, model, "data")
+    count = data_checks.samples_in(x)
     if count > samples:
         pick = np.linspace(0, count - 1, samples).round().astype(int)
-        x, y = _data.take(x, pick), _data.take(y, pick)
-    x = _data.as_input_dtypes(x, model)
+        x, y = data_checks.take(x, pick), data_checks.take(y, pick)
+    x = data_checks.as_input_dtypes(x, model)
     if isinstance(x, list):
         return dict(zip(model.input_names, x)), y
     return x, np.asarray(y)
@@ -451,9 +451,9 @@ class _Quantizer:
 
     def __init__(self, keras_model, calibration, origins):
         from . import conversion
-        from .model.stack import tf
-        from ._quiet import captured_stderr
         from .model.porting import ModelNotice
+        from .model.stack import tf
+        from .quiet import captured_stderr
         from .runtime.tflite import configure_converter
         from .targets import get_target
         from .tflite_model import TFLiteModel
@@ -497,7 +497,7 @@ class _Quantizer:
 
     def quantize(self, exclude, unnamed: bool = False) -> bytes:
         """The int8 file with the layers in ``exclude`` (and with ``unnamed``, ops of no layer) kept float."""
-        from ._quiet import captured_stderr
+        from .quiet import captured_stderr
         from .runtime.ops import quantize_calibrated
 
         denylist = [name for layer in exclude for name in self.nodes[layer]] + (self.unnamed if unnamed else [])
@@ -506,7 +506,7 @@ class _Quantizer:
 
     def layer_errors(self) -> dict[str, float]:
         """{layer: RMS difference between its int8 output and the float one}, from the debugger's statistics."""
-        from ._quiet import captured_stderr
+        from .quiet import captured_stderr
 
         with captured_stderr():
             self.debugger.run()
@@ -553,7 +553,7 @@ class _Jobs:
     def __init__(self, base: bytes, x, y, metric, executor, workers, progress=None, outputs=None):
         from ai_edge_litert.interpreter import Interpreter
 
-        from ._quiet import captured_stderr
+        from .quiet import captured_stderr
 
         with captured_stderr():  # LiteRT prints its delegate banner once per process: here, not inside the jobs
             Interpreter(model_content=base).allocate_tensors()

@@ -281,7 +281,7 @@ def _gpu_analyzer(content: bytes) -> dict[int, str] | None:
 
 def _analyze(content: bytes) -> dict[int, str]:
     from .model.stack import tf  # TensorFlow only for the GPU check
-    from ._quiet import captured_stdout
+    from .quiet import captured_stdout
 
     with captured_stdout() as out:
         tf.lite.experimental.Analyzer.analyze(model_content=content, gpu_compatibility=True)

@@ -15,11 +15,11 @@ from __future__ import annotations
 import re
 import warnings
 
-from . import _data
-from .model.stack import ORIGINS_ATTRIBUTE, is_keras3_model, keras, np, record_origins, tf, tfmot
-from ._quiet import captured_stderr
+from .data import checks as data_checks
 from .errors import ConversionError, DataError, ModelError, PlanError, TargetError
 from .model.porting import ModelNotice, prepare
+from .model.stack import ORIGINS_ATTRIBUTE, is_keras3_model, keras, np, record_origins, tf, tfmot
+from .quiet import captured_stderr
 from .runtime import ops
 from .runtime import tflite as tflite_runtime
 from .runtime.ops import user_layers
@@ -301,8 +301,8 @@ def representative_samples(model, data, limit: int):
     """
     if isinstance(data, tf.data.Dataset):
         data = _dataset_inputs(model, data, limit) if len(model.inputs) == 1 else \
-            _data.dataset_samples(data, model, "representative_data", limit, labelled=False)
-    return tflite_runtime.calibration_samples(model, _data.check_inputs(data, model, "representative_data"), limit)
+            data_checks.dataset_samples(data, model, "representative_data", limit, labelled=False)
+    return tflite_runtime.calibration_samples(model, data_checks.check_inputs(data, model, "representative_data"), limit)
 
 
 def _dataset_inputs(model, dataset, limit: int) -> np.ndarray:

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from . import _nested as nested
-from ._finite import check_finite
-from ._quiet import captured_stderr
+from .data import nested
+from .data.finite import check_finite
 from .errors import DataError, Error
+from .quiet import captured_stderr
 from .tflite_model import TFLiteModel
 
 __all__ = ["Metrics", "evaluate"]

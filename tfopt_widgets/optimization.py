@@ -16,10 +16,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .model import stack
-from ._data import TrainingData, training_data
-from .model.stack import keras, np, tf, tfmot
+from .data.checks import TrainingData, training_data
 from .errors import Error, ModelError, PlanError
+from .model import stack
+from .model.porting import prepare
+from .model.stack import keras, np, tf, tfmot
 from .plan import (
     Plan,
     cluster_settings,
@@ -29,7 +30,6 @@ from .plan import (
     quantize_scheme,
     stages,
 )
-from .model.porting import prepare
 from .runtime import training as runtime
 
 Progress = Callable[[str, int, int], None]

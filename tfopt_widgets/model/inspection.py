@@ -14,12 +14,12 @@ import difflib
 import html
 from dataclasses import dataclass, field
 
-from . import stack
-from .stack import keras, tfmot
 from ..errors import ModelError
-from .porting import prepare
 from ..runtime import training as runtime
 from ..runtime.training import QAT_ACTIVATIONS, QUANTIZE_CONFIGS
+from . import stack
+from .porting import prepare
+from .stack import keras, tfmot
 
 TECHNIQUES = ("quantize", "prune", "cluster")
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import inspect as _inspect
 import warnings
 
-from .stack import application_layer, check_model, is_keras3_model, keras, np, skips_first_node, tf
 from ..errors import ModelError
 from ..runtime.training import is_keras3_functional
+from .stack import application_layer, check_model, is_keras3_model, keras, np, skips_first_node, tf
 
 # Keyword arguments tf_keras layers take through **kwargs rather than their __init__ signatures.
 _BASE_LAYER_ARGUMENTS = {"name", "trainable", "dtype", "input_shape", "batch_input_shape", "batch_size",

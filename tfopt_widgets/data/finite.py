@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 
 def check_finite(array: np.ndarray, field: str, what: str) -> None:

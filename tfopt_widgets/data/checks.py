@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import _nested as nested
-from ._finite import check_finite
-from .model.stack import np, tf
-from .errors import DataError
+from ..errors import DataError
+from ..model.stack import np, tf
+from . import nested
+from .finite import check_finite
 
 
 def sample_shape(model) -> tuple:
