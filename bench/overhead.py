@@ -180,10 +180,10 @@ def outcome(model, content: bytes) -> dict:
     """What the run produced: per-layer sparsity and unique values of the file's kernels, ops, sizes, accuracy."""
     import numpy as np
 
-    from tfopt_widgets.conversion import _user_layers
-    from tfopt_widgets.tflite_model import TFLiteModel
+    from tfopt_widgets.runtime.ops import user_layers
+    from tfopt_widgets.tflite.file import TFLiteModel
 
-    tflite = TFLiteModel(content, layer_origins=_user_layers(model))
+    tflite = TFLiteModel(content, layer_origins=user_layers(model))
     layers = {}
     for name, kernel in tflite.weights().items():
         layers[name] = {"sparsity": round(float(np.mean(kernel == 0)), 4), "unique": int(np.unique(kernel).size)}
@@ -213,7 +213,7 @@ def same(a: dict, b: dict) -> dict:
 
 
 def accuracy(content: bytes, x, y) -> float:
-    from tfopt_widgets.evaluation import evaluate
+    from tfopt_widgets.tflite.evaluation import evaluate
 
     return round(evaluate(content, (x, y), runs=1, warmup=0).value, 4)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import tfopt_widgets as tw
-from tfopt_widgets import compatibility
+from tfopt_widgets.targets import compatibility, gpu
 from tfopt_widgets.targets import TARGETS
 from tfopt_widgets.targets.rules import CHECKS
 
@@ -108,7 +108,7 @@ def test_float16_gpu_file_passes_the_gpu_check(converted):
     tfl = converted("gpu")
     assert tfl.quantization == "float16"
     # TFLite's own check finds nothing to flag; the table agrees op by op.
-    assert compatibility._analyze(tfl.content) == {}
+    assert gpu._analyze(tfl.content) == {}
     result = tfl.compatibility
     assert all(entry.accelerated for entry in result) and result.summary["op_share"] == 1.0
     assert "Analyzer" in result.summary["checker"]
@@ -137,7 +137,7 @@ Subgraph#1 other(T#0) -> [T#1]
   Op#0 ROUND(T#0) -> [T#1]
 GPU COMPATIBILITY WARNING: Not supported op ROUND
 """
-    assert compatibility.parse_gpu_report(report) == {1: "Not supported op REVERSE_V2"}
+    assert gpu.parse_gpu_report(report) == {1: "Not supported op REVERSE_V2"}
 
 
 def test_dynamic_batch_gets_a_fixed_batch_file_for_the_edge_tpu(digits, converted):

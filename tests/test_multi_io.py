@@ -16,7 +16,7 @@ import pytest
 
 import tfopt_widgets as tw
 from tfopt_widgets.codegen import FILL_IN
-from tfopt_widgets.tflite_model import TFLiteModel
+from tfopt_widgets.tflite.file import TFLiteModel
 
 SAMPLES = 16
 BATCH = 4

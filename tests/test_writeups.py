@@ -15,7 +15,7 @@ import pytest
 
 import tfopt_widgets as tw
 from tfopt_widgets.codegen import FILL_IN
-from tfopt_widgets.tflite_model import TFLiteModel
+from tfopt_widgets.tflite.file import TFLiteModel
 
 # The body a reader writes into load_training_data(): the digits demo's training split, without tfopt_widgets.
 DIGITS_TRAIN = """from sklearn.datasets import load_digits

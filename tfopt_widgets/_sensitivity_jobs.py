@@ -41,7 +41,7 @@ def score_variants(base: bytes, variants: list, x, y, metric=None, num_threads: 
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    from .evaluation import _predict, _score
+    from .tflite.evaluation import _predict, _score
 
     results = []
     for name, content, change in variants:

@@ -275,10 +275,11 @@ def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Execu
     ``progress("sensitivity", scored, submitted)`` is called as variants are made and scored; raising
     ``tw.Cancelled`` from it stops: jobs not started are dropped, the running ones finish first.
     """
-    from . import conversion
-    from .evaluation import default_metric_name
     from .model.inspection import inspect
     from .runtime.ops import user_layers
+    from .tflite.conversion import convert
+    from .tflite.converter import prepared_model
+    from .tflite.evaluation import default_metric_name
 
     start = time.perf_counter()
     unknown = set(techniques) - set(TECHNIQUES)
@@ -287,7 +288,7 @@ def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Execu
                     f"{', '.join(TECHNIQUES)}.", field="techniques")
     levels = {t: tuple((levels or {}).get(t, DEFAULT_LEVELS[t])) for t in techniques}
     _check_levels(levels)
-    keras_model = conversion.prepared_model(model)
+    keras_model = prepared_model(model)
     x, y = _evaluation_data(keras_model, data, samples)
     count = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
     calibration = x if representative_data is None else representative_data
@@ -295,7 +296,7 @@ def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Execu
     info = inspect(keras_model)
     origins = user_layers(keras_model)
 
-    float_file = conversion.convert(keras_model, "float32")
+    float_file = convert(keras_model, "float32")
     kernels = _kernels(keras_model, float_file, info)
     sizes = {name: kernel_sizes(kernel.tflite) for name, kernel in kernels.items()}
     pending = []  # (variant name, layer, technique, level, extra)
@@ -383,7 +384,7 @@ def _evaluation_data(model, data, samples: int):
 
 def _kernels(keras_model, tfl, info) -> dict[str, Kernel]:
     """The main kernel of every layer that supports pruning or clustering, found in the float file."""
-    from .tflite_model import KERNELS
+    from .tflite.file import KERNELS
 
     by_layer = {}
     for op in tfl.ops:
@@ -450,24 +451,25 @@ class _Quantizer:
     """
 
     def __init__(self, keras_model, calibration, origins):
-        from . import conversion
         from .model.porting import ModelNotice
         from .model.stack import tf
         from .quiet import captured_stderr
-        from .runtime.tflite import configure_converter
+        from .runtime.tflite import CALIBRATION_SAMPLES, configure_converter
         from .targets import get_target
-        from .tflite_model import TFLiteModel
+        from .tflite.converter import converter_for, recurrent_layers, representative_samples
+        from .tflite.file import TFLiteModel
+        from .tflite.recurrent import calibratable
 
         notices: list[str] = []
-        samples = conversion.representative_samples(keras_model, calibration, conversion.CALIBRATION_SAMPLES)
+        samples = representative_samples(keras_model, calibration, CALIBRATION_SAMPLES)
         # As tw.convert does: recurrent layers that would become WHILE loops are unrolled first, since TFLite's
         # calibrator crashes the process on a WHILE op; a loop that cannot be unrolled raises ConversionError.
-        keras_model, _, samples = conversion.calibratable(
-            keras_model, get_target("cpu"), "int8", samples, conversion.recurrent_layers(keras_model), "int8", [],
+        keras_model, _, samples = calibratable(
+            keras_model, get_target("cpu"), "int8", samples, recurrent_layers(keras_model), "int8", [],
             notices)
         for notice in notices:
             warnings.warn(notice, ModelNotice, stacklevel=3)
-        self._converter = converter = conversion.converter_for(keras_model, fixed_batch=False)
+        self._converter = converter = converter_for(keras_model, fixed_batch=False)
         configure_converter(converter, "int8", samples, False)
         if isinstance(samples, dict):  # several inputs: the debugger feeds a list in the file's input order
             count = len(next(iter(samples.values())))

@@ -82,7 +82,7 @@ def _check_calibration_loops(model, mode: str) -> None:
     TFLite WHILE loops, on which the calibrator segfaults; tw.convert unrolls them, the script does not."""
     if mode not in ("int8", "int16x8"):
         return
-    from .conversion import recurrent_layers
+    from .tflite.converter import recurrent_layers
 
     loops = {name: kind for name, kind in recurrent_layers(model).items() if not kind.rstrip(")").endswith("LSTM")}
     if loops:

@@ -109,9 +109,9 @@ def run(model, plan: Plan | None = None, target: str = "cpu", train_data=None, d
     ...                 (x_test, y_test), baseline=True, epochs=1)
     >>> result.to_row()["gzip_size"], result.drop
     """
-    from .conversion import convert
-    from .evaluation import evaluate
     from .optimization import optimize
+    from .tflite.conversion import convert
+    from .tflite.evaluation import evaluate
 
     started = time.perf_counter()
     plan = Plan() if plan is None else plan

@@ -18,6 +18,9 @@ CPU (a split graph is often slower than the CPU alone, gpu.md).
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
+
 from .rules import constant_input, max_inputs, max_rank, option_equals, option_in
 from .target import Target
 
@@ -64,3 +67,77 @@ TARGET = Target(
     accelerator="GPU",
     ops_source="tensorflow/lite/tools/versioning/gpu_compatibility.cc (read 2026-11-27)",
 )
+
+
+# --- TFLite's own GPU compatibility analyzer -------------------------------------------------------------------------
+def _analyzer_checks_gpu() -> bool:
+    """Whether this TensorFlow's Analyzer really runs the GPU check: it must flag an op the GPU cannot run."""
+    warnings = _analyze(_probe_file())
+    return bool(warnings and 0 in warnings)
+
+
+def analyzer_warnings(content: bytes) -> dict[int, str] | None:
+    """{op index: the Analyzer's GPU warning} for the main graph; None when the Analyzer cannot check the GPU."""
+    if not _analyzer_checks_gpu():
+        return None
+    return _analyze(content)
+
+
+def _analyze(content: bytes) -> dict[int, str]:
+    from ..model.stack import tf  # TensorFlow only for the GPU check
+    from ..quiet import captured_stdout
+
+    with captured_stdout() as out:
+        tf.lite.experimental.Analyzer.analyze(model_content=content, gpu_compatibility=True)
+    return parse_gpu_report(out.text)
+
+
+def parse_gpu_report(text: str) -> dict[int, str]:
+    """{op index: warning} from the Analyzer's printed report, for Subgraph#0 (the main graph).
+
+    The report lists each op as ``Op#N NAME(...) -> [...]``, and an op the GPU delegate cannot run is followed by
+    ``GPU COMPATIBILITY WARNING: <why>``; a final line repeats the flagged op numbers per subgraph.
+    """
+    warnings, subgraph, current = {}, None, None
+    for line in text.splitlines():
+        header = re.match(r"\s*Subgraph#(\d+)\s", line)
+        if header:
+            subgraph, current = int(header.group(1)), None
+        op = re.match(r"\s*Op#(\d+)\s", line)
+        if op:
+            current = int(op.group(1))
+        if "GPU COMPATIBILITY WARNING:" in line and subgraph == 0 and current is not None:
+            message = line.split("GPU COMPATIBILITY WARNING:", 1)[1].strip()
+            if not message.startswith("Subgraph#"):
+                warnings[current] = message
+            current = None
+    return warnings
+
+
+@lru_cache(maxsize=1)
+def _probe_file() -> bytes:
+    """A minimal valid .tflite file with one op no GPU runs (an unknown custom op): the Analyzer must flag it."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT()
+    model.version = 3
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    code.customCode = "TfoptProbeOp"
+    code.version = 1
+    model.operatorCodes = [code]
+    model.buffers = [schema.BufferT(), schema.BufferT(), schema.BufferT()]
+    tensors = []
+    for index, name in enumerate(("in", "out")):
+        tensor = schema.TensorT()
+        tensor.shape, tensor.type, tensor.buffer, tensor.name = [1, 4], schema.TensorType.FLOAT32, index + 1, name
+        tensors.append(tensor)
+    op = schema.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, [0], [1]
+    graph = schema.SubGraphT()
+    graph.tensors, graph.operators, graph.inputs, graph.outputs = tensors, [op], [0], [1]
+    model.subgraphs = [graph]
+    builder = flatbuffers.Builder(256)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

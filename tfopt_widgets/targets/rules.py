@@ -48,6 +48,8 @@ __all__ = [
     "zero_constant_inputs",
 ]
 
+# Ops whose second input is one layer's weights.
+WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D")
 FLOAT_TYPES = frozenset({"float32", "float16", "float64", "bfloat16"})
 EIGHT_BIT_TYPES = frozenset({"int8", "uint8"})
 

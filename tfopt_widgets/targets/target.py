@@ -2,7 +2,7 @@
 
 A target is data: converter settings plus its op rules (``ops``: TFLite op name -> rules, see ``rules.py``), how its
 runtime places ops (``placement``) and the source the rules were read from. Functions that read targets live next to
-the data (``Target.quantization_for``) or in ``tfopt_widgets.compatibility``, so ``tw.convert`` holds no per-target
+the data (``Target.quantization_for``) or in ``tfopt_widgets.targets.compatibility``, so ``tw.convert`` holds no per-target
 branches.
 """
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from .data import nested
-from .data.finite import check_finite
-from .errors import DataError, Error
-from .quiet import captured_stderr
-from .tflite_model import TFLiteModel
+from ..data import nested
+from ..data.finite import check_finite
+from ..errors import DataError, Error
+from ..quiet import captured_stderr
+from .file import TFLiteModel
 
 __all__ = ["Metrics", "evaluate"]
 

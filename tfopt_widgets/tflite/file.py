@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from .runtime.ops import CASTS, enum_names, holds_data, indices, op_layers, op_names, signature_names, tensor_name
+from ..runtime.ops import CASTS, enum_names, holds_data, indices, op_layers, op_names, signature_names, tensor_name
 
 __all__ = ["KERNELS", "Op", "TFLiteModel", "Tensor"]
 
@@ -204,11 +204,11 @@ class TFLiteModel:
     def compatibility(self):
         """Where each op runs on the file's ``target``: accelerator or CPU fallback, and why (computed once).
 
-        A :class:`tfopt_widgets.compatibility.Compatibility`: a sequence of per-op placements with ``.summary``
+        A :class:`tfopt_widgets.targets.compatibility.Compatibility`: a sequence of per-op placements with ``.summary``
         (ops and MACs on the accelerator, parameter bytes vs the Edge TPU's cache) and ``.by_layer()`` (per Keras
-        layer). For another target use ``tfopt_widgets.compatibility.check(tfl, target)``.
+        layer). For another target use ``tfopt_widgets.targets.compatibility.check(tfl, target)``.
         """
-        from .compatibility import check
+        from ..targets.compatibility import check
 
         return check(self)
 

@@ -16,16 +16,14 @@ True
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from .targets import Target, get_target
-from .targets import cpu as _cpu
-from .targets.rules import violations
+from . import Target, cpu, get_target, gpu
+from .rules import violations
 
 __all__ = ["Compatibility", "LayerPlacement", "OpPlacement", "check"]
 
@@ -41,7 +39,6 @@ _MACS_PER_OUTPUT = {
     "FULLY_CONNECTED": lambda f: f[-1],
     "CONV_3D": lambda f: f[0] * f[1] * f[2] * f[3],
 }
-_WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D")
 _CASTS = ("QUANTIZE", "DEQUANTIZE")
 
 
@@ -152,17 +149,17 @@ def check(model, target: str | Target | None = None) -> Compatibility:
 
     Raises TargetError for an unknown target or a file that names none.
     """
-    from .errors import TargetError
+    from ..errors import TargetError
 
     target = target if target is not None else model.target
     if target is None:
         raise TargetError("This TFLite file does not say which target it was converted for. Pass one: "
-                          "tfopt_widgets.compatibility.check(tfl, 'edgetpu').", field="target")
+                          "tfopt_widgets.targets.compatibility.check(tfl, 'edgetpu').", field="target")
     target = get_target(target)
     ops = model.ops
     problems, checker = _problems(model, target)
     accelerated, reasons = _place(model, target, problems)
-    notes_per_op = _cpu_notes(model) if target.accelerator is None else {}
+    notes_per_op = cpu.op_notes(model) if target.accelerator is None else {}
     device = target.accelerator or "CPU"
     owners = _cast_owners(model)
     entries = [OpPlacement(index=op.index, op=op.op, layer=owners.get(i, op.layer),
@@ -192,7 +189,7 @@ def _problems(model, target: Target) -> tuple[list[list[str]], str]:
         problems.append(list(dict.fromkeys(found)))
     checker = f"op table: {target.ops_source}"
     if target.name == "gpu":
-        analyzer = _gpu_analyzer(model.content)
+        analyzer = gpu.analyzer_warnings(model.content)
         if analyzer is None:
             checker = (f"op table: {target.ops_source}. TFLite's Analyzer (gpu_compatibility=True) in this "
                        "TensorFlow build passes every op, even an unknown custom op (its GPU check is not compiled "
@@ -266,79 +263,6 @@ def _io_casts(model) -> set[int]:
 
 
 @lru_cache(maxsize=1)
-def _analyzer_checks_gpu() -> bool:
-    """Whether this TensorFlow's Analyzer really runs the GPU check: it must flag an op the GPU cannot run."""
-    warnings = _analyze(_probe_file())
-    return bool(warnings and 0 in warnings)
-
-
-def _gpu_analyzer(content: bytes) -> dict[int, str] | None:
-    """{op index: the Analyzer's GPU warning} for the main graph; None when the Analyzer cannot check the GPU."""
-    if not _analyzer_checks_gpu():
-        return None
-    return _analyze(content)
-
-
-def _analyze(content: bytes) -> dict[int, str]:
-    from .model.stack import tf  # TensorFlow only for the GPU check
-    from .quiet import captured_stdout
-
-    with captured_stdout() as out:
-        tf.lite.experimental.Analyzer.analyze(model_content=content, gpu_compatibility=True)
-    return parse_gpu_report(out.text)
-
-
-def parse_gpu_report(text: str) -> dict[int, str]:
-    """{op index: warning} from the Analyzer's printed report, for Subgraph#0 (the main graph).
-
-    The report lists each op as ``Op#N NAME(...) -> [...]``, and an op the GPU delegate cannot run is followed by
-    ``GPU COMPATIBILITY WARNING: <why>``; a final line repeats the flagged op numbers per subgraph.
-    """
-    warnings, subgraph, current = {}, None, None
-    for line in text.splitlines():
-        header = re.match(r"\s*Subgraph#(\d+)\s", line)
-        if header:
-            subgraph, current = int(header.group(1)), None
-        op = re.match(r"\s*Op#(\d+)\s", line)
-        if op:
-            current = int(op.group(1))
-        if "GPU COMPATIBILITY WARNING:" in line and subgraph == 0 and current is not None:
-            message = line.split("GPU COMPATIBILITY WARNING:", 1)[1].strip()
-            if not message.startswith("Subgraph#"):
-                warnings[current] = message
-            current = None
-    return warnings
-
-
-@lru_cache(maxsize=1)
-def _probe_file() -> bytes:
-    """A minimal valid .tflite file with one op no GPU runs (an unknown custom op): the Analyzer must flag it."""
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.ModelT()
-    model.version = 3
-    code = schema.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
-    code.customCode = "TfoptProbeOp"
-    code.version = 1
-    model.operatorCodes = [code]
-    model.buffers = [schema.BufferT(), schema.BufferT(), schema.BufferT()]
-    tensors = []
-    for index, name in enumerate(("in", "out")):
-        tensor = schema.TensorT()
-        tensor.shape, tensor.type, tensor.buffer, tensor.name = [1, 4], schema.TensorType.FLOAT32, index + 1, name
-        tensors.append(tensor)
-    op = schema.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = 0, [0], [1]
-    graph = schema.SubGraphT()
-    graph.tensors, graph.operators, graph.inputs, graph.outputs = tensors, [op], [0], [1]
-    model.subgraphs = [graph]
-    builder = flatbuffers.Builder(256)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
 # --- measures ------------------------------------------------------------------------------------------------------
 
 def _macs(op, model) -> int:
@@ -423,7 +347,7 @@ def _summary(model, target: Target, entries: list[OpPlacement], checker: str) ->
                 f"the graph is split into {summary['partitions']} {target.accelerator} partitions with CPU ops "
                 "between them; every hand-over copies tensors, and a split graph is often slower than one device")
     if target.accelerator is None:
-        summary["notes"] += _cpu_file_notes(model)
+        summary["notes"] += cpu.file_notes(model)
     return summary
 
 
@@ -457,117 +381,3 @@ def _roll_up(name: str, own: list[OpPlacement], folded: list[OpPlacement], targe
     return LayerPlacement(name, None, "no op in the file (the converter removed or folded this layer)")
 
 
-# --- CPU notes (XNNPACK) -------------------------------------------------------------------------------------------
-
-def _kernel(op, model, producers):
-    """(filter tensor as stored, through a float16 DEQUANTIZE) of a weighted op, or None."""
-    if op.op not in _WEIGHTED or len(op.inputs) < 2 or op.inputs[1] < 0:
-        return None
-    index = op.inputs[1]
-    if index in producers and producers[index].op == "DEQUANTIZE":
-        index = producers[index].inputs[0]
-    return model.tensors[index]
-
-
-def _kernel_kind(op, model, producers) -> str | None:
-    kernel = _kernel(op, model, producers)
-    if kernel is None:
-        return None
-    activation = model.tensors[op.inputs[0]].dtype
-    if kernel.dtype == "float16":
-        return "float16 weights, dequantized to float32 when the model loads (XNNPACK float kernel)"
-    if kernel.dtype in ("int8", "uint8") and activation in ("int8", "uint8"):
-        return "int8 weights and activations (XNNPACK int8 kernel)"
-    if kernel.dtype in ("int8", "uint8"):
-        return "dynamic range: int8 weights, float activations quantized on the fly (hybrid kernel)"
-    if activation == "int16":
-        return "int16 activations: reference kernel, no XNNPACK (slow)"
-    return f"{kernel.dtype} weights and activations (XNNPACK float kernel)"
-
-
-def _zero_share(op, model, producers) -> float | None:
-    kernel = _kernel(op, model, producers)
-    values = model.tensor_data(kernel.index, dequantize=True) if kernel is not None else None
-    return None if values is None or not values.size else float(np.mean(values == 0))
-
-
-def _sparse_fit(op, model) -> str | None:
-    """Why ``op`` cannot sit inside XNNPACK's sparse subgraph (None: it can)."""
-    if op.op not in _cpu.SPARSE_OPS:
-        return f"{op.op} is not among the ops XNNPACK runs sparse"
-    found = violations(_cpu.SPARSE_OPS[op.op], op, model)
-    return "; ".join(found) or None
-
-
-def _cpu_notes(model) -> dict[int, str]:
-    """Per weighted op: its CPU kernel kind; in a pruned file also whether XNNPACK's sparse path can take it."""
-    producers = {t: op for op in model.ops for t in op.outputs}
-    pruned = _is_pruned(model, producers)
-    notes = {}
-    for op in model.ops:
-        parts = [kind] if (kind := _kernel_kind(op, model, producers)) else []
-        if pruned and op.op in _WEIGHTED:
-            zeros = _zero_share(op, model, producers)
-            misfit = _sparse_fit(op, model)
-            share = f"{zeros:.0%} zeros" if zeros is not None else "zeros unknown"
-            parts.append(f"sparse path: {share}; " + (f"runs dense ({misfit})" if misfit else
-                                                      "fits XNNPACK's sparse subgraph"))
-        if parts:
-            notes[op.index] = "; ".join(parts)
-    return notes
-
-
-def _is_pruned(model, producers) -> bool:
-    """True when some weighted op's kernel is at least half zeros (what magnitude pruning leaves)."""
-    shares = [_zero_share(op, model, producers) for op in model.ops if op.op in _WEIGHTED]
-    return any(s is not None and s >= 0.5 for s in shares)
-
-
-def sparse_inference(model) -> tuple[bool, str]:
-    """(applies, why) for XNNPACK's sparse inference on ``model`` (a TFLiteModel), per its README's rules."""
-    ops, producers = model.ops, {t: op for op in model.ops for t in op.outputs}
-    missing = []
-    if not any(op.op == "DENSIFY" for op in ops):
-        missing.append("the file stores weights dense (no DENSIFY ops: convert with "
-                       "tf.lite.Optimize.EXPERIMENTAL_SPARSITY)")
-    start = next((op for op in ops if op.op == "CONV_2D" and not violations(_cpu.SPARSE_START, op, model)
-                  and model.tensors[op.inputs[0]].shape[-1:] == (3,)), None)
-    end = next((op for op in reversed(ops) if op.op in _cpu.SPARSE_END_OPS
-                and not _sparse_fit(op, model)), None)
-    if start is None:
-        missing.append("no 3x3 stride-2 CONV_2D on 3 input channels opens the subgraph")
-    if end is None:
-        missing.append("no MEAN over height and width (or DEPTH_TO_SPACE) closes it")
-    if start is not None and end is not None:
-        inside = [op for op in ops if start.index < op.index < end.index]
-        misfits = [(op, why) for op in inside if (why := _sparse_fit(op, model))]
-        if misfits:
-            op, why = misfits[0]
-            missing.append(f"op #{op.index} {op.op}" + (f" (layer {op.layer!r})" if op.layer else "") + f": {why}"
-                           + (f" (and {len(misfits) - 1} more)" if len(misfits) > 1 else ""))
-        pointwise = [op for op in inside if op.op == "CONV_2D"]
-        kernels = [model.tensor_data(_kernel(op, model, producers).index, dequantize=True) for op in pointwise]
-        kernels = [k for k in kernels if k is not None]
-        zeros = (sum(float(np.sum(k == 0)) for k in kernels) / sum(k.size for k in kernels)) if kernels else 0.0
-        if zeros < _cpu.SPARSE_MIN_ZEROS:
-            missing.append(f"the 1x1 convs are {zeros:.0%} zeros; XNNPACK needs at least 2/3")
-    if missing:
-        return False, "XNNPACK sparse inference does not apply: " + "; ".join(missing)
-    return True, f"XNNPACK sparse inference applies to the subgraph from op #{start.index} to op #{end.index}"
-
-
-def _cpu_file_notes(model) -> list[str]:
-    notes = ["Runs on the CPU through XNNPACK where it has a kernel, TFLite's built-in kernels elsewhere."]
-    modes = {"int8": "full int8: the fastest CPU mode (XNNPACK int8 kernels)",
-             "dynamic": "dynamic range: int8 weights, float activations; hybrid kernels quantize activations on the "
-                        "fly (smaller file, often faster than float; full int8 with representative data is faster)",
-             "float16": "float16 weights are dequantized to float32 when the model loads: a smaller file, float32 "
-                        "speed",
-             "int16x8": "16x8: XNNPACK has no int16-activation kernels, so reference kernels run (slow)",
-             "none": "float32 baseline"}
-    if model.quantization in modes:
-        notes.append(modes[model.quantization])
-    producers = {t: op for op in model.ops for t in op.outputs}
-    if _is_pruned(model, producers):
-        notes.append(sparse_inference(model)[1])
-    return notes
