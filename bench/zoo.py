@@ -517,7 +517,7 @@ WITHOUT_PACKAGE = ("import runpy, sys; sys.modules['tfopt_widgets'] = None; "
 
 
 def step_to_python(work: Work) -> dict:
-    from tfopt_widgets.codegen import FILL_IN
+    from tfopt_widgets.plan.script import FILL_IN
 
     if not work.arch.small:
         raise Skip("large model (the script runs on the non-classifier shapes and the digits-sized CNN only)")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import tfopt_widgets as tw
-from tfopt_widgets.codegen import FILL_IN
+from tfopt_widgets.plan.script import FILL_IN
 from tfopt_widgets.tflite.file import TFLiteModel
 
 SAMPLES = 16

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import tfopt_widgets as tw
-from tfopt_widgets.plan import FORMAT_VERSION
+from tfopt_widgets.plan.specs import FORMAT_VERSION
 from tfopt_widgets.runtime.training import pruning_steps
 
 

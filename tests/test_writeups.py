@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import tfopt_widgets as tw
-from tfopt_widgets.codegen import FILL_IN
+from tfopt_widgets.plan.script import FILL_IN
 from tfopt_widgets.tflite.file import TFLiteModel
 
 # The body a reader writes into load_training_data(): the digits demo's training split, without tfopt_widgets.

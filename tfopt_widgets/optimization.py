@@ -21,8 +21,8 @@ from .errors import Error, ModelError, PlanError
 from .model import stack
 from .model.porting import prepare
 from .model.stack import keras, np, tf, tfmot
-from .plan import (
-    Plan,
+from .plan import Plan
+from .plan.stages import (
     cluster_settings,
     clustered_and_quantized,
     frozen_layers,

@@ -19,139 +19,20 @@ import json
 import math
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import MISSING, asdict, dataclass, replace
+from dataclasses import MISSING, asdict, replace
 
-from .errors import PlanError
-
-TECHNIQUES = ("quantize", "prune", "cluster")
-SCHEDULES = ("polynomial", "constant")
-CLUSTER_INITS = ("kmeans++", "linear", "density", "random")
-# Plan name of a centroid initialization -> the member of tfmot's clustering.keras.CentroidInitialization.
-CENTROID_INITS = {"kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR", "density": "DENSITY_BASED", "random": "RANDOM"}
-# The order tw.optimize runs the stages in (tfmot's collaborative-optimization guides): each preserves the last.
-STAGES = ("prune", "cluster", "quantize")
-
-FORMAT = "tfopt-widgets/plan"
-FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class PruneSpec:
-    """Magnitude pruning of one layer's weights to ``sparsity`` (the fraction of zeros).
-
-    The schedule runs over the fine-tuning: from ``begin`` to ``end`` as fractions of the training steps, or from
-    ``begin_step`` to ``end_step`` when those are given. ``polynomial`` ramps sparsity up from 0; ``constant``
-    prunes to the target at once. ``block_size`` prunes blocks of weights together (e.g. (1, 4)).
-    """
-
-    sparsity: float
-    schedule: str = "polynomial"
-    begin: float = 0.0
-    end: float = 0.8
-    begin_step: int | None = None
-    end_step: int | None = None
-    block_size: tuple[int, int] = (1, 1)
-
-
-@dataclass(frozen=True)
-class ClusterSpec:
-    """Weight clustering (sharing) of one layer into ``clusters`` distinct values.
-
-    ``init`` is how centroids start: kmeans++, linear, density or random. ``preserve_sparsity`` keeps zeros at
-    zero; it is implied when the same layer is also pruned.
-    """
-
-    clusters: int
-    init: str = "kmeans++"
-    preserve_sparsity: bool = False
-
-
-@dataclass(frozen=True)
-class LayerPlan:
-    """What the plan does to one layer."""
-
-    layer: str
-    quantize: bool = False
-    prune: PruneSpec | None = None
-    cluster: ClusterSpec | None = None
-    # Stays float in a post-training int8 conversion (tw.convert denylists its ops); not a tfmot technique.
-    keep_float: bool = False
-
-    @property
-    def techniques(self) -> tuple[str, ...]:
-        """The techniques planned for this layer, in the order they are applied."""
-        return tuple(t for t, on in (("prune", self.prune), ("cluster", self.cluster), ("quantize", self.quantize))
-                     if on)
-
-    @property
-    def scheme(self) -> str:
-        """The tfmot name of this layer's combination: QAT, PQAT, CQAT, PCQAT, pruning, clustering, ..."""
-        return {
-            ("quantize",): "QAT",
-            ("prune",): "pruning",
-            ("cluster",): "clustering",
-            ("prune", "quantize"): "PQAT",
-            ("cluster", "quantize"): "CQAT",
-            ("prune", "cluster"): "sparsity-preserving clustering",
-            ("prune", "cluster", "quantize"): "PCQAT",
-        }.get(self.techniques, "none")
-
-    def is_empty(self) -> bool:
-        return not self.techniques and not self.keep_float
-
-
-def _check_layer_names(layers: tuple, technique: str) -> None:
-    if not layers:
-        raise PlanError(f"plan.{technique}() needs at least one layer name, e.g. plan.{technique}('dense').",
-                        field="layers")
-    for name in layers:
-        if not isinstance(name, str) or not name:
-            raise PlanError(f"Layer names are non-empty strings; plan.{technique}() got {name!r}.", field="layers")
-
-
-def _prune_spec(sparsity, schedule, begin, end, begin_step, end_step, block_size, layer=None) -> PruneSpec:
-    def fail(message, field):
-        raise PlanError(message, layer=layer, field=field)
-
-    where = f" for layer {layer!r}" if layer else ""
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 < sparsity < 1.0:
-        fail(f"sparsity{where} must be a fraction of zeros strictly between 0 and 1 (e.g. 0.75); got {sparsity!r}.",
-             "sparsity")
-    if schedule not in SCHEDULES:
-        fail(f"schedule{where} must be one of {', '.join(SCHEDULES)}; got {schedule!r}.", "schedule")
-    for name, value in (("begin", begin), ("end", end)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            fail(f"{name}{where} is a fraction of the training steps between 0 and 1; got {value!r}. "
-                 f"Use {name}_step= for an absolute step.", name)
-    if begin >= end:
-        fail(f"begin ({begin}) must come before end ({end}){where}.", "begin")
-    for name, value in (("begin_step", begin_step), ("end_step", end_step)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            fail(f"{name}{where} must be a non-negative integer step or None; got {value!r}.", name)
-    if begin_step is not None and end_step is not None and begin_step >= end_step:
-        fail(f"begin_step ({begin_step}) must be smaller than end_step ({end_step}){where}.", "begin_step")
-    try:
-        block = tuple(int(b) for b in block_size)
-    except (TypeError, ValueError):
-        block = ()
-    if len(block) != 2 or min(block) < 1 or tuple(block_size) != block:
-        fail(f"block_size{where} must be two positive integers such as (1, 1) or (1, 4); got {block_size!r}.",
-             "block_size")
-    return PruneSpec(float(sparsity), schedule, float(begin), float(end), begin_step, end_step, block)
-
-
-def _cluster_spec(clusters, init, preserve_sparsity, layer=None) -> ClusterSpec:
-    where = f" for layer {layer!r}" if layer else ""
-    if isinstance(clusters, bool) or not isinstance(clusters, int) or clusters < 2:
-        raise PlanError(f"clusters{where} must be an integer of at least 2 (e.g. 16); got {clusters!r}.",
-                        layer=layer, field="clusters")
-    if init not in CLUSTER_INITS:
-        raise PlanError(f"init{where} must be one of {', '.join(CLUSTER_INITS)}; got {init!r}.",
-                        layer=layer, field="init")
-    if not isinstance(preserve_sparsity, bool):
-        raise PlanError(f"preserve_sparsity{where} must be True or False; got {preserve_sparsity!r}.",
-                        layer=layer, field="preserve_sparsity")
-    return ClusterSpec(clusters, init, preserve_sparsity)
+from ..errors import PlanError
+from .specs import (
+    FORMAT,
+    FORMAT_VERSION,
+    TECHNIQUES,
+    ClusterSpec,
+    LayerPlan,
+    PruneSpec,
+    check_layer_names,
+    cluster_spec,
+    prune_spec,
+)
 
 
 class Plan:
@@ -171,21 +52,21 @@ class Plan:
     # -- editing ---------------------------------------------------------------------------------------------
     def quantize(self, *layers: str, enabled: bool = True) -> Plan:
         """Quantization-aware training (int8) on these layers."""
-        _check_layer_names(layers, "quantize")
+        check_layer_names(layers, "quantize")
         return self._update(layers, quantize=bool(enabled))
 
     def prune(self, *layers: str, sparsity: float, schedule: str = "polynomial", begin: float = 0.0,
               end: float = 0.8, begin_step: int | None = None, end_step: int | None = None,
               block_size: tuple[int, int] = (1, 1)) -> Plan:
         """Magnitude pruning of these layers to ``sparsity``; see :class:`PruneSpec` for the schedule."""
-        _check_layer_names(layers, "prune")
-        spec = _prune_spec(sparsity, schedule, begin, end, begin_step, end_step, block_size)
+        check_layer_names(layers, "prune")
+        spec = prune_spec(sparsity, schedule, begin, end, begin_step, end_step, block_size)
         return self._update(layers, prune=spec)
 
     def cluster(self, *layers: str, clusters: int, init: str = "kmeans++", preserve_sparsity: bool = False) -> Plan:
         """Weight clustering of these layers into ``clusters`` shared values."""
-        _check_layer_names(layers, "cluster")
-        return self._update(layers, cluster=_cluster_spec(clusters, init, preserve_sparsity))
+        check_layer_names(layers, "cluster")
+        return self._update(layers, cluster=cluster_spec(clusters, init, preserve_sparsity))
 
     def keep_float(self, *layers: str, enabled: bool = True) -> Plan:
         """Keep these layers float when ``tw.convert`` quantizes the rest to int8 after training (selective PTQ).
@@ -193,7 +74,7 @@ class Plan:
         For layers whose int8 error costs accuracy (see ``tw.sensitivity``); on an int8-only target (Edge TPU,
         Hexagon) such a layer and what follows it run on the CPU, which ``tfl.compatibility`` shows.
         """
-        _check_layer_names(layers, "keep_float")
+        check_layer_names(layers, "keep_float")
         return self._update(layers, keep_float=bool(enabled))
 
     @property
@@ -278,21 +159,9 @@ class Plan:
     def __repr__(self) -> str:
         if not self._entries:
             return "Plan()"
-        lines = [f"  {e.layer}: {' + '.join(self._describe(e))}" for e in self]
+        lines = [f"  {e.layer}: {' + '.join(e.describe())}" for e in self]
         return "Plan(\n" + "\n".join(lines) + "\n)"
 
-    @staticmethod
-    def _describe(entry: LayerPlan) -> list[str]:
-        parts = []
-        if entry.prune:
-            parts.append(f"prune {entry.prune.sparsity:g} ({entry.prune.schedule})")
-        if entry.cluster:
-            parts.append(f"cluster {entry.cluster.clusters} ({entry.cluster.init})")
-        if entry.quantize:
-            parts.append("quantize int8")
-        if entry.keep_float:
-            parts.append("keep float")
-        return parts
 
     # -- observers -------------------------------------------------------------------------------------------
     def on_change(self, callback: Callable[[Plan], None], remove: bool = False) -> None:
@@ -312,7 +181,7 @@ class Plan:
 
         Checks that every layer exists in ``model`` and supports each technique planned for it.
         """
-        from .model.inspection import inspect
+        from ..model.inspection import inspect
 
         info = inspect(model)
         for entry in self:
@@ -387,8 +256,8 @@ class Plan:
                 raise PlanError(f"The entry for layer {name!r} must be an object.", layer=name, field="layers")
             unknown = set(item) - {*TECHNIQUES, "keep_float"}
             if unknown:
-                raise PlanError(f"Unknown technique {sorted(unknown)[0]!r} for layer {name!r}; use "
-                                f"{', '.join(TECHNIQUES)}.", layer=name, field=sorted(unknown)[0])
+                raise PlanError(f"Unknown technique {min(unknown)!r} for layer {name!r}; use "
+                                f"{', '.join(TECHNIQUES)}.", layer=name, field=min(unknown))
             entries.append(LayerPlan(name, quantize=cls._read_quantize(name, item.get("quantize", False)),
                                      prune=cls._read_spec(name, "prune", item.get("prune")),
                                      cluster=cls._read_spec(name, "cluster", item.get("cluster")),
@@ -409,12 +278,12 @@ class Plan:
             return None
         if not isinstance(value, dict):
             raise PlanError(f"\"{technique}\" for layer {name!r} must be an object.", layer=name, field=technique)
-        make, spec_type = (_prune_spec, PruneSpec) if technique == "prune" else (_cluster_spec, ClusterSpec)
+        make, spec_type = (prune_spec, PruneSpec) if technique == "prune" else (cluster_spec, ClusterSpec)
         fields = spec_type.__dataclass_fields__
         unknown = set(value) - set(fields)
         if unknown:
-            raise PlanError(f"Unknown {technique} setting {sorted(unknown)[0]!r} for layer {name!r}; "
-                            f"known: {', '.join(fields)}.", layer=name, field=sorted(unknown)[0])
+            raise PlanError(f"Unknown {technique} setting {min(unknown)!r} for layer {name!r}; "
+                            f"known: {', '.join(fields)}.", layer=name, field=min(unknown))
         required = [f for f, d in fields.items() if d.default is MISSING and d.default_factory is MISSING]
         for f in required:
             if f not in value:
@@ -464,7 +333,7 @@ class Plan:
         >>> code = tw.Plan().prune("dense", sparsity=0.75).quantize("dense").to_python("digits.keras", "edgetpu")
         >>> Path("reproduce.py").write_text(code)   # fill in load_training_data(), then: python reproduce.py
         """
-        from .codegen import plan_to_python
+        from .script import plan_to_python
 
         return plan_to_python(self, model_path=model_path, target=target, model=model, quantization=quantization,
                               epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
@@ -485,66 +354,3 @@ def _check_cluster_count(entry: LayerPlan, layer) -> None:
         raise PlanError(f"Layer {entry.layer!r} has {weights:,} kernel weights{after}: too few for "
                         f"{entry.cluster.clusters} clusters. Use clusters={max(2, available)} or fewer, or leave "
                         "the layer unclustered.", layer=entry.layer, field="clusters")
-
-
-# -- how tw.optimize carries out a plan: pure decisions shared with Plan.to_python's script ------------------------
-
-def stages(plan: Plan) -> list[str]:
-    """The stages tw.optimize runs for ``plan``, in order (a subset of :data:`STAGES`)."""
-    return [stage for stage in STAGES if plan.layers(stage)]
-
-
-def preserves_sparsity(plan: Plan, layer: str) -> bool:
-    """Whether clustering ``layer`` keeps its zeros: asked for, or implied because the layer was pruned first."""
-    entry = plan[layer]
-    return bool(entry.cluster and (entry.cluster.preserve_sparsity or entry.prune))
-
-
-def frozen_layers(plan: Plan, stage: str) -> set[str]:
-    """Layers held still (trainable=False) while ``stage`` fine-tunes.
-
-    A pruned or clustered layer that a later stage does not wrap would otherwise train freely there and lose its
-    zeros or shared values.
-    """
-    if stage == "cluster":
-        return {e.layer for e in plan if e.prune and not e.cluster}
-    if stage == "quantize":
-        return {e.layer for e in plan if (e.prune or e.cluster) and not e.quantize}
-    return set()
-
-
-def quantize_scheme(plan: Plan) -> tuple[str, dict]:
-    """tfmot's QAT scheme for what the quantized layers went through before: (attribute path under tfmot, kwargs).
-
-    tfmot applies one scheme to the whole model: cluster-preserving (CQAT, PCQAT with ``preserve_sparsity``) when
-    any quantized layer is clustered, else pruning-preserving (PQAT) when any is pruned, else plain 8-bit QAT.
-    """
-    quantized = [entry for entry in plan if entry.quantize]
-    if any(entry.cluster for entry in quantized):
-        preserve = any(entry.prune for entry in quantized if entry.cluster)
-        return "experimental.combine.Default8BitClusterPreserveQuantizeScheme", {"preserve_sparsity": preserve}
-    if any(entry.prune for entry in quantized):
-        return "experimental.combine.Default8BitPrunePreserveQuantizeScheme", {}
-    return "quantization.keras.default_8bit.Default8BitQuantizeScheme", {}
-
-
-def cluster_settings(plan: Plan) -> dict[str, dict]:
-    """{layer: runtime.training.cluster_annotated's settings} for the clustered layers (a pruned one keeps its zeros)."""
-    return {e.layer: {"number_of_clusters": e.cluster.clusters, "init": CENTROID_INITS[e.cluster.init],
-                      "preserve_sparsity": preserves_sparsity(plan, e.layer)} for e in plan if e.cluster}
-
-
-def clustered_and_quantized(plan: Plan) -> set[str]:
-    """Layers whose shared values quantization-aware training must keep (CQAT, PCQAT)."""
-    return {e.layer for e in plan if e.quantize and e.cluster}
-
-
-def masked_layers(plan: Plan) -> set[str]:
-    """Pruned, quantized, unclustered layers whose zeros QAT must re-apply after every step.
-
-    The cluster-preserving scheme lets the zeros of a pruned-only layer grow back (measured: 0.75 -> 0.15 in one
-    epoch), so under it their pruning masks are re-applied; under the other schemes nothing needs it.
-    """
-    if not quantize_scheme(plan)[0].endswith("ClusterPreserveQuantizeScheme"):
-        return set()
-    return {e.layer for e in plan if e.quantize and e.prune and not e.cluster}

@@ -14,29 +14,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import __version__
-from .errors import ModelError, PlanError, TargetError
-from .plan import (
-    Plan,
-    cluster_settings,
-    clustered_and_quantized,
-    frozen_layers,
-    masked_layers,
-    quantize_scheme,
-    stages,
-)
-from .runtime import MODULES
-from .runtime.tflite import CALIBRATION_SAMPLES
-from .targets import get_target
+from .. import __version__, runtime
+from ..errors import ModelError, PlanError, TargetError
+from ..runtime.tflite import CALIBRATION_SAMPLES
+from ..targets import get_target
+from .stages import cluster_settings, clustered_and_quantized, frozen_layers, masked_layers, quantize_scheme, stages
 
 __all__ = ["plan_to_python"]
 
-_RUNTIME = Path(__file__).resolve().parent / "runtime"
+_RUNTIME = Path(runtime.__file__).resolve().parent
 # What load_training_data() holds until the reader fills it in (tests replace this exact line).
 FILL_IN = 'raise NotImplementedError("Fill in load_training_data() with your training data, then run this script.")'
 
 
-def plan_to_python(plan: Plan, *, model_path="model.keras", target="cpu", model=None, quantization=None,
+def plan_to_python(plan, *, model_path="model.keras", target="cpu", model=None, quantization=None,
                    epochs: int = 2, batch_size: int = 32, learning_rate: float | None = None,
                    output_path=None) -> str:
     """See :meth:`Plan.to_python`."""
@@ -62,7 +53,7 @@ def plan_to_python(plan: Plan, *, model_path="model.keras", target="cpu", model=
     selective = bool(float_layers) and mode == "int8"
     groups = None
     if model is not None:
-        from .model.inspection import inspect
+        from ..model.inspection import inspect
 
         plan.validate(model)
         _check_calibration_loops(model, mode)
@@ -82,7 +73,7 @@ def _check_calibration_loops(model, mode: str) -> None:
     TFLite WHILE loops, on which the calibrator segfaults; tw.convert unrolls them, the script does not."""
     if mode not in ("int8", "int16x8"):
         return
-    from .tflite.converter import recurrent_layers
+    from ..tflite.converter import recurrent_layers
 
     loops = {name: kind for name, kind in recurrent_layers(model).items() if not kind.rstrip(")").endswith("LSTM")}
     if loops:
@@ -94,8 +85,8 @@ def _check_calibration_loops(model, mode: str) -> None:
                          "(target='gpu', quantization='float16').", layer=next(iter(loops)), field="model")
 
 
-def _header(plan: Plan, run: list[str], target, mode: str, selective: bool) -> str:
-    lines = [f"#   {entry.layer!r}: {entry.scheme} ({' + '.join(Plan._describe(entry))})" for entry in plan]
+def _header(plan, run: list[str], target, mode: str, selective: bool) -> str:
+    lines = [f"#   {entry.layer!r}: {entry.scheme} ({' + '.join(entry.describe())})" for entry in plan]
     steps = ["load the tf_keras model file (MODEL_PATH below),"]
     if run:
         steps.append("prune, then cluster, then quantization-aware-train the planned layers, fine-tuning after each "
@@ -136,7 +127,7 @@ def _runtime(run: list[str], selective: bool) -> list[str]:
     """The runtime modules the script calls, each whole, as it is in the package (see tfopt_widgets.runtime)."""
     needed = {"tflite": True, "ops": bool(run) or selective, "training": bool(run)}
     parts = []
-    for module in MODULES:
+    for module in runtime.MODULES:
         if not needed[module]:
             continue
         text = (_RUNTIME / f"{module}.py").read_text(encoding="utf-8")
@@ -213,7 +204,7 @@ def calibration_inputs(data, model):
     return calibration_samples(model, list(in_order(x, names)) if len(names) > 1 else x, CALIBRATION_SAMPLES)'''
 
 
-def _plan_section(plan: Plan, run: list[str], groups: dict | None, mode: str, selective: bool) -> str:
+def _plan_section(plan, run: list[str], groups: dict | None, mode: str, selective: bool) -> str:
     out = ["# -- 2. the plan --------------------------------------------------------------------------------------------"]
     if "prune" in run:
         out.append('PruneSpec = namedtuple("PruneSpec", "sparsity schedule begin end begin_step end_step block_size")')
