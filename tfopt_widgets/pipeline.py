@@ -109,7 +109,7 @@ def run(model, plan: Plan | None = None, target: str = "cpu", train_data=None, d
     ...                 (x_test, y_test), baseline=True, epochs=1)
     >>> result.to_row()["gzip_size"], result.drop
     """
-    from .optimization import optimize
+    from .techniques.optimization import optimize
     from .tflite.conversion import convert
     from .tflite.evaluation import evaluate
 

@@ -229,7 +229,7 @@ def _n(value, fmt: str) -> str:
 
 def _figures(model, optimized, runs: list[Run], plan: Plan, layers) -> list[_Figure]:
     """One PNG per layer: its kernel's distribution before, after optimization and as stored in each file."""
-    from .optimization import kernels
+    from .techniques.optimization import kernels
 
     before = kernels(model) if model is not None else {}
     after = optimized.weights() if optimized is not None else {}

@@ -54,7 +54,7 @@ class Studio(widgets.VBox):
                  quantization: str | None = None, plan: Plan | None = None, epochs: int = 2,
                  learning_rate: float | None = None, sensitivity=None, budget: float = 0.01):
         from ..model.inspection import inspect
-        from ..optimization import kernels
+        from ..techniques.optimization import kernels
 
         self.model = model
         self.info = inspect(model)

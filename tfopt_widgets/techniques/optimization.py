@@ -16,13 +16,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .data.checks import TrainingData, training_data
-from .errors import Error, ModelError, PlanError
-from .model import stack
-from .model.porting import prepare
-from .model.stack import keras, np, tf, tfmot
-from .plan import Plan
-from .plan.stages import (
+from ..data.checks import TrainingData, training_data
+from ..errors import Error, ModelError, PlanError
+from ..model import stack
+from ..model.porting import prepare
+from ..model.stack import keras, np, tf, tfmot
+from ..plan import Plan
+from ..plan.stages import (
     cluster_settings,
     clustered_and_quantized,
     frozen_layers,
@@ -30,7 +30,7 @@ from .plan.stages import (
     quantize_scheme,
     stages,
 )
-from .runtime import training as runtime
+from ..runtime import training as runtime
 
 Progress = Callable[[str, int, int], None]
 
@@ -178,7 +178,7 @@ class _Stages:
         return tfmot.clustering.keras.strip_clustering(annotated)
 
     def quantize(self, model, plan: Plan):
-        from .model.inspection import inspect
+        from ..model.inspection import inspect
 
         info = inspect(model)
         names = {name for layer in plan.layers("quantize") for name in (layer, *info.group_members(layer))}
