@@ -68,7 +68,7 @@ def ceiling(model, data, repeats: int = 8) -> dict:
     from concurrent.futures import ProcessPoolExecutor
 
     import tfopt_widgets as tw
-    from tfopt_widgets._sensitivity_jobs import score_variants
+    from tfopt_widgets.analysis.jobs import score_variants
 
     content = tw.convert(model, "float32").content
     job = (content, [("float", None, None)] * repeats, data[0], data[1], logit_fidelity)

@@ -273,7 +273,7 @@ def test_mobilenet_v2_sensitivity_keep_float_and_suggested_plan():
     assert float(np.median([row.drop for row in quantize])) < (report.baseline - report.int8_value) / 3
 
     # Selective int8: the layer whose int8 costs most stays float (the Edge TPU's fallback is tested on the digits).
-    worst = max((row for row in quantize if row.layer in report._layer), key=lambda row: row.drop).layer
+    worst = max((row for row in quantize if row.layer in report.layer_sizes), key=lambda row: row.drop).layer
     plan = tw.Plan().keep_float(worst)
     cpu = tw.convert(model, "cpu", representative_data=x, plan=plan)
     assert cpu.float_layers() == [worst] and cpu.inputs[0].dtype == "float32"
@@ -294,8 +294,10 @@ def test_mobilenet_v2_sensitivity_keep_float_and_suggested_plan():
 
 
 def test_default_executor_follows_session_model_size_and_metric():
-    choose = tw.sensitivity.__globals__["_default_executor"]
-    big = b"\0" * tw.sensitivity.__globals__["PROCESSES_FROM_BYTES"]
+    from tfopt_widgets.analysis.jobs import PROCESSES_FROM_BYTES
+    from tfopt_widgets.analysis.jobs import default_executor as choose
+
+    big = b"\0" * PROCESSES_FROM_BYTES
     assert choose(big, None, 2, interactive=True) == "processes"
     assert choose(big, None, 2, interactive=False) == "threads"  # a script's workers would run it again
     assert choose(big, None, 2) == "threads"  # pytest's main module is a file

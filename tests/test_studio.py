@@ -290,7 +290,7 @@ def test_sensitivity_heat_map_and_suggested_plan_fill_the_table(digits, frozen):
     for row in report.rows:
         column = columns.index((row.technique, row.level))
         assert heat["drops"][row.layer][column] == pytest.approx(row.drop, abs=1e-5)
-    assert heat["sizes"]["dense"]["before"] == report._layer["dense"].size["int8"]
+    assert heat["sizes"]["dense"]["before"] == report.layer_sizes["dense"].size["int8"]
     assert heat["sizes"]["dense"]["after"][3] == report.row("dense", "prune", 0.9).size["int8"]  # column 3
     assert heat["drops"]["pool"][1:] == [None] * 6  # pooling has no kernel: int8 only
     assert "dropout" not in heat["drops"] and synced_bytes(studio.table) < 10_000

@@ -95,14 +95,14 @@ def evaluate(tflite_model, data, metric=None, runs: int = 50, warmup: int = 5, *
         outputs = model.output_names
         y = _output_labels(y, outputs, [model.layer_origins.get(name, name) for name in outputs], _samples(x))
     with captured_stderr():  # LiteRT announces its XNNPACK delegate on stderr when it first applies it
-        predictions = _predict(interpreter, x, outputs)
+        predictions = predict(interpreter, x, outputs)
         latency_ms = _latency(model, _first(x), int(runs), int(warmup), num_threads)
     if metric is not None:
         name = getattr(metric, "__name__", type(metric).__name__)
     else:
         name = default_metric_name(model.layer_origins.get(outputs[0], outputs[0]) if outputs else None)
     return Metrics(target=model.target, quantization=model.quantization, size=model.size, gzip_size=model.gzip_size,
-                   metric=name, value=_score(y, predictions, metric), latency_ms=latency_ms, samples=_samples(x))
+                   metric=name, value=score(y, predictions, metric), latency_ms=latency_ms, samples=_samples(x))
 
 
 def default_metric_name(first_output: str | None = None) -> str:
@@ -110,7 +110,7 @@ def default_metric_name(first_output: str | None = None) -> str:
     return "accuracy" if first_output is None else f"{_FIRST_OUTPUT_ACCURACY}{first_output!r})"
 
 
-def _score(y, predictions, metric) -> float:
+def score(y, predictions, metric) -> float:
     """``metric(y, predictions)``, or accuracy: of the first output when there are several (lists, in order)."""
     if metric is not None:
         return float(metric(y, predictions))
@@ -316,7 +316,7 @@ def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
     return values
 
 
-def _predict(interpreter: Interpreter, x, outputs: list[str] | None = None):
+def predict(interpreter: Interpreter, x, outputs: list[str] | None = None):
     """Float outputs for every sample: one array, or a list for several outputs (in ``outputs`` order: their
     signature names; None: the file's order). ``x``: one array, or {signature input name: array} for several
     inputs."""
