@@ -266,7 +266,7 @@ def test_studio_report_and_static_summary(digits, tmp_path):
     from nbconvert import HTMLExporter
     from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-    from tfopt_widgets.reporting import studio_summary_html
+    from tfopt_widgets.writeups.reporting import studio_summary_html
 
     model, train, test = digits
     studio = tw.Studio(model, train_data=train, validation_data=test, target="cpu")

@@ -44,7 +44,7 @@ _LAZY = {
     "RunResult": "pipeline",
     "demo": None,
     "Studio": "widgets.studio",
-    "report": "reporting",
+    "report": "writeups.reporting",
 }
 
 __all__ = ["Cancelled", "ConversionError", "DataError", "Error", "ModelError", "PlanError", "Plan",

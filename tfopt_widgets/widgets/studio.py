@@ -389,13 +389,13 @@ class Studio(widgets.VBox):
     def export_report(self, path="report.html", **kwargs) -> Path:
         """Write the plan, weight histograms, every result and the target compatibility as one self-contained HTML
         file (plus Markdown with PNG figures next to it); ``kwargs`` as for ``tw.report``."""
-        from ..reporting import studio_report
+        from ..writeups.reporting import studio_report
 
         return studio_report(self, path, **kwargs)
 
     def _repr_mimebundle_(self, **kwargs):
         # Viewers without a widget front-end (nbconvert, GitHub) show this HTML instead of "Loading widget...".
-        from ..reporting import studio_summary_html
+        from ..writeups.reporting import studio_summary_html
 
         bundle = super()._repr_mimebundle_(**kwargs)
         if bundle is not None:

@@ -1,6 +1,6 @@
 """The weight view: one layer's weight histogram before and after optimization, overlaid (bqplot), with stats.
 
-Histograms are binned in Python (``tfopt_widgets.histograms``); only bins and stats reach the browser.
+Histograms are binned in Python (``tfopt_widgets.writeups.histograms``); only bins and stats reach the browser.
 
 >>> view = WeightView()
 >>> view.set_weights(float_kernels, optimized=opt.weights(), tflite=tfl.weights())
@@ -19,7 +19,7 @@ import ipywidgets as widgets
 import numpy as np
 import traitlets
 
-from ..histograms import compare
+from ..writeups.histograms import compare
 
 # Series in drawing order: label, legend text, colour.
 SERIES = (
@@ -38,7 +38,7 @@ class WeightView(widgets.VBox):
 
     layer = traitlets.Unicode("", help="the layer shown; '' shows nothing")
     histogram = traitlets.Dict(help="what is drawn: {'edges', 'counts': {series: counts}, 'stats': {series: "
-                                    "stats}} (tfopt_widgets.histograms.compare)")
+                                    "stats}} (tfopt_widgets.writeups.histograms.compare)")
 
     def __init__(self, *, layer: str = ""):
         self._lock = threading.RLock()

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .errors import Error
+from .. import __version__
+from ..errors import Error
+from ..plan import Plan
 from .histograms import compare
-from .plan import Plan
 
 __all__ = ["Run", "report", "studio_report", "studio_summary_html", "summary_html"]
 
@@ -166,7 +166,7 @@ def _model_name(model, optimized) -> str:
 def _sections(model, plan: Plan, runs: list[Run], notes: str) -> list[_Section]:
     info = None
     if model is not None:
-        from .model.inspection import inspect
+        from ..model.inspection import inspect
 
         info = inspect(model)
     intro = [f"Written by tfopt-widgets {__version__} on {datetime.date.today().isoformat()}."]
@@ -229,7 +229,7 @@ def _n(value, fmt: str) -> str:
 
 def _figures(model, optimized, runs: list[Run], plan: Plan, layers) -> list[_Figure]:
     """One PNG per layer: its kernel's distribution before, after optimization and as stored in each file."""
-    from .techniques.optimization import kernels
+    from ..techniques.optimization import kernels
 
     before = kernels(model) if model is not None else {}
     after = optimized.weights() if optimized is not None else {}
