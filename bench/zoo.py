@@ -880,8 +880,8 @@ def markdown(result: dict) -> list[str]:
               f"- no (documented limitations): {total['no']}",
               f"- crashes: **{total['crash']}**",
               f"- timeouts: {total['timeout']}",
-              f"- whole run: {sum(r['seconds'] for r in records):.0f} s for {len(records)} architectures (the sum of "
-              "their workers' times; rows rerun with --update replace the earlier ones)", ""]
+              (f"- whole run: {sum(r['seconds'] for r in records):.0f} s for {len(records)} architectures (the sum of "
+              "their workers' times; rows rerun with --update replace the earlier ones)"), ""]
     adjusted = [f"- {record['name']} / {step}: {layer} left out: {reason}"
                 for record in records for step, cell in record["cells"].items()
                 for layer, reason in (cell.get("numbers") or {}).get("left_out", {}).items()]

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 import tfopt_widgets as tw
-from tfopt_widgets.targets import compatibility, gpu
-from tfopt_widgets.targets import TARGETS
+from tfopt_widgets.targets import TARGETS, compatibility, gpu
 from tfopt_widgets.targets.rules import CHECKS
 
 keras = pytest.importorskip("tf_keras")

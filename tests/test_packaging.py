@@ -121,11 +121,11 @@ def test_readme_starts_with_two_one_line_commands_and_ci_runs_the_second():
 
 def test_missing_bundle_error_says_how_to_build_it(monkeypatch, tmp_path):
     from tfopt_widgets.errors import Error
-    from tfopt_widgets.widgets import _frontend
+    from tfopt_widgets.widgets import frontend
 
-    monkeypatch.setattr(_frontend, "BUNDLE", tmp_path / "static" / "widget.js")
+    monkeypatch.setattr(frontend, "BUNDLE", tmp_path / "static" / "widget.js")
     with pytest.raises(Error, match="npm run build") as raised:
-        _frontend.bundle()
+        frontend.bundle()
     assert "reinstall" in str(raised.value).lower()
 
 
@@ -143,3 +143,15 @@ def test_public_names_survive_importing_every_submodule():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "MODULES []" in done.stdout, done.stdout
+
+
+def test_all_lists_every_public_name_once():
+    import types
+
+    import tfopt_widgets as tw
+
+    eager = {name for name, value in vars(tw).items()
+             if not name.startswith("_") and not isinstance(value, types.ModuleType) and name not in (
+                 "annotations", "importlib", "load_ipython_extension")}
+    assert len(tw.__all__) == len(set(tw.__all__))
+    assert set(tw.__all__) == eager | set(tw._LAZY)

@@ -47,8 +47,10 @@ _LAZY = {
     "report": "writeups.reporting",
 }
 
-__all__ = ["Cancelled", "ConversionError", "DataError", "Error", "ModelError", "PlanError", "Plan",
-           "TargetError", *_LAZY]
+__all__ = ["TARGETS", "Cancelled", "ConversionError", "DataError", "Error", "LayerInfo", "Metrics", "ModelError",
+           "ModelInfo", "ModelNotice", "OptimizedModel", "Plan", "PlanError", "RunResult", "SensitivityReport", "Studio",
+           "Support", "TFLiteModel", "TargetError", "convert", "demo", "evaluate", "inspect", "load_model", "optimize",
+           "report", "run", "sensitivity", "suggest_plan", "to_tf_keras"]
 
 
 def load_ipython_extension(ipython):

@@ -20,7 +20,7 @@ def digits_data(test_fraction: float = 0.25, seed: int = 0):
     x = (digits.images / 16.0).astype("float32")[..., None]
     y = digits.target.astype("int64")
     order = np.random.default_rng(seed).permutation(len(x))
-    n_test = int(round(len(x) * test_fraction))
+    n_test = round(len(x) * test_fraction)
     test, train = order[:n_test], order[n_test:]
     return (x[train], y[train]), (x[test], y[test])
 

@@ -22,7 +22,7 @@ from ipywidgets import CallbackDispatcher
 
 from ..errors import Error, PlanError
 from ..plan import CLUSTER_INITS, TECHNIQUES, Plan
-from ._frontend import bundle
+from .frontend import bundle
 
 
 def _shape_text(shape) -> str:
