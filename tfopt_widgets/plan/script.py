@@ -2,7 +2,7 @@
 
 The script cannot drift from the engine because it runs the engine's own code: the modules of
 ``tfopt_widgets.runtime`` (the TensorFlow, tf_keras and tfmot calls behind every stage, which import nothing of the
-package) are inlined whole, and the script adds only its settings, the plan as constants (decided by plan.py's pure
+package) are inlined whole, and the script adds only its settings, the plan as constants (decided by plan/stages.py's pure
 helpers, as for tw.optimize), reading the user's data, and the order of the calls. A plan that only keeps layers
 float gives a script that fine-tunes nothing and just converts (with selective int8 where the mode is int8).
 

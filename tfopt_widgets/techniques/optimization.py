@@ -119,7 +119,7 @@ def optimize(model, plan: Plan, train_data, epochs: int = 2, validation_data=Non
     # prepare() already built new layers for a Keras 3 or nested model; otherwise copy the user's model.
     work = prepared if prepared is not model else stack.copy_model(model)
     user_names = [layer.name for layer in prepared.layers]
-    # The stage decisions (order, schemes, frozen layers) are plan.py's, shared with Plan.to_python's script.
+    # The stage decisions (order, schemes, frozen layers) are plan/stages.py's, shared with Plan.to_python's script.
     for stage in stages(plan):
         with _tfmot_errors(stage, prepared.name, plan):
             work = getattr(runner, stage)(work, plan)
