@@ -27,7 +27,6 @@ from ..plan import Plan
 from ..targets import QUANTIZATIONS, TARGETS, get_target
 from .export_panel import ExportPanel
 from .layer_table import LayerTable
-from .placement import placement_of
 from .results_view import ResultsView
 from .run_panel import RunPanel
 from .sensitivity_panel import SensitivityPanel
@@ -263,7 +262,8 @@ class Studio(widgets.VBox):
         optimized = result.optimized
         self.weights.set_weights(optimized=optimized.weights() if optimized is not None else {},
                                  tflite=result.tflite.weights(), tflite_mode=result.tflite.quantization)
-        self.table.show_placement(placement_of(result.tflite)[0], TARGETS[result.target].title)
+        self.table.show_placement({layer: (place.accelerated, place.reason or "") for layer, place in
+                                  result.tflite.compatibility.by_layer().items()}, TARGETS[result.target].title)
         self._result_handlers(row)
         return (f"Done: {row['run']}, {row['gzip_size']:,} B gzipped"
                 + (f", accuracy {row['accuracy']:.3f}." if row.get("accuracy") is not None else ".")
