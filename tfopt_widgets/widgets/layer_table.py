@@ -5,8 +5,15 @@ that crosses to the front-end is named, and state is sent compactly so a 500-lay
 as named columns (each field name sent once, not once a layer), support reasons are sent once and referenced by
 index, and the plan holds only the layers that have something planned.
 
+The page sends edits, not plans: a custom message ``{"kind": "edits", "view": id, "seq": n, "edits": [{"layer",
+"field", "value"}, ...]}`` numbered per view. Python applies them in that order to the live Plan (holding one that
+arrives early until those before it are in), pushes the resulting ``plan_state`` and then answers
+``{"kind": "applied", "view": id, "seq": n}``; until that answer the page shows ``plan_state`` with its own pending
+edits on top. An edit is one field of one row, so an edit made before Python's previous answer arrived cannot undo
+what that answer added (the BatchNormalization and activation folded into a quantized convolution).
+
 >>> table = LayerTable(tw.inspect(model), plan)
->>> table.plan_state = {"dense": {"quantize": True, "sparsity": 0.5, "clusters": 16}}  # what the front-end does
+>>> table.apply_edits([{"layer": "dense", "field": "sparsity", "value": 0.5}])  # what a message from the page does
 >>> plan["dense"].prune.sparsity
 0.5
 >>> table.show_sensitivity(tw.sensitivity(model, (x_test, y_test)))   # the heat map columns
@@ -56,17 +63,21 @@ def layer_columns(info) -> tuple[dict[str, list], list[str]]:
     return columns, list(reasons)
 
 
-# An unplanned layer's entry in `plan_state`; the front-end and _entry fill fields an entry leaves out from it.
+# An unplanned layer's entry in `plan_state`; the front-end and _entry fill fields an entry leaves out from it. Its
+# keys are also the fields an edit from the page may set.
 EMPTY_ENTRY = {"quantize": False, "sparsity": 0, "clusters": 0, "init": CLUSTER_INITS[0], "keep_float": False}
 
 
 def plan_state(plan: Plan) -> dict:
     """{layer: {quantize, sparsity (0: off), clusters (0: off), init, keep_float}} for the planned layers only."""
-    return {entry.layer: {"quantize": bool(entry.quantize), "sparsity": entry.prune.sparsity if entry.prune else 0,
-                          "clusters": entry.cluster.clusters if entry.cluster else 0,
-                          "init": entry.cluster.init if entry.cluster else CLUSTER_INITS[0],
-                          "keep_float": bool(entry.keep_float)}
-            for entry in plan}
+    return {entry.layer: _row_state(entry) for entry in plan}
+
+
+def _row_state(entry) -> dict:
+    """One layer's `plan_state` entry from its LayerPlan (EMPTY_ENTRY when nothing is planned)."""
+    return {"quantize": bool(entry.quantize), "sparsity": entry.prune.sparsity if entry.prune else 0,
+            "clusters": entry.cluster.clusters if entry.cluster else 0,
+            "init": entry.cluster.init if entry.cluster else CLUSTER_INITS[0], "keep_float": bool(entry.keep_float)}
 
 
 def sensitivity_state(report) -> dict:
@@ -112,7 +123,8 @@ class LayerTable(anywidget.AnyWidget):
                                  "reasons are indices into `reasons` (-1: none)").tag(sync=True)
     reasons = traitlets.List(traitlets.Unicode(), help="support reasons, each sent once").tag(sync=True)
     plan_state = traitlets.Dict(help="the plan: {layer: {quantize, sparsity (0: off), clusters (0: off), init, "
-                                     "keep_float}}, only planned layers; the front-end sets it on every edit").tag(
+                                     "keep_float}}, only planned layers. Python sets it after every change; the page "
+                                     "sends edits as messages (setting it from Python applies the difference)").tag(
         sync=True)
     cluster_inits = traitlets.List(traitlets.Unicode(), default_value=list(CLUSTER_INITS),
                                    help="cluster centroid initializations offered").tag(sync=True)
@@ -137,6 +149,8 @@ class LayerTable(anywidget.AnyWidget):
         self._lock = threading.RLock()
         self._error_handlers = CallbackDispatcher()
         self._plan = None
+        self._views: dict[str, dict] = {}  # per page view: the next edit number expected, and edits that came early
+        self.on_msg(self._page_message)
         # One bound method, kept: Plan.on_change(remove=True) compares callbacks by identity, and every attribute
         # access creates a new bound method.
         self._follow_plan = self._plan_changed
@@ -171,7 +185,7 @@ class LayerTable(anywidget.AnyWidget):
             if change["new"] == plan_state(self._plan):
                 return  # our own update echoing back
             try:
-                self._apply(change["old"] or {}, change["new"] or {})
+                self._apply_all(change["old"] or {}, change["new"] or {})
             except Error as error:
                 self._report(error)
             finally:
@@ -180,18 +194,92 @@ class LayerTable(anywidget.AnyWidget):
                 if state != self.plan_state:
                     self.set_trait("plan_state", state)
 
-    def _apply(self, old: dict, new: dict) -> None:
+    # -- edits from the page ----------------------------------------------------------------------------------
+    def apply_edits(self, edits) -> None:
+        """Apply edits to the live plan in order, as the page's messages do: each ``{"layer", "field", "value"}`` sets
+        one field of ``plan_state`` (quantize, sparsity, clusters, init, keep_float) for one layer.
+
+        Quantizing a layer also unticks keep float and the reverse; quantizing a convolution quantizes what folds
+        into it. An edit the plan refuses changes nothing and is reported through :meth:`on_error` (raised without a
+        callback) once the others have been applied.
+        """
+        if not isinstance(edits, (list, tuple)):
+            self._report(PlanError(f"The table sent {edits!r}; expected a list of edits.", field="edits"))
+            return
+        refused = []
+        with self._lock, self.hold_sync():  # one state update per batch, sent before the answer
+            for edit in edits:
+                try:
+                    self._apply_edit(edit)
+                except PlanError as error:
+                    refused.append(error)
+        if len(refused) == 1:
+            self._report(refused[0])
+        elif refused:
+            first = refused[0]
+            self._report(PlanError(f"{len(refused)} of {len(edits)} edits were refused; the first: {first}",
+                                   layer=first.layer, field=first.field))
+
+    def _apply_edit(self, edit) -> None:
+        if not isinstance(edit, dict) or not {"layer", "field", "value"} <= set(edit) or not isinstance(
+                edit["layer"], str):
+            raise PlanError(f"The table sent the edit {edit!r}; expected {{layer, field, value}}.", field="edits")
+        layer, field, value = edit["layer"], edit["field"], edit["value"]
+        if field not in EMPTY_ENTRY:
+            raise PlanError(f"The table sent an edit of {field!r} for layer {layer!r}; the fields are "
+                            f"{', '.join(EMPTY_ENTRY)}.", layer=layer, field=field)
+        if self._info.get(layer) is None:
+            raise PlanError(f"The table sent an edit for layer {layer!r}, which the model does not have.",
+                            layer=layer, field="layer")
+        row = {**_row_state(self._plan[layer]), field: value}
+        if field in ("quantize", "keep_float") and value:  # one or the other, as the page's boxes behave
+            row["keep_float" if field == "quantize" else "quantize"] = False
+            if field == "quantize":
+                self._check(layer, "quantize")  # before keep float is dropped: a refused edit changes nothing
+        self._apply(layer, row)
+
+    def _page_message(self, _widget, content, _buffers) -> None:
+        """An edits message from a view of the page: applied in the view's own numbering, then answered."""
+        if not isinstance(content, dict) or content.get("kind") != "edits":
+            return
+        view, seq, edits = content.get("view"), content.get("seq"), content.get("edits")
+        if not isinstance(view, str) or isinstance(seq, bool) or not isinstance(seq, int):
+            self._report(PlanError(f"The table sent edits without a view and number: {content!r}.", field="edits"))
+            return
+        unreported = []
+        with self._lock:
+            numbering = self._views.setdefault(view, {"next": 1, "early": {}})
+            if seq >= numbering["next"]:
+                numbering["early"][seq] = edits
+            # Apply every message that is now next in line: one can arrive before another sent ahead of it, when
+            # JupyterLab moves the widget comms to a kernel subshell while the first waits on the busy main shell.
+            while numbering["next"] in numbering["early"]:
+                number = numbering["next"]
+                numbering["next"] += 1
+                try:
+                    self.apply_edits(numbering["early"].pop(number))
+                except Error as error:  # no on_error callback: raised once the rest are in
+                    unreported.append(error)
+                finally:
+                    self.send({"kind": "applied", "view": view, "seq": number})
+        if unreported:
+            raise unreported[0]
+
+    # -- whole plans from Python (setting plan_state) ---------------------------------------------------------
+    def _apply_all(self, old: dict, new: dict) -> None:
         for layer in sorted(set(old) | set(new)):
-            try:
-                before, after = _entry(layer, old.get(layer)), _entry(layer, new.get(layer))
-                if before == after:
-                    continue
-                self._apply_row(layer, after)
-            except PlanError as error:
-                if error.layer is not None:
-                    raise
-                # Plan's own checks do not know which row sent the value: say so.
-                raise PlanError(f"Layer {layer!r}: {error}", layer=layer, field=error.field) from None
+            before, after = _entry(layer, old.get(layer)), _entry(layer, new.get(layer))
+            if before != after:
+                self._apply(layer, after)
+
+    def _apply(self, layer: str, after: dict) -> None:
+        try:
+            self._apply_row(layer, after)
+        except PlanError as error:
+            if error.layer is not None:
+                raise
+            # Plan's own checks do not know which row sent the value: say so.
+            raise PlanError(f"Layer {layer!r}: {error}", layer=layer, field=error.field) from None
 
     def _apply_row(self, layer: str, after: dict) -> None:
         plan = self._plan
