@@ -245,8 +245,13 @@ def _conversion_error(model, mode: str, full: str, error: Exception, *, batch_on
                  if "error:" in line or line.startswith(("TF Select ops", "Some ops are not supported"))]
     message = "\n".join(dict.fromkeys(key_lines)) or full or type(error).__name__
     layers = _layers_in(full, model)
+    named = _bad_name(full, model)
+    if named is not None:  # the path of every op starts with the model's name: blame the name, not a layer
+        layers = [] if named[0] == "model" else [named[1]]
     where = f" (layer {', '.join(map(repr, layers))})" if layers else ""
-    if "TF Select ops" in full or "neither a custom op nor a flex op" in full:
+    if named is not None:
+        hint = _bad_name_hint(*named)
+    elif "TF Select ops" in full or "neither a custom op nor a flex op" in full:
         hint = ("The model uses TensorFlow ops that have no TFLite builtin kernel (named above); replace the layer "
                 "that uses them (often a Lambda) with standard Keras layers. (Select TF ops would need the Flex "
                 "delegate, which the LiteRT interpreter does not have.)")
@@ -265,6 +270,40 @@ def _conversion_error(model, mode: str, full: str, error: Exception, *, batch_on
         hint = "The converter's message above names the op or layer that failed."
     return ConversionError(f"TFLite conversion of model {model.name!r}{where} with quantization={mode!r} failed:\n"
                            f"{message}\n{hint}", layer=layers[0] if layers else None, field="model")
+
+
+# What TensorFlow accepts in an op's name (graph.cc, IsValidNodeName): each op is named
+# '<model name>/<layer name>/...', so a model or layer name outside this fails the conversion. Keras checks names
+# against the looser name-scope pattern, which also lets a backslash through (a Windows path as a name).
+_OP_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\-/>]*")
+_NAME_FAILURE = ("Node name contains invalid characters", "is not a valid scope name", "is not a valid root scope name")
+
+
+def _bad_name(full: str, model) -> tuple[str, str] | None:
+    """("model", name) or ("layer", name) when the converter failed on an op name that the model's or a layer's
+    own name made invalid; None for any other failure."""
+    if not any(words in full for words in _NAME_FAILURE):
+        return None
+    if not _OP_NAME.fullmatch(model.name):
+        return "model", model.name
+    return next((("layer", name) for name in user_layers(model) if not _OP_NAME.fullmatch(name)), None)
+
+
+def _bad_name_hint(kind: str, name: str) -> str:
+    bad = "".join(dict.fromkeys(c for i, c in enumerate(name)
+                                if not _OP_NAME.fullmatch(c if i == 0 else "a" + c)))
+    shown = ", ".join(repr(c) for c in bad) or "none"
+    fixed = re.sub(r"[^A-Za-z0-9_.\-/>]", "_", name)
+    fixed = fixed if _OP_NAME.fullmatch(fixed) else f"m{fixed}"
+    allowed = "letters, digits and _ . - / > only, starting with a letter, digit or '.'"
+    if kind == "model":
+        return (f"The cause is the model's name, not a layer: {name!r} holds characters TensorFlow does not allow "
+                f"in op names ({shown}), and every op is named after the model. Rename the model, keeping its "
+                f"layers and weights: model = keras.Model(model.inputs, model.outputs, name={fixed!r}) "
+                f"({allowed}).")
+    return (f"The cause is the name of layer {name!r}: it holds characters TensorFlow does not allow in op names "
+            f"({shown}). Rebuild the model with that layer named {fixed!r} ({allowed}) and copy the weights "
+            "across (model.set_weights).")
 
 
 def _first_line(text: str) -> str:
