@@ -1,12 +1,15 @@
-"""The weight view: one layer's weight histogram before and after optimization, overlaid (bqplot), with stats.
+"""The weight view: one layer's weight histogram before and after optimization, side by side (bqplot), with stats.
 
 Histograms are binned in Python (``tfopt_widgets.writeups.histograms``); only bins and stats reach the browser.
+Exact zeros (what pruning makes) are a count beside the plot, not a bar, so they never flatten the other bars.
 
 >>> view = WeightView()
 >>> view.set_weights(float_kernels, optimized=opt.weights(), tflite=tfl.weights())
 >>> view.layer = "dense"
 >>> view.histogram["counts"].keys()
 dict_keys(['float', 'optimized', 'tflite'])
+>>> view.histogram["zeros"]        # exact zeros per series, shown beside the bars
+{'float': 0, 'optimized': 1050, 'tflite': 1050}
 """
 
 from __future__ import annotations
@@ -19,14 +22,28 @@ import ipywidgets as widgets
 import numpy as np
 import traitlets
 
-from ..writeups.histograms import compare
+from ..writeups.histograms import COLORS, compare
 
-# Series in drawing order: label, legend text, colour.
+# Series in drawing order (side by side in each bin): label, legend text, colour (the report's colours too).
 SERIES = (
-    ("float", "float (before)", "#8c8c8c"),
-    ("optimized", "optimized Keras", "#1f77b4"),
-    ("tflite", "TFLite, dequantized", "#d62728"),
+    ("float", "float (before)", COLORS[0]),
+    ("optimized", "optimized Keras", COLORS[1]),
+    ("tflite", "TFLite, dequantized", COLORS[2]),
 )
+# The plots' text follows the page's theme: JupyterLab's variables, which VS Code's notebook renderer maps to its
+# --vscode-* colours on the output's container. They are set on the plots' own elements: bqplot's defaults resolve
+# these variables once, at the page's root, which gives black labels in VS Code's dark theme (and orange axis labels
+# in JupyterLab's dark theme).
+PLOT_TEXT = "var(--jp-content-font-color1, #1a1a1a)"
+PLOT_MUTED = "var(--jp-content-font-color2, #5a5a5a)"
+PLOT_BACKGROUND = {"fill": "transparent"}  # the output's own background, whatever the theme
+
+
+def plot_axis(scale, **options) -> bqplot.Axis:
+    """A bqplot Axis whose ticks and label follow the page's theme (see PLOT_TEXT)."""
+    return bqplot.Axis(scale=scale, color=PLOT_MUTED, label_color=PLOT_TEXT, **options)
+
+
 _STAT_ROWS = (("sparsity", "sparsity", "{:.1%}"), ("unique_values", "unique values", "{:,}"),
               ("min", "min", "{:.4g}"), ("max", "max", "{:.4g}"), ("std", "std", "{:.4g}"),
               ("error_max", "max |error| vs before conversion", "{:.3g}"),
@@ -34,35 +51,41 @@ _STAT_ROWS = (("sparsity", "sparsity", "{:.1%}"), ("unique_values", "unique valu
 
 
 class WeightView(widgets.VBox):
-    """The selected layer's kernel: float, optimized and converted histograms overlaid, plus their stats."""
+    """The selected layer's kernel: float, optimized and converted histograms side by side, plus their stats."""
 
     layer = traitlets.Unicode("", help="the layer shown; '' shows nothing")
-    histogram = traitlets.Dict(help="what is drawn: {'edges', 'counts': {series: counts}, 'stats': {series: "
-                                    "stats}} (tfopt_widgets.writeups.histograms.compare)")
+    histogram = traitlets.Dict(help="what is drawn: {'edges', 'counts': {series: counts}, 'zeros': {series: exact "
+                                    "zeros, shown beside the bars}, 'nonzero': {series: counts without them, the "
+                                    "bars}, 'stats': {series: stats}} (tfopt_widgets.writeups.histograms.compare)")
 
     def __init__(self, *, layer: str = ""):
         self._lock = threading.RLock()
         self._weights = {label: {} for label, _, _ in SERIES}
         self._modes = {}
         x_scale, self._y_scale = bqplot.LinearScale(), bqplot.LinearScale(min=0.0, max=1.0)
-        # Overlaid: float and optimized as wide see-through bars, the file's values as narrow solid bars inside
-        # them, so all three stay visible where they coincide (a QAT kernel and its int8 file hold the same values).
-        self._bars = [bqplot.Bars(x=[0.0], y=[0], scales={"x": x_scale, "y": self._y_scale}, colors=[color],
-                                  opacities=[0.85 if label == "tflite" else 0.45], labels=[legend],
-                                  padding=0.6 if label == "tflite" else 0.0, stroke="white", stroke_width=0.5,
-                                  visible=False)
-                      for label, legend, color in SERIES]
-        # No num_ticks: then d3 picks round tick values (with num_ticks bqplot spaces them evenly, giving -5e-8).
-        axes = [bqplot.Axis(scale=x_scale, label="weight value", tick_format=".2~g"),
-                bqplot.Axis(scale=self._y_scale, side="left", label="count", tick_format=".2~s",
-                            num_ticks=5)]  # with the scale's max at 4 round steps, the 5 even ticks are round
+        # One grouped mark: each bin's series stand side by side, opaque, rather than overlapping see-through
+        # fills that blend into colours of their own. Its y has a row per series shown, in SERIES order.
+        self._bars = [bqplot.Bars(x=[0.0], y=[[0]], scales={"x": x_scale, "y": self._y_scale}, type="grouped",
+                                  color_mode="element", colors=[SERIES[0][2]], padding=0.15, visible=False)]
+        # Tick values set per layer (_round_ticks): d3's own are too dense for a narrow plot ("-0.14-0.12-0.1"),
+        # and with num_ticks bqplot spaces them evenly, giving values like -5e-8.
+        self._x_axis = plot_axis(x_scale, label="weight value", tick_format=".2~g")
+        axes = [self._x_axis,
+                plot_axis(self._y_scale, side="left", label="count (non-zero)", tick_format=".2~s",
+                          num_ticks=5)]  # with the scale's max at 4 round steps, the 5 even ticks are round
         self.figure = bqplot.Figure(marks=self._bars, axes=axes, padding_x=0.0, padding_y=0.0,
+                                    background_style=PLOT_BACKGROUND,
                                     fig_margin={"top": 20, "bottom": 45, "left": 55, "right": 10},
-                                    layout=widgets.Layout(width="100%", height="260px"),
+                                    layout=widgets.Layout(flex="1 1 auto", width="auto", min_width="0",
+                                                          height="260px"),
                                     animation_duration=0)
+        self.figure.add_class("tfopt-plot")
+        self.zeros = widgets.HTML(layout=widgets.Layout(flex="0 0 auto", width="112px", margin="18px 0 0 4px"))
+        self.zeros.add_class("tfopt-zeros")
         self.title = widgets.HTML()
         self.stats = widgets.HTML()
-        super().__init__([self.title, self.figure, self.stats],
+        plot = widgets.HBox([self.figure, self.zeros], layout=widgets.Layout(width="100%", align_items="flex-start"))
+        super().__init__([self.title, plot, self.stats],
                          layout=widgets.Layout(width="100%", min_width="320px"))
         self.add_class("tfopt-weight-view")
         self.layer = layer
@@ -91,40 +114,57 @@ class WeightView(widgets.VBox):
             mode = self._modes.get("tflite")
         if not layer or all(values is None for values in series.values()):
             self.histogram = {}
-            for bars in self._bars:
-                bars.visible = False
+            self._bars[0].visible = False
             note = "Select a layer in the table (its name) to see its weights." if not layer else \
                 "This layer has no kernel to show."
             self.title.value = f"<b>Weights</b> {html.escape(layer)}<br><i>{note}</i>"
-            self.stats.value = ""
+            self.zeros.value = self.stats.value = ""
             return
         # The file's error is measured against what was converted: the optimized kernel, else the float one.
         reference = "optimized" if series["optimized"] is not None else "float"
         histogram = compare(series, references={"tflite": reference})
         edges = np.asarray(histogram["edges"])
         centers = ((edges[:-1] + edges[1:]) / 2).tolist()
-        highest = max((max(c) for c in histogram["counts"].values() if c), default=1)
-        with self.figure.hold_sync():
+        shown = [(label, color) for label, _, color in SERIES if label in histogram["nonzero"]]
+        highest = max((max(histogram["nonzero"][label], default=0) for label, _ in shown), default=0)
+        bars = self._bars[0]
+        with self.figure.hold_sync(), bars.hold_sync():
             self._y_scale.max = 4.0 * _round_up(highest / 4)
-            for (label, _, _), bars in zip(SERIES, self._bars):
-                counts = histogram["counts"].get(label)
-                with bars.hold_sync():
-                    bars.x, bars.y = centers, counts if counts is not None else [0] * len(centers)
-                    bars.visible = counts is not None
+            self._x_axis.tick_values = _round_ticks(float(edges[0]), float(edges[-1]))
+            bars.x, bars.y = centers, [histogram["nonzero"][label] for label, _ in shown]
+            bars.colors = [color for _, color in shown]
+            bars.visible = True
         self.histogram = histogram
         legend = " ".join(f"<span style='white-space:nowrap'><span style='color:{color}'>■</span> "
                           f"{html.escape(text)}</span>" for label, text, color in SERIES if label in histogram["counts"])
         self.title.value = (f"<div style='line-height:1.4'><b>Weights of</b> <code>{html.escape(layer)}</code>"
                             f" &nbsp; {legend}</div>")
+        self.zeros.value = _zeros_box(histogram)
         self.stats.value = _stats_table(histogram["stats"], mode)
 
 
-def _round_up(value: float) -> float:
-    """The smallest round number (1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten) at least ``value``."""
+def _zeros_box(histogram: dict) -> str:
+    """Exact zeros per series, beside the bars (which leave them out)."""
+    lines = "".join(f"<div style='white-space:nowrap'><span style='color:{color}'>■</span> "
+                    f"<span aria-label='exact zeros in {html.escape(legend)}'>{histogram['zeros'][label]:,}</span>"
+                    "</div>" for label, legend, color in SERIES if label in histogram["zeros"])
+    return (f"<div style='font-size:12px;line-height:1.5'><b>exact zeros</b><br>"
+            f"<span style='font-size:11px;opacity:0.8'>not drawn as bars</span>{lines}</div>")
+
+
+def _round_ticks(low: float, high: float, spaces: int = 7) -> np.ndarray:
+    """Round values from ``low`` to ``high``, at most ``spaces`` steps of 1, 2 or 5 times a power of ten apart."""
+    step = _round_up((high - low) / spaces, steps=(1, 2, 5, 10))
+    ticks = np.arange(np.ceil(low / step) * step, high + step * 1e-9, step)
+    return np.round(ticks / step) * step  # exact multiples: no -0.30000000000000004
+
+
+def _round_up(value: float, steps=(1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10)) -> float:
+    """The smallest round number (one of ``steps`` times a power of ten) at least ``value``."""
     if value <= 0:
         return 1.0
     power = 10.0 ** np.floor(np.log10(value))
-    return float(next(m * power for m in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10) if m * power >= value))
+    return float(next(m * power for m in steps if m * power >= value))
 
 
 def _stats_table(stats: dict, tflite_mode: str | None) -> str:

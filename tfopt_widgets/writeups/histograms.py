@@ -8,6 +8,8 @@ Only these bins and numbers travel to the browser, never the weights themselves.
 ([0.0, 0.25, 0.5, 0.75, 1.0], [1, 0, 1, 1])
 >>> h["stats"]["float"]["unique_values"]
 3
+>>> h["zeros"]["float"], h["nonzero"]["float"]   # what the plots draw: exact zeros as a count beside the bars
+(1, [0, 0, 1, 1])
 """
 
 from __future__ import annotations
@@ -16,9 +18,15 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["BINS", "compare", "stats"]
+__all__ = ["BINS", "COLORS", "compare", "stats"]
 
 BINS = 40  # fine enough to show clusters and the spike at zero, small enough to send per click
+# The series' colours wherever they are drawn (the Studio's weight view, tw.report's figures), side by side in each
+# bin: before, optimized, a converted file, a second file. Okabe-Ito colours, which readers with the common
+# colour-vision deficiencies tell apart, at different lightnesses (CIE L* 61, 46, 54, 58) so they differ in
+# greyscale too; these four are the palette's only ones at 3:1 contrast or more both on white and on a dark theme's
+# background (#1f1f1f), as bars need to be seen.
+COLORS = ("#CC79A7", "#0072B2", "#D55E00", "#009E73")
 
 
 def stats(values: np.ndarray, reference: np.ndarray | None = None) -> dict:
@@ -49,7 +57,11 @@ def compare(series: Mapping[str, np.ndarray | None], bins: int = BINS,
 
     ``series``: {label: array or None}; None entries (not computed yet) are left out. ``references``: {label:
     label of the series it is compared against} for the error stats (e.g. {"tflite": "optimized"}).
-    Returns ``{"edges": [bins + 1 floats], "counts": {label: [bins ints]}, "stats": {label: stats}}``.
+    Returns ``{"edges": [bins + 1 floats], "counts": {label: [bins ints]}, "zeros": {label: int}, "nonzero":
+    {label: [bins ints]}, "stats": {label: stats}}``: ``counts`` bins every finite value, ``zeros`` counts the
+    exact zeros and ``nonzero`` bins the rest. The plots draw ``nonzero`` as bars and ``zeros`` as a number beside
+    them: after pruning, the zeros (often most of a kernel) would otherwise set the bars' scale and flatten
+    everything else into the axis.
     """
     arrays = {label: np.asarray(a, dtype=np.float32).ravel() for label, a in series.items() if a is not None}
     finite = [a[np.isfinite(a)] for a in arrays.values() if a.size]
@@ -59,9 +71,13 @@ def compare(series: Mapping[str, np.ndarray | None], bins: int = BINS,
         low, high = low - 0.5, high + 0.5
     edges = np.linspace(low, high, int(bins) + 1)
     counts = {label: np.histogram(a[np.isfinite(a)], bins=edges)[0].astype(int).tolist() for label, a in arrays.items()}
+    zeros = {label: int(np.count_nonzero(a == 0)) for label, a in arrays.items()}
+    nonzero = {label: np.histogram(a[np.isfinite(a) & (a != 0)], bins=edges)[0].astype(int).tolist()
+               for label, a in arrays.items()}
     result_stats = {}
     for label in arrays:
         reference_label = (references or {}).get(label)
         reference = series.get(reference_label) if reference_label else None
         result_stats[label] = stats(series[label], reference)
-    return {"edges": [round(float(e), 7) for e in edges], "counts": counts, "stats": result_stats}
+    return {"edges": [round(float(e), 7) for e in edges], "counts": counts, "zeros": zeros, "nonzero": nonzero,
+            "stats": result_stats}

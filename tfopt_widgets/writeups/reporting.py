@@ -28,7 +28,7 @@ import numpy as np
 from .. import __version__
 from ..errors import Error
 from ..plan import Plan
-from .histograms import compare
+from .histograms import COLORS, compare
 
 __all__ = ["Run", "report", "studio_report", "studio_summary_html", "summary_html"]
 
@@ -255,10 +255,9 @@ def _figures(model, optimized, runs: list[Run], plan: Plan, layers) -> list[_Fig
     return figures
 
 
-_COLORS = ("#9e9e9e", "#1f77b4", "#d62728", "#2ca02c")
-
-
 def _plot(layer: str, data: dict, scheme: str) -> bytes:
+    """The Studio's weight view on paper: the series side by side in each bin, in the same colours, the exact zeros
+    as counts beside the plot (in the legend) rather than a bar that would flatten the others."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -266,17 +265,22 @@ def _plot(layer: str, data: dict, scheme: str) -> bytes:
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     edges = np.asarray(data["edges"])
-    for i, (label, counts) in enumerate(data["counts"].items()):
-        filled = i == 0
-        axes.stairs(counts, edges, label=label, fill=filled, alpha=0.45 if filled else 1.0,
-                    color=_COLORS[i % len(_COLORS)], linewidth=1.4, linestyle="-" if i < 2 else "--")
-    axes.set_yscale("symlog", linthresh=1)  # the spike of zeros and a few outliers both stay visible
+    series = list(data["nonzero"].items())
+    step = np.diff(edges) / (len(series) + 0.5)  # a quarter of a bar's width on each side of a bin's group
+    for i, (label, counts) in enumerate(series):
+        axes.bar(edges[:-1] + step * (0.25 + i), counts, width=step, align="edge", color=COLORS[i % len(COLORS)],
+                 linewidth=0, label=f"{label}: {data['zeros'][label]:,}")
+    axes.set_xlim(edges[0], edges[-1])
+    axes.set_ylim(bottom=0)
     axes.set_xlabel("weight value", fontsize=8)
-    axes.set_ylabel("count", fontsize=8)
+    axes.set_ylabel("count (non-zero)", fontsize=8)
     axes.tick_params(labelsize=7)
-    # parse_math=False: a '$' in a layer name must stay text, not become matplotlib mathtext.
+    # parse_math=False: a '$' in a layer or run name must stay text, not become matplotlib mathtext.
     axes.set_title(f"{layer} ({scheme})", fontsize=9, loc="left", parse_math=False)
-    axes.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    legend = axes.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                         title="exact zeros, not in the bars", title_fontsize=7, alignment="left")
+    for text in legend.get_texts():
+        text.set_parse_math(False)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
@@ -332,8 +336,9 @@ def _html(title: str, sections: list[_Section], figures: list[_Figure], plan: Pl
             parts.append(_table_html(*section.table))
     if figures:
         parts.append("<h2>Weight distributions</h2><p>Each planned layer's main kernel: the float weights before, "
-                     "the optimized Keras weights, and the values stored in the converted file (dequantized). "
-                     "Counts on a symmetric-log scale.</p>")
+                     "the optimized Keras weights, and the values stored in the converted file (dequantized), side by "
+                     "side in each bin. Exact zeros (what pruning makes) are counted beside each plot instead of "
+                     "drawn, so they do not flatten the other bars.</p>")
         for figure in figures:
             data = base64.b64encode(figure.png).decode("ascii")
             parts.append(f"<div class='figure'><img src='data:image/png;base64,{data}' "
