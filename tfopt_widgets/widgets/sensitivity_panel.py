@@ -16,6 +16,8 @@ import html
 import ipywidgets as widgets
 import traitlets
 
+_MUTED = "font-size:11px;line-height:1.4;color:var(--jp-ui-font-color2,#616161)"
+
 
 class SensitivityPanel(widgets.VBox):
     """Buttons to measure sensitivity and to suggest a plan within ``budget``, and a status line."""
@@ -39,19 +41,27 @@ class SensitivityPanel(widgets.VBox):
             tooltip="Fill the table with the smallest plan whose estimated drop stays within the budget",
             layout=widgets.Layout(width="auto"))
         self.status = widgets.HTML(layout=widgets.Layout(flex="1 1 300px"))
+        # What the Budget box and the table's "float" column mean, in words on the page, not only in tooltips.
+        self.help = widgets.HTML(
+            f"<div class='tfopt-sensitivity-help' style='{_MUTED}'><b>Budget</b>: the largest drop of the metric "
+            "you accept (0.01 = one accuracy point); “Suggest plan” picks the smallest file whose estimated drop "
+            "stays within it. <b>float</b> column: that layer stays float when the rest of the model is converted "
+            "to int8.</div>")
+        # The swatches have light backgrounds of their own: their text is dark in every theme.
+        swatch = "color:#1a1a1a;padding:0 4px;background:"
         self.legend = widgets.HTML(
-            "<span class='tfopt-legend' style='font-size:11px;color:var(--jp-ui-font-color2,#666)'>"
+            f"<span class='tfopt-legend' style='{_MUTED}'>"
             "Heat map of the drop with each layer compressed alone: "
             "<span style='border-bottom:2px solid #7e57c2'>8b</span> int8, "
             "<span style='border-bottom:2px solid #ef6c00'>50 75 90</span> % pruned, "
             "<span style='border-bottom:2px solid #00897b'>8 16 32</span> clusters; "
-            "<span style='background:#c7ebc9;padding:0 4px'>within the budget</span> "
-            "<span style='background:#fde6b0;padding:0 4px'>over it</span> "
-            "<span style='background:#f4a3a3;padding:0 4px'>10× over</span>. "
+            f"<span style='{swatch}#c7ebc9'>within the budget</span> "
+            f"<span style='{swatch}#fde6b0'>over it</span> "
+            f"<span style='{swatch}#f4a3a3'>10× over</span>. "
             "Click a cell to plan it, a heading to sort.</span>", layout=widgets.Layout(display="none"))
         super().__init__([widgets.HBox([self.analyze_button, self.budget_input, self.suggest_button, self.status],
                                        layout=widgets.Layout(flex_flow="row wrap", align_items="center")),
-                          self.legend], layout=widgets.Layout(width="100%"))
+                          self.help, self.legend], layout=widgets.Layout(width="100%"))
         self.add_class("tfopt-sensitivity-panel")
         widgets.link((self, "budget"), (self.budget_input, "value"))
         self.budget = budget
