@@ -1,6 +1,6 @@
-"""The plan: which layers to quantize, prune or cluster and how (``specs``, ``plan``: tw.Plan, its JSON and its
-validation), the decisions that carry it out (``stages``, shared by tw.optimize and the script), and the plan as a
-standalone script (``script``: Plan.to_python, which inlines the runtime).
+"""The plan: which layers to quantize, prune or cluster and how, and each layer's post-training precision (``specs``,
+``plan``: tw.Plan, its JSON and its validation), the decisions that carry it out (``stages``, shared by tw.optimize
+and the script), and the plan as a standalone script (``script``: Plan.to_python, which inlines the runtime).
 
 Imports ``model`` (to validate against tw.inspect), ``targets`` and ``tflite`` (the script's converter mode and
 recurrent layers), the runtime and ``errors``; never ``techniques`` or anything above. Nothing here loads TensorFlow
@@ -8,7 +8,7 @@ until a plan is validated or exported.
 """
 
 from .plan import Plan
-from .specs import CLUSTER_INITS, TECHNIQUES, ClusterSpec, LayerPlan, PruneSpec
+from .specs import CLUSTER_INITS, TECHNIQUES, ClusterSpec, LayerPlan, PrecisionSpec, PruneSpec
 from .stages import stages
 
-__all__ = ["CLUSTER_INITS", "TECHNIQUES", "ClusterSpec", "LayerPlan", "Plan", "PruneSpec", "stages"]
+__all__ = ["CLUSTER_INITS", "TECHNIQUES", "ClusterSpec", "LayerPlan", "Plan", "PrecisionSpec", "PruneSpec", "stages"]

@@ -10,7 +10,9 @@ True
 
 Techniques on one layer combine into tfmot's collaborative schemes: prune + quantize is pruning-preserving QAT
 (PQAT), cluster + quantize is cluster-preserving QAT (CQAT), prune + cluster is sparsity-preserving clustering, and
-all three is PCQAT.
+all three is PCQAT. ``plan.precision`` sets a layer's post-training precision (int4 / int8 / float weights, float /
+int8 / int16 activations), which ``tw.convert`` carries out with LiteRT Quantizer; it combines with pruning and
+clustering (their zeros and shared values survive), not with quantize (QAT decides int8) or keep_float.
 """
 
 from __future__ import annotations
@@ -28,11 +30,16 @@ from .specs import (
     TECHNIQUES,
     ClusterSpec,
     LayerPlan,
+    PrecisionSpec,
     PruneSpec,
     check_layer_names,
     cluster_spec,
+    precision_spec,
     prune_spec,
 )
+
+# Plan entries that are not tfmot techniques, with the value remove() resets them to.
+_MARKS = {"keep_float": False, "precision": None}
 
 
 class Plan:
@@ -82,13 +89,36 @@ class Plan:
         """Names of the layers marked :meth:`keep_float`, in plan order."""
         return [e.layer for e in self if e.keep_float]
 
+    def precision(self, *layers: str, weights: str | None = None, activations: str = "float",
+                  granularity: str = "channel", algorithm: str = "minmax") -> Plan:
+        """Post-training precision of these layers, which ``tw.convert`` gives their ops with LiteRT Quantizer.
+
+        ``weights``: "int4", "int8" or "float" (leave it out for a layer without weights: int8 when activations
+        are integer, else float). ``activations``: "float", "int8" or "int16" (integer activations calibrate on
+        ``representative_data``). ``granularity``: "channel", or "block32" / "block64" for int4 weights with float
+        activations. ``algorithm``: "minmax", "mse", "octav", "gptq" or "hadamard" (see
+        :class:`tfopt_widgets.plan.specs.PrecisionSpec`). The other layers get the conversion's own mode (e.g. int8
+        on the cpu target with representative data); a target that cannot run a combination refuses it
+        (``plan.validate(model, target=...)``, ``tw.convert``). ``tfl.precisions()`` reads back what each layer got.
+
+        >>> plan.precision("conv2", weights="int4").precision("dense", activations="int16")
+        >>> plan.precision("classifier", weights="float")
+        """
+        check_layer_names(layers, "precision")
+        return self._update(layers, precision=precision_spec(weights, activations, granularity, algorithm))
+
+    @property
+    def precisions(self) -> dict[str, PrecisionSpec]:
+        """{layer: its :class:`PrecisionSpec`} for the layers given a :meth:`precision`, in plan order."""
+        return {e.layer: e.precision for e in self if e.precision is not None}
+
     def remove(self, layer: str, technique: str | None = None) -> Plan:
         """Drop ``technique`` (or everything) planned for ``layer``; removing what is not planned is a no-op.
 
-        ``technique="keep_float"`` drops the keep-float mark.
+        ``technique="keep_float"`` drops the keep-float mark, ``"precision"`` the layer's precision.
         """
-        if technique is not None and technique not in (*TECHNIQUES, "keep_float"):
-            raise PlanError(f"Unknown technique {technique!r}; use one of {', '.join(TECHNIQUES)}.",
+        if technique is not None and technique not in (*TECHNIQUES, *_MARKS):
+            raise PlanError(f"Unknown technique {technique!r}; use one of {', '.join((*TECHNIQUES, *_MARKS))}.",
                             layer=layer, field="technique")
         with self._lock:
             entry = self._entries.get(layer)
@@ -97,7 +127,8 @@ class Plan:
             if technique is None:
                 del self._entries[layer]
             else:
-                self._set(replace(entry, **{technique: False if technique in ("quantize", "keep_float") else None}))
+                reset = _MARKS.get(technique, False if technique == "quantize" else None)
+                self._set(replace(entry, **{technique: reset}))
         self._notify()
         return self
 
@@ -176,14 +207,20 @@ class Plan:
             callback(self)
 
     # -- validation ------------------------------------------------------------------------------------------
-    def validate(self, model) -> None:
+    def validate(self, model, target=None) -> None:
         """Raise :class:`PlanError` naming the first layer the plan cannot be applied to, and why.
 
-        Checks that every layer exists in ``model`` and supports each technique planned for it.
+        Checks that every layer exists in ``model`` and supports each technique planned for it, and that a
+        precision gives weights only to a layer with weights. With ``target`` (a name or Target), also that the
+        target runs each layer's precision.
         """
         from ..model.inspection import inspect
 
         info = inspect(model)
+        if target is not None:
+            from ..targets import get_target
+
+            target = get_target(target)
         for entry in self:
             layer = info.get(entry.layer)
             if layer is None:
@@ -196,6 +233,8 @@ class Plan:
                 raise PlanError(f"Layer {entry.layer!r} is marked both quantize (int8 quantization-aware training) "
                                 "and keep_float; pick one (plan.remove(layer, 'keep_float') or "
                                 "plan.remove(layer, 'quantize')).", layer=entry.layer, field="keep_float")
+            if entry.precision is not None:
+                _check_precision(entry, layer, target)
             for technique in entry.techniques:
                 support = layer.supports(technique)
                 if not support.ok:
@@ -229,6 +268,8 @@ class Plan:
                 item["cluster"] = asdict(entry.cluster)
             if entry.keep_float:  # an optional key: version-1 readers that predate it never see it on other plans
                 item["keep_float"] = True
+            if entry.precision is not None:  # optional too, written only for layers given a precision
+                item["precision"] = {k: v for k, v in asdict(entry.precision).items() if v is not None}
             layers[entry.layer] = item
         return {"format": FORMAT, "version": FORMAT_VERSION, "layers": layers}
 
@@ -254,7 +295,7 @@ class Plan:
         for name, item in layers.items():
             if not isinstance(item, dict):
                 raise PlanError(f"The entry for layer {name!r} must be an object.", layer=name, field="layers")
-            unknown = set(item) - {*TECHNIQUES, "keep_float"}
+            unknown = set(item) - {*TECHNIQUES, *_MARKS}
             if unknown:
                 raise PlanError(f"Unknown technique {min(unknown)!r} for layer {name!r}; use "
                                 f"{', '.join(TECHNIQUES)}.", layer=name, field=min(unknown))
@@ -262,7 +303,8 @@ class Plan:
                                      prune=cls._read_spec(name, "prune", item.get("prune")),
                                      cluster=cls._read_spec(name, "cluster", item.get("cluster")),
                                      keep_float=cls._read_quantize(name, item.get("keep_float", False),
-                                                                   "keep_float")))
+                                                                   "keep_float"),
+                                     precision=cls._read_spec(name, "precision", item.get("precision"))))
         return cls(e for e in entries if not e.is_empty())
 
     @staticmethod
@@ -278,7 +320,8 @@ class Plan:
             return None
         if not isinstance(value, dict):
             raise PlanError(f"\"{technique}\" for layer {name!r} must be an object.", layer=name, field=technique)
-        make, spec_type = (prune_spec, PruneSpec) if technique == "prune" else (cluster_spec, ClusterSpec)
+        make, spec_type = {"prune": (prune_spec, PruneSpec), "cluster": (cluster_spec, ClusterSpec),
+                           "precision": (precision_spec, PrecisionSpec)}[technique]
         fields = spec_type.__dataclass_fields__
         unknown = set(value) - set(fields)
         if unknown:
@@ -354,3 +397,27 @@ def _check_cluster_count(entry: LayerPlan, layer) -> None:
         raise PlanError(f"Layer {entry.layer!r} has {weights:,} kernel weights{after}: too few for "
                         f"{entry.cluster.clusters} clusters. Use clusters={max(2, available)} or fewer, or leave "
                         "the layer unclustered.", layer=entry.layer, field="clusters")
+
+
+# Keras weights that become a layer's main kernel in the converted file: what a weight precision applies to.
+_KERNEL_WEIGHTS = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
+
+
+def _check_precision(entry: LayerPlan, layer, target) -> None:
+    """PlanError when ``entry``'s precision conflicts with its other marks, gives weights to a layer without a
+    kernel, or is one ``target`` (a Target or None) cannot run."""
+    conflict = entry.precision_conflict()
+    if conflict is not None:
+        raise conflict
+    has_kernel = any(w.name.rsplit("/", 1)[-1].split(":")[0] in _KERNEL_WEIGHTS for w in layer.weights)
+    if not has_kernel and entry.precision.weights not in (None, "float"):
+        raise PlanError(f"Layer {entry.layer!r} ({layer.class_name}) has no weights to give "
+                        f"weights={entry.precision.weights!r}; leave weights out (or 'float') and set only its "
+                        "activations.", layer=entry.layer, field="weights")
+    if has_kernel and entry.precision.weights == "float" and entry.precision.activations != "float":
+        raise PlanError(f"Layer {entry.layer!r} ({layer.class_name}): integer activations "
+                        f"({entry.precision.activations}) need integer weights (LiteRT's integer kernels take no float "
+                        "weights); use weights='int8' or 'int4', or activations='float'.",
+                        layer=entry.layer, field="weights")
+    if target is not None:
+        target.check_precision(entry.layer, entry.precision.weights_for(has_kernel), entry.precision.activations)

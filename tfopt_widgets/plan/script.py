@@ -38,6 +38,10 @@ def plan_to_python(plan, *, model_path="model.keras", target="cpu", model=None, 
         raise PlanError(f"epochs must be a positive integer; got {epochs!r}.", field="epochs")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise PlanError(f"batch_size must be a positive integer; got {batch_size!r}.", field="batch_size")
+    if plan.precisions:  # not exported yet: a script without them would quietly make another file
+        first = next(iter(plan.precisions))
+        raise PlanError(f"plan.to_python does not reproduce plan.precision yet (layer {first!r}); tw.convert(model, "
+                        "target, plan=plan) carries it out.", layer=first, field="precision")
     target = get_target(target)
     run = stages(plan)
     # The converted file's mode, decided as tw.convert decides it (the script always calibrates on training data).

@@ -12,6 +12,12 @@ XNNPACK runs a pruned CNN sparse only inside a subgraph that starts with a 3x3 s
 ends with a MEAN over height and width (or DEPTH_TO_SPACE), holds only the ops in :data:`SPARSE_OPS`, stores its
 weights sparse (DENSIFY ops: the converter's EXPERIMENTAL_SPARSITY optimization), and where at least 2/3 of the 1x1
 CONV_2D weights are zeros.
+
+Per-layer precision (plan.precision). Measured with LiteRT 2.3's CPU kernels on files quantized by LiteRT Quantizer
+0.11.0 (tests/test_precision.py; the digits demo's Conv2D and Dense, 2026-12-01): int4 and int8 weights each run
+with float (dynamic range), int8 and int16 activations, and layers without weights run with any activations. Which
+ops LiteRT Quantizer itself can give which setting (int4 only to CONV_2D, FULLY_CONNECTED and EMBEDDING_LOOKUP) is its
+own policy, asked per op at conversion.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ TARGET = Target(
     calibrated_quantization="int8",
     source="tensorflow/lite/g3doc/performance/post_training_quantization.md (read 2026-11-27)",
     ops_source="tensorflow/lite/delegates/xnnpack/README.md, Sparse Inference (read 2026-11-27)",
+    precisions=tuple((w, a) for w in ("int4", "int8", "float") for a in ("float", "int8", "int16")),
+    precisions_source="measured: LiteRT 2.3 CPU kernels on LiteRT Quantizer 0.11.0 files (2026-12-01)",
 )
 
 

@@ -12,6 +12,9 @@ so the verdict errs toward the CPU. Placement: the compiler maps ops in order un
 runs that op and every later one on the CPU, in one Edge TPU subgraph (google-coral/edgetpu#342). Parameter cache:
 compiler logs show about 7 MiB of on-chip memory for parameters (google-coral/edgetpu#356, #393); larger models
 stream the rest from host memory on every inference.
+
+Per-layer precision (plan.precision): the same requirement, fully 8-bit: int8 weights with int8 activations only.
+A layer can still run float on the host CPU, with plan.keep_float (every later op follows it there).
 """
 
 from __future__ import annotations
@@ -75,4 +78,16 @@ TARGET = Target(
     parameter_cache=7 * 2**20,
     ops_source="coral.ai/docs/edgetpu/models-intro, Supported operations (older copy in dgist-datalab/Datalab_Intern, "
                "checked 2026-11-27)",
+    precisions=(("int8", "int8"),),
+    precision_refusals={
+        "float/float": "the Edge TPU runs only int8 weights with int8 activations; plan.keep_float(layer) leaves a "
+                       "layer float on the host CPU instead (it and every later op run there)",
+        "weights=int4": "the Edge TPU runs only fully 8-bit quantized models (int8 weights with int8 activations); "
+                        "int4 weights are not 8-bit",
+        "activations=int16": "the Edge TPU runs only fully 8-bit quantized models (int8 weights with int8 "
+                             "activations); int16 activations are not 8-bit",
+        "activations=float": "the Edge TPU runs only fully 8-bit quantized models (int8 weights with int8 "
+                             "activations); float activations stay on the host CPU",
+    },
+    precisions_source="coral.ai/docs/edgetpu/models-intro, Model requirements (read 2026-11-27)",
 )

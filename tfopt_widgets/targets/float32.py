@@ -20,4 +20,8 @@ TARGET = Target(
     source="ai.google.dev/edge/litert/models/convert (read 2026-11-27)",
     ops_source="no accelerator: every op runs on the CPU (TFLite built-in kernels and XNNPACK; "
                "tensorflow/lite/delegates/xnnpack/README.md, read 2026-11-27)",
+    precisions=(("float", "float"),),
+    precision_refusals={"weights=int4": _BASELINE, "weights=int8": _BASELINE, "activations=int8": _BASELINE,
+                        "activations=int16": _BASELINE},
+    precisions_source="ai.google.dev/edge/litert/models/convert (read 2026-11-27)",
 )

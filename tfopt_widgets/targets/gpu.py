@@ -14,6 +14,13 @@ reject), the table below stands in. Source: ``CheckGpuDelegateCompatibility`` in
 tensorflow/lite/tools/versioning/gpu_compatibility.cc (read 2026-11-27): the ops it accepts and the limits that a
 converted Keras model can hit. Placement: the delegate takes every supported op and partitions the rest out to the
 CPU (a split graph is often slower than the CPU alone, gpu.md).
+
+Per-layer precision (plan.precision). Source: tensorflow/lite/delegates/gpu/common/model_builder_helper.cc (read
+2026-12-01): the delegate turns constant weights into float with ``CreateVectorCopyData``, which reads float32,
+float16, int8, uint8 and int32 tensors and refuses every other type, so int4 weights are not among them (LiteRT's
+newer ML Drift GPU backend unpacks int4, the TFLite GPU delegate does not); ``PopulateQuantParams`` accepts only
+int8/uint8 quantized activations, and gpu_compatibility.cc refuses a DEQUANTIZE of int16. So: int8 or float weights,
+float or int8 activations (8-bit activations computed in float, as for whole int8 files above).
 """
 
 from __future__ import annotations
@@ -66,6 +73,15 @@ TARGET = Target(
     placement="partition",
     accelerator="GPU",
     ops_source="tensorflow/lite/tools/versioning/gpu_compatibility.cc (read 2026-11-27)",
+    precisions=(("int8", "float"), ("int8", "int8"), ("float", "float"), ("float", "int8")),
+    precision_refusals={
+        "weights=int4": "the GPU delegate reads constant weights as float32, float16, int8, uint8 or int32 only "
+                        "(CreateVectorCopyData); int4 weights are refused and their op falls back to the CPU",
+        "activations=int16": "the GPU delegate takes only 8-bit quantized activations (PopulateQuantParams) and "
+                             "no DEQUANTIZE of int16 (gpu_compatibility.cc); 16-bit activations fall back to the CPU",
+    },
+    precisions_source="tensorflow/lite/delegates/gpu/common/model_builder_helper.cc, gpu_compatibility.cc "
+                      "(read 2026-12-01)",
 )
 
 

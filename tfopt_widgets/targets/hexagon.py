@@ -11,6 +11,9 @@ tensorflow/lite/delegates/hexagon/utils.cc (read 2026-11-27), plus the README's 
 aside); fused activations are Relu-family or none. Placement: the delegate takes every supported op and partitions
 the rest out to the CPU. Simplified: a depthwise conv with depth_multiplier > 1 on a 1-channel input, which the
 delegate accepts, counts as CPU here.
+
+Per-layer precision (plan.precision): 8-bit only, int8 weights with int8 activations (the README's quantized models;
+utils.cc checks every tensor is 8-bit).
 """
 
 from __future__ import annotations
@@ -80,4 +83,16 @@ TARGET = Target(
     placement="partition",
     accelerator="Hexagon DSP",
     ops_source="tensorflow/lite/delegates/hexagon/utils.cc IsNodeSupportedByHexagon + README.md (read 2026-11-27)",
+    precisions=(("int8", "int8"),),
+    precision_refusals={
+        "float/float": "the Hexagon delegate runs only 8-bit quantized ops; a float layer stays on the CPU (use "
+                       "plan.keep_float for that)",
+        "weights=int4": "the Hexagon delegate runs only 8-bit quantized ops (int8 weights with int8 activations); "
+                        "int4 weights are not 8-bit",
+        "activations=int16": "the Hexagon delegate runs only 8-bit quantized ops (int8 weights with int8 "
+                             "activations); int16 activations are not 8-bit",
+        "activations=float": "the Hexagon delegate runs only 8-bit quantized ops (int8 weights with int8 "
+                             "activations); float activations stay on the CPU",
+    },
+    precisions_source="tensorflow/lite/delegates/hexagon/README.md, utils.cc (read 2026-11-27)",
 )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import TargetError
+from ..errors import PlanError, TargetError
 
 # How a runtime splits a graph between its accelerator and the CPU.
 PLACEMENTS: Mapping[str, str] = MappingProxyType({
@@ -32,6 +32,11 @@ QUANTIZATIONS: Mapping[str, str] = MappingProxyType({
     "int16x8": "int8 weights, int16 activations (needs representative data; slow on CPU)",
 })
 
+# What plan.precision can give a layer, in the plan's words: weights x activations. A layer without weights counts
+# as "float" weights.
+PRECISION_WEIGHTS = ("int4", "int8", "float")
+PRECISION_ACTIVATIONS = ("float", "int8", "int16")
+
 
 @dataclass(frozen=True)
 class Target:
@@ -47,6 +52,10 @@ class Target:
     :data:`PLACEMENTS`; ``accelerator`` names the chip ("Edge TPU"), None for CPU targets. ``parameter_cache`` is
     the on-chip parameter memory in bytes, where the chip has one. ``ops_source`` names the document the op table
     was read from, with the date.
+
+    ``precisions`` lists the (weights, activations) pairs of ``plan.precision`` a layer may get here;
+    ``precision_refusals`` says why another is refused, keyed "int4/float" (a pair), "weights=int4" or
+    "activations=int16"; ``precisions_source`` names where that support was read or measured.
     """
 
     name: str
@@ -65,6 +74,9 @@ class Target:
     accelerator: str | None = None
     parameter_cache: int | None = None
     ops_source: str = ""
+    precisions: tuple[tuple[str, str], ...] = (("float", "float"),)
+    precision_refusals: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    precisions_source: str = ""
 
     def __post_init__(self):
         for mode in (self.default_quantization, *self.allowed_quantizations, *self.refusals):
@@ -76,8 +88,12 @@ class Target:
             raise ValueError(f"target {self.name!r}: unknown placement {self.placement!r}")
         if (self.placement == "cpu") != (self.accelerator is None):
             raise ValueError(f"target {self.name!r}: an accelerator needs a placement other than 'cpu', and back")
+        for weights, activations in self.precisions:
+            if weights not in PRECISION_WEIGHTS or activations not in PRECISION_ACTIVATIONS:
+                raise ValueError(f"target {self.name!r}: unknown precision {weights}/{activations}")
         # Read-only views, so a shared TARGETS entry cannot be edited by accident.
         object.__setattr__(self, "refusals", MappingProxyType(dict(self.refusals)))
+        object.__setattr__(self, "precision_refusals", MappingProxyType(dict(self.precision_refusals)))
         object.__setattr__(self, "ops", MappingProxyType(dict(self.ops)))
 
     def quantization_for(self, requested: str | None, *, calibrated: bool, quantization_aware: bool = False) -> str:
@@ -104,3 +120,21 @@ class Target:
             raise TargetError(f"Target {self.name!r} cannot use quantization={mode!r}: {reason}. Allowed here: "
                               f"{', '.join(self.allowed_quantizations)}.", field="quantization")
         return mode
+
+    def precision_refusal(self, weights: str, activations: str) -> str | None:
+        """Why this target cannot run a layer with ``weights`` / ``activations`` (plan words; "float" weights for a
+        layer without any), or None when it can."""
+        if (weights, activations) in self.precisions:
+            return None
+        for key in (f"{weights}/{activations}", f"weights={weights}", f"activations={activations}"):
+            if key in self.precision_refusals:
+                return self.precision_refusals[key]
+        return f"{self.title} does not run {weights} weights with {activations} activations"
+
+    def check_precision(self, layer: str, weights: str, activations: str) -> None:
+        """Raise :class:`PlanError` naming ``layer`` when this target cannot run that precision, with the reason."""
+        reason = self.precision_refusal(weights, activations)
+        if reason is not None:
+            allowed = ", ".join(f"{w} weights / {a} activations" for w, a in self.precisions)
+            raise PlanError(f"Target {self.name!r} cannot run layer {layer!r} with {weights} weights and {activations} "
+                            f"activations: {reason}. Allowed here: {allowed}.", layer=layer, field="precision")
