@@ -301,8 +301,14 @@ def _check_shape(values: np.ndarray, detail: dict, what: str) -> None:
 
 def _quantize(values: np.ndarray, detail: dict) -> np.ndarray:
     """Float data in the input's type: int8/uint8 inputs with the file's scale and zero point."""
-    dtype = np.dtype(detail["dtype"])
-    scale, zero_point = detail["quantization"]
+    return in_input_type(values, detail["dtype"], *detail["quantization"])
+
+
+def in_input_type(values, dtype, scale: float, zero_point: int) -> np.ndarray:
+    """Float data as an input of type ``dtype`` takes it: quantized with ``scale`` and ``zero_point`` (clipped to the
+    type's range) when the type is an integer and the input is quantized, else only cast."""
+    dtype = np.dtype(dtype)
+    values = np.asarray(values)
     if np.issubdtype(dtype, np.integer) and scale:
         info = np.iinfo(dtype)
         values = np.clip(np.round(values / scale + zero_point), info.min, info.max)

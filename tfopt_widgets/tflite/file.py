@@ -14,7 +14,7 @@ True
 from __future__ import annotations
 
 import gzip
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -109,18 +109,20 @@ class TFLiteModel:
     to the user's layer names; without it ``Op.layer`` is None. ``input_names`` and ``output_names`` are the Keras
     model's input and output names in its order (``tw.convert`` gives them): the file lists its inputs and outputs
     in an order of the converter's own (two_in_two_out's image, features become features, image), so a model with
-    several needs them to take data in the Keras order.
+    several needs them to take data in the Keras order. ``float_reference`` is the float file this one stands for
+    (bytes, or a callable that makes them, called once when first needed): :meth:`layer_errors` compares with it.
     """
 
     def __init__(self, content: bytes, *, target: str | None = None, quantization: str | None = None,
                  layer_origins: Mapping[str, str] | None = None, input_names: Sequence[str] | None = None,
-                 output_names: Sequence[str] | None = None):
+                 output_names: Sequence[str] | None = None, float_reference: bytes | Callable | None = None):
         self.content = bytes(content)
         self.target = target
         self.quantization = quantization
         # {layer name of the converted Keras model: the user's layer name}, in model order (empty: a bare file).
         self.layer_origins = dict(layer_origins or {})
         self._keras_names = {"inputs": list(input_names or ()), "outputs": list(output_names or ())}
+        self.float_reference = float_reference
 
     @classmethod
     def load(cls, path, **kwargs) -> TFLiteModel:
@@ -179,6 +181,14 @@ class TFLiteModel:
         output order when known (``tw.convert``'s files), else in the file's order (``outputs``)."""
         return self._names("outputs")
 
+    @property
+    def named_inputs(self) -> dict[str, Tensor]:
+        """{signature input name: the input tensor}, in :attr:`input_names` order: where data by name goes."""
+        signature = {name: index for index, name in signature_names(self._flatbuffer, "inputs").items()}
+        tensors = {tensor.index: tensor for tensor in self.inputs}
+        named = {name: tensors[signature[name]] for name in self.input_names if signature.get(name) in tensors}
+        return named if len(named) == len(tensors) else dict(zip(self.input_names, self.inputs))
+
     def _names(self, kind: str) -> list[str]:
         signature = signature_names(self._flatbuffer, kind)
         tensors = self._graph.inputs if kind == "inputs" else self._graph.outputs
@@ -216,7 +226,7 @@ class TFLiteModel:
         """The stored values of constant tensor ``index`` (None for activations).
 
         With ``dequantize=True`` quantized values become float32 ``(q - zero_point) * scale`` (per channel where
-        stored so) and float16 becomes float32.
+        stored so) and float16 becomes float32. Int4 tensors come unpacked, one int8 value per element.
         """
         tensor = self.tensors[index]
         raw = self._flatbuffer.buffers[self._graph.tensors[index].buffer]
@@ -224,9 +234,15 @@ class TFLiteModel:
             data = self.content[raw.offset:raw.offset + raw.size]
         else:
             data = None if raw.data is None else raw.data.tobytes()
-        if not data or tensor.dtype.upper() not in _NUMPY_TYPES:
+        if not data or tensor.dtype.upper() not in {*_NUMPY_TYPES, "INT4"}:
             return None
-        values = np.frombuffer(data, dtype=tensor.dtype).reshape(tensor.shape).copy()
+        if tensor.dtype == "int4":  # two values a byte, the first in the low nibble (LiteRT's packing)
+            packed = np.frombuffer(data, dtype=np.uint8)
+            nibbles = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(-1).astype(np.int8)
+            values = np.where(nibbles > 7, nibbles - 16, nibbles).astype(np.int8)[:int(np.prod(tensor.shape))]
+            values = values.reshape(tensor.shape)
+        else:
+            values = np.frombuffer(data, dtype=tensor.dtype).reshape(tensor.shape).copy()
         if not dequantize:
             return values
         if tensor.quantized:
@@ -273,6 +289,27 @@ class TFLiteModel:
         found = [op.layer for op in self.ops if op.layer is not None and op.op not in CASTS
                  and any(self.tensors[i].dtype in floats for i in op.outputs if i >= 0)]
         return list(dict.fromkeys(found))
+
+    def precisions(self) -> dict:
+        """{user's Keras layer: :class:`tfopt_widgets.tflite.readback.LayerPrecision`}: what each layer got in this
+        file, read from the file itself: the dtype of its main op's weights ("int4", "int8", "float16", "float32";
+        None without weights) and of that op's output ("float32", "int8", "int16", ...). Empty for a bare file."""
+        from .readback import precisions
+
+        return precisions(self)
+
+    def layer_errors(self, data, reference=None, samples: int = 32):
+        """A pandas DataFrame, a row per user layer with an op: the RMS error of the layer's output against the float
+        model and that error over the output's quantization scale (TFLite's debugger: about 0.29 is ideal rounding,
+        above 0.7 is flagged), both for the layer alone and accumulated from the input.
+
+        ``data``: inputs (an array, ``(x, y)``, or {input name: array}); the first ``samples`` are run. ``reference``:
+        the float file (bytes or a TFLiteModel); default ``float_reference``, which tw.convert attaches. See
+        :func:`tfopt_widgets.tflite.readback.layer_errors`.
+        """
+        from .readback import layer_errors
+
+        return layer_errors(self, data, reference=reference, samples=samples)
 
     def _keras_layout(self, op: Op, values: np.ndarray) -> np.ndarray:
         order = KERNELS[op.op][1]
