@@ -33,6 +33,7 @@ from .converter import (
     representative_samples,
 )
 from .file import Op, Tensor, TFLiteModel
+from .precision import PrecisionStep, float_reference
 from .recurrent import calibratable, file_notice
 
 __all__ = ["CALIBRATION_SAMPLES", "Op", "TFLiteModel", "Tensor", "convert"]
@@ -55,7 +56,9 @@ def convert(model, target: str | Target = "cpu", representative_data=None, quant
     ``keep_float`` (layer names) and the layers a ``plan`` marks ``keep_float`` (default: the plan of
     ``tw.optimize``'s result) stay float in an int8 conversion: their ops are denylisted in TFLite's quantizer as
     the QuantizationDebugger does (selective post-training quantization). ``tfl.float_layers()`` reads back which
-    layers really computed in float.
+    layers really computed in float. A ``plan``'s ``plan.precision`` layers get their precision from LiteRT Quantizer
+    on the converted file (see ``tfopt_widgets.tflite.precision``); ``tfl.precisions()`` reads back what each layer
+    got and ``tfl.layer_errors(data)`` each layer's error against the float model.
 
     Recurrent layers (LSTM, GRU, SimpleRNN, ..., also inside Bidirectional) convert only with a fixed batch, so
     their file takes batch 1 on every target (a Keras LSTM becomes TFLite's fused UNIDIRECTIONAL_SEQUENCE_LSTM,
@@ -73,6 +76,7 @@ def convert(model, target: str | Target = "cpu", representative_data=None, quant
     float_layers = list(dict.fromkeys([*(plan.float_layers if plan is not None else ()), *keep_float]))
     keras_model = prepared_model(model)
     target = get_target(target)
+    precision = PrecisionStep.for_plan(plan, keras_model, target)  # None when the plan sets no precision
     quantization_aware = fully_quantization_aware(keras_model)
     samples = None
     if representative_data is not None:
@@ -93,6 +97,9 @@ def convert(model, target: str | Target = "cpu", representative_data=None, quant
         raise TargetError(f"keep_float ({', '.join(float_layers)}) applies to int8 conversion; this one uses "
                           f"{mode!r}. Pass representative_data (and quantization='int8' where needed).",
                           field="keep_float")
+    if precision is not None:
+        precision.check(mode, samples)
+        float_layers = list(dict.fromkeys([*float_layers, *precision.kept_float(mode)]))
     recurrent, source, notices = recurrent_layers(keras_model), keras_model, []
     if io_int8:
         notices.extend(_token_input_notices(keras_model))
@@ -101,7 +108,8 @@ def convert(model, target: str | Target = "cpu", representative_data=None, quant
                                               float_layers, notices)
     origins = user_layers(keras_model)
     for _ in range(_RUNNABLE_ATTEMPTS):
-        content, batch_one, looping = _convert_file(source, target, mode, samples, io_int8, float_layers, notices)
+        content, batch_one, looping = _convert_file(source, target, precision.base_mode(mode) if precision else mode,
+                                                    samples, io_int8, float_layers, notices)
         tfl = TFLiteModel(content, target=target.name, quantization=mode, layer_origins=origins,
                           input_names=keras_model.input_names, output_names=keras_model.output_names)
         refused = _unpreparable_layers(tfl, keras_model.name, mode, float_layers)
@@ -112,6 +120,9 @@ def convert(model, target: str | Target = "cpu", representative_data=None, quant
                        f"calibrated here ({next(iter(refused.values()))}), so those layers stay float in this file "
                        "(as keep_float would do; tfl.float_layers() lists them).")
         float_layers = [*float_layers, *refused]
+    if precision is not None:
+        tfl = precision.apply(tfl, mode, samples, notices)
+    tfl.float_reference = tfl.float_reference or float_reference(source)
     notices.append(file_notice(keras_model, recurrent or {name: "Layer" for name in looping}, tfl,
                                 batch_one=batch_one and not target.fixed_batch))
     for notice in filter(None, notices):
