@@ -6,9 +6,12 @@ quantization in the LiteRT docs) to LiteRT Quantizer. For each mode, the same Ke
 - converter: ``tw.convert(model, "cpu", quantization=mode, representative_data=...)`` (what tw.convert does today),
   and for "int8, batch 1" the Edge TPU target's file (batch fixed to 1, int8 input and output);
 - LiteRT: ``tw.convert(model, "float32")`` then LiteRT Quantizer's ready recipe for the mode (``dynamic_wi8_afp32``,
-  also ``dynamic_legacy_wi8_afp32``, which skips tensors under 1,024 weights as the converter does;
+  also ``dynamic_legacy_wi8_afp32``, which skips tensors under 1,024 weights as the converter does; float16
+  weights by its float_casting algorithm;
   ``static_wi8_ai8``; ``static_wi8_ai16``) through ``tfopt_widgets.runtime.precision.quantize``, calibrated on the
-  same samples ("int8, batch 1": from a float32 file with the batch fixed to 1).
+  same samples ("int8, batch 1": from a float32 file with the batch fixed to 1). Calibrated ranges are the extremes
+  over the samples, as the converter's (and tw.convert's LiteRT step); "(LiteRT's averaging)" rows keep LiteRT
+  Quantizer's own calibration, a moving average of each sample's min and max.
 
 Per file: bytes, gzip bytes, accuracy (the digits demo's test split) or logit fidelity (MobileNetV2-0.35 at 64x64,
 untrained, on synthetic images: 1 - RMS error / RMS of the float logits), LiteRT latency on this CPU, the file's
@@ -30,9 +33,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 
-MODES = ("dynamic", "int8", "int16x8", "int8, batch 1")
+MODES = ("dynamic", "float16", "int8", "int16x8", "int8, batch 1")
 # LiteRT Quantizer's ready recipes (litert_quantizer.recipe, 0.11.0) for each converter mode.
-RECIPES = {"dynamic": ("dynamic_wi8_afp32", "dynamic_legacy_wi8_afp32"), "int8": ("static_wi8_ai8",),
+RECIPES = {"dynamic": ("dynamic_wi8_afp32", "dynamic_legacy_wi8_afp32"), "float16": ("float_casting",),
+           "int8": ("static_wi8_ai8",),
            "int16x8": ("static_wi8_ai16",), "int8, batch 1": ("static_wi8_ai8",)}
 PLACEMENT_TARGETS = ("edgetpu", "gpu", "hexagon")
 
@@ -52,19 +56,37 @@ def models(quick: bool):
     return found
 
 
-def litert_file(base, recipe_name: str, samples):
-    """``base`` (a float32 TFLiteModel) quantized with LiteRT Quantizer's ready recipe ``recipe_name``."""
+def ready_recipe(name: str):
+    """LiteRT Quantizer's ready recipe ``name``; "float_casting": float16 weights (runtime.precision.mode_recipe)."""
+    from litert_quantizer import recipe
+
+    from tfopt_widgets.runtime import precision
+
+    return precision.mode_recipe("float16") if name == "float_casting" else getattr(recipe, name)()
+
+
+def litert_file(base, recipe_name: str, samples, averaged: bool = False):
+    """``base`` (a float32 TFLiteModel) quantized with LiteRT Quantizer's ready recipe ``recipe_name``; calibrated
+    on the extremes (tfopt_widgets.runtime.precision.quantize) or, ``averaged``, by LiteRT Quantizer's own
+    Quantizer.calibrate."""
     import contextlib
     import io
+    import warnings
 
-    from litert_quantizer import recipe
+    from litert_quantizer import quantizer
 
     import tfopt_widgets as tw
     from tfopt_widgets.quiet import captured_stderr, captured_stdout
     from tfopt_widgets.runtime import precision
 
-    with captured_stdout(), captured_stderr(), contextlib.redirect_stderr(io.StringIO()):
-        content = precision.quantize(base.content, getattr(recipe, recipe_name)(), samples, base.input_names)
+    with captured_stdout(), captured_stderr(), contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if averaged:
+            q = quantizer.Quantizer(bytearray(base.content), ready_recipe(recipe_name))
+            calibration = q.calibrate(precision.calibration_data(samples, base.input_names))
+            content = bytes(q.quantize(calibration).quantized_model)
+        else:
+            content = precision.quantize(base.content, ready_recipe(recipe_name), samples, base.input_names)
     return tw.TFLiteModel(content, target="cpu", quantization=recipe_name, layer_origins=base.layer_origins,
                           input_names=base.input_names, output_names=base.output_names)
 
@@ -102,16 +124,20 @@ def main(argv=None) -> int:
                 converted = tw.convert(model, "edgetpu", representative_data=samples)
             else:
                 converted = tw.convert(model, "cpu", quantization=mode,
-                                       representative_data=None if mode == "dynamic" else samples)
+                                       representative_data=None if mode in ("dynamic", "float16") else samples)
             rows.append({"model": name, "mode": mode, "route": "converter", "metric": metric_name,
                          "seconds": round(time.perf_counter() - start, 2), **measure(converted, data, metric, runs)})
-            for recipe_name in RECIPES[mode]:
+            variants = [(recipe_name, False) for recipe_name in RECIPES[mode]]
+            if mode in ("int8", "int16x8"):
+                variants.append((RECIPES[mode][0], True))
+            for recipe_name, averaged in variants:
                 start = time.perf_counter()
-                quantized = litert_file(base_one if mode == "int8, batch 1" else base, recipe_name, samples)
-                rows.append({"model": name, "mode": mode, "route": f"LiteRT {recipe_name}", "metric": metric_name,
+                quantized = litert_file(base_one if mode == "int8, batch 1" else base, recipe_name, samples, averaged)
+                route = f"LiteRT {recipe_name}" + (" (LiteRT's averaging)" if averaged else "")
+                rows.append({"model": name, "mode": mode, "route": route, "metric": metric_name,
                              "seconds": round(time.perf_counter() - start, 2),
                              **measure(quantized, data, metric, runs)})
-            for row in rows[-1 - len(RECIPES[mode]):]:
+            for row in rows[-1 - len(variants):]:
                 print(f"{name} / {mode} / {row['route']}: {row['size']:,} B, {row['gzip_size']:,} B gzip, "
                       f"{metric_name} {row['score']:.4f}, {row['latency_ms']} ms, {row['placement']}", flush=True)
 

@@ -6,9 +6,10 @@ The converter makes the file in the conversion's own mode, with the precision la
 ``keep_float``); LiteRT Quantizer then gives those layers' ops their precision. The converter has no per-layer
 control in its dynamic-range and float16 modes, so there it converts float32 and LiteRT Quantizer also gives the
 other layers that mode (``runtime.precision.mode_recipe``: bench/precision_routes.py measured LiteRT's
-dynamic_legacy_wi8_afp32 at the converter's size and fidelity on the demo and MobileNetV2-0.35). int16x8 is
-refused (LiteRT's int16 route lost fidelity there); plan.precision(layer, activations="int16") in an int8
-conversion gives chosen layers int16 activations instead.
+dynamic_legacy_wi8_afp32 and float16 casting at the converter's size and fidelity on the demo and MobileNetV2-0.35).
+int16x8 is refused: the converter cannot leave layers out of it either, and LiteRT's own int16 recipe gives the file
+int16 inputs and outputs; plan.precision(layer, activations="int16") in an int8 conversion gives chosen layers int16
+activations instead.
 """
 
 from __future__ import annotations
