@@ -59,3 +59,49 @@ def captured_stdout():
             buffer.seek(0)
             text.seek(0)
             captured.text = buffer.read().decode(errors="replace") + text.read()
+
+
+# Lines TensorFlow's C++ code writes through absl, whose log settings TF_CPP_MIN_LOG_LEVEL does not reach (TF 2.21):
+# while it loads and looks for devices, two oneDNN and two CUDA-driver lines, each after absl's own "All log messages
+# before absl::InitializeLog()" line, then "failed call to cuInit" on the first device query; while a clustered model
+# fine-tunes, an error-level line about oneDNN's int32 kernels (it falls back to Eigen by itself). None of them asks
+# anything of the user.
+HARMLESS_LINES = ("All log messages before absl::InitializeLog()", "oneDNN custom operations are on",
+                  "Could not find cuda drivers", "failed call to cuInit", "Unable to register cuDNN",
+                  "Unable to register cuFFT", "Unable to register cuBLAS", "computation placer already registered",
+                  "This TensorFlow binary is optimized to use available CPU instructions",
+                  "To enable the following instructions", "TF-TRT Warning",
+                  "oneDNN supports DT_INT32 only on platforms with AVX-512")
+
+
+@contextlib.contextmanager
+def stderr_without(dropped: tuple[str, ...] = HARMLESS_LINES):
+    """Capture file descriptor 2 inside the block; at its end (also on an error) write what was captured to
+    ``sys.stderr``, less the lines that contain one of ``dropped``."""
+    log = CapturedText()
+    try:
+        with captured_stderr() as log:
+            yield
+    finally:
+        kept = [line for line in log.text.splitlines(keepends=True)
+                if line.strip() and not any(words in line for words in dropped)]
+        if kept:
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
+
+
+def imported_quietly(name: str, start=None):
+    """``importlib.import_module(name)``, then ``start(module)``, inside :func:`stderr_without`.
+
+    For TensorFlow, whose C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL; a module already imported is returned
+    as it is (its lines were written when it loaded).
+    """
+    import importlib
+
+    if name in sys.modules:
+        return sys.modules[name]
+    with stderr_without():
+        module = importlib.import_module(name)
+        if start is not None:
+            start(module)
+    return module

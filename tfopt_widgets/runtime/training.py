@@ -3,7 +3,9 @@
 Imports numpy, TensorFlow, tf_keras and tfmot only, and holds every private path of the stack the package uses
 (tfmot's registries, tf_keras internals): see the end of the file."""
 
+import contextlib
 import copy
+import logging
 import warnings
 
 import numpy as np
@@ -244,10 +246,47 @@ def quantize_applied(model, names, scheme):
         return quantization.quantize_annotate_layer(layer, quantize_config=quantize_config(type(layer).__name__))
 
     annotated = keras.models.clone_model(model, clone_function=annotate)
-    with quantization.quantize_scope(application_layers()), warnings.catch_warnings():
+    with quantization.quantize_scope(application_layers()), warnings.catch_warnings(), \
+            root_log_without(NO_ZEROS_NOTE):
         # Expected under the cluster-preserving scheme for layers that were not clustered (FIELD-NOTES).
         warnings.filterwarnings("ignore", message="No clustering performed on layer")
         return quantization.quantize_apply(annotated, scheme=scheme)
+
+
+# tfmot's cluster-preserving quantizer logs this on the root logger, once per build of each clustered layer that has
+# no zero weights (three times per layer in quantize_apply), when the scheme preserves sparsity (PCQAT): that layer
+# then keeps its shared values only, which is all a clustered layer that was not pruned has to keep. Each layer gets
+# its own quantizer (quantize_scheme), so the others still keep their zeros.
+NO_ZEROS_NOTE = "Input layer does not contain zero weights, so apply CQAT instead."
+
+
+class _WithoutMessage(logging.Filter):
+    def __init__(self, message):
+        super().__init__()
+        self.message = message
+
+    def filter(self, record):
+        return record.getMessage() != self.message
+
+
+@contextlib.contextmanager
+def root_log_without(message):
+    """Leave records of exactly ``message`` logged on the root logger out, inside the block; every other record
+    is handled as before (a filter on the root logger sees only what is logged on the root logger itself)."""
+    root = logging.getLogger()
+    drop = _WithoutMessage(message)
+    # logging.warning() configures the root logger (basicConfig: "WARNING:root:..." on stderr from then on) when it
+    # has no handler; Python's own last-resort handler, lent meanwhile, keeps the user's logging as it was.
+    lent = logging.lastResort if not root.handlers and logging.lastResort is not None else None
+    root.addFilter(drop)
+    if lent is not None:
+        root.addHandler(lent)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+        if lent is not None:
+            root.removeHandler(lent)
 
 
 def quantize_scheme(path: str, kwargs: dict, clustered):
