@@ -78,3 +78,32 @@ def test_errors_are_one_line_and_exit_2(saved, capsys, change, words):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err and err.count("\n") == 1
+
+
+# What TensorFlow, tfmot and LiteRT print on their own and no user can act on: TensorFlow's start-up lines (absl
+# writes them whatever TF_CPP_MIN_LOG_LEVEL says), tfmot's root-logger note under PCQAT, LiteRT's delegate banner.
+NOISE = ("oneDNN", "cuInit", "cuda", "CUDA", "absl::InitializeLog", "WARNING:root", "does not contain zero weights",
+         "XNNPACK", "I0000", "E0000", "W0000")
+
+
+def test_output_says_only_what_the_user_should_act_on(saved, tmp_path):
+    # conv2 is clustered but not pruned while dense is pruned and clustered: the PCQAT scheme makes tfmot log
+    # "Input layer does not contain zero weights, so apply CQAT instead." for conv2, and clustering runs int32 ops.
+    plan = (tw.Plan().quantize("conv1", "conv2", "dense", "classifier").cluster("conv2", clusters=8)
+            .prune("dense", sparsity=0.5).cluster("dense", clusters=16))
+    plan.save(tmp_path / "plan.json")
+    result = subprocess.run([sys.executable, "-m", "tfopt_widgets.cli", "optimize", str(saved / "model.keras"),
+                             "--plan", str(tmp_path / "plan.json"), "--target", "edgetpu", "--data",
+                             str(saved / "data.npz"), "--epochs", "1", "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for words in NOISE:
+        assert words not in result.stdout + result.stderr, (words, result.stderr)
+    # stderr holds the progress, one line per stage with its time; stdout the results table.
+    lines = result.stderr.splitlines()
+    assert [line.split(":")[0].split(",")[0] for line in lines] == [
+        "float32 baseline", "pruning", "clustering", "quantization-aware training",
+        "converting to TensorFlow Lite (calibration included)", "measuring the TFLite file with LiteRT on this CPU"]
+    assert "clustering: fine-tuning, 1 epoch, " in lines[2] and all(line.endswith(" s") for line in lines)
+    assert "edgetpu" in result.stdout and sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "edgetpu.tflite", "float32.tflite", "metrics.json", "plan.json"], "whole files only, no leftovers"

@@ -51,7 +51,7 @@ def test_run_gives_what_optimize_convert_evaluate_by_hand_give(digits, frozen):
     assert result.tflite.gzip_size < base.tflite.gzip_size / 3
 
     row = result.to_row()
-    assert row["run"] == "CPU, int8, 1 layers planned" and row["epochs"] == 1
+    assert row["run"] == "CPU, int8, 1 layer pruned" and row["epochs"] == 1
     assert (row["target"], row["mode"], row["size"], row["accuracy"]) == \
         ("cpu", "int8", result.tflite.size, result.metrics.accuracy)
     assert row["plan"]["dense"]["prune"]["sparsity"] == 0.5 and 0 < row["accelerated_share"] <= 1

@@ -42,13 +42,15 @@ _LAZY = {
     "suggest_plan": "analysis",
     "run": "pipeline",
     "RunResult": "pipeline",
+    "Progress": "pipeline",
     "demo": None,
     "Studio": "widgets.studio",
     "report": "writeups.reporting",
 }
 
 __all__ = ["TARGETS", "Cancelled", "ConversionError", "DataError", "Error", "LayerInfo", "Metrics", "ModelError",
-           "ModelInfo", "ModelNotice", "OptimizedModel", "Plan", "PlanError", "RunResult", "SensitivityReport", "Studio",
+           "ModelInfo", "ModelNotice", "OptimizedModel", "Plan", "PlanError", "Progress", "RunResult",
+           "SensitivityReport", "Studio",
            "Support", "TFLiteModel", "TargetError", "convert", "demo", "evaluate", "inspect", "load_model", "optimize",
            "report", "run", "sensitivity", "suggest_plan", "to_tf_keras"]
 
@@ -60,9 +62,17 @@ def load_ipython_extension(ipython):
     register(ipython)
 
 
+# Names whose modules load TensorFlow: it starts with its start-up log lines left out (pipeline.start_engine).
+_NO_ENGINE = ("TARGETS", "Progress", "demo")
+
+
 def __getattr__(name):
     if name not in _LAZY:
         raise AttributeError(f"module 'tfopt_widgets' has no attribute {name!r}")
+    if name not in _NO_ENGINE:
+        from .pipeline import start_engine
+
+        start_engine()
     module = importlib.import_module(f".{_LAZY[name] or name}", __name__)
     value = module if _LAZY[name] is None else getattr(module, name)
     globals()[name] = value

@@ -6,8 +6,9 @@
 
 ``data.npz`` holds ``x`` and ``y`` (training data for fine-tuning and calibration) and, optionally, ``x_test`` and
 ``y_test`` (validation while fine-tuning, and evaluation; without them the training data is evaluated). Both
-commands run ``tw.run``: the float32 baseline, then the plan fine-tuned, converted and evaluated. Errors print one
-line and exit with 2.
+commands run ``tw.run``: the float32 baseline, then the plan fine-tuned, converted and evaluated. Progress goes to
+stderr (a bar per stage on a terminal, a line per stage in a log), results to stdout; TensorFlow's start-up lines
+are left out. Errors print one line and exit with 2. Files are written whole or not at all.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 from .errors import DataError, Error
+from .pipeline import Progress, start_engine, write_atomically
 from .plan import Plan
 
 TARGET_ORDER = ("cpu", "gpu", "edgetpu", "hexagon")
@@ -28,6 +30,7 @@ def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        start_engine()
         return args.run(args)
     except Error as error:
         print(f"tfopt-widgets: error: {error}", file=sys.stderr)
@@ -76,12 +79,14 @@ def _demo(args) -> int:
     print(f"Trained the digits CNN ({model.count_params():,} params) in {time.perf_counter() - started:.1f} s.")
     plan = default_plan()
     print(f"Plan:\n{plan!r}")
-    first = run(model, plan, TARGET_ORDER[0], train, validation_data=test, epochs=args.epochs, baseline=True)
+    first = run(model, plan, TARGET_ORDER[0], train, validation_data=test, epochs=args.epochs, baseline=True,
+                progress=Progress(text=True))
     print(f"Measured the float32 baseline, optimized (stages: {', '.join(first.optimized.history)}), converted "
           f"for {first.target} and measured it in {first.wall_s:.1f} s.")
     runs = [(first.baseline.label, first.baseline), (first.target, first)]
     for target in TARGET_ORDER[1:]:  # the same fine-tuned model, converted for each target
-        runs.append((target, run(model, plan, target, train, validation_data=test, optimized=first.optimized)))
+        runs.append((target, run(model, plan, target, train, validation_data=test, optimized=first.optimized,
+                                 progress=Progress(text=True))))
     _report(runs, args.out, plan)
     return 0
 
@@ -110,20 +115,19 @@ def _optimize(args) -> int:
                             "Write it with numpy.savez(path, x=..., y=...).", field="data")
     test = (data["x_test"], data["y_test"]) if {"x_test", "y_test"} <= set(data) else None
     result = run(model, plan, args.target, (data["x"], data["y"]), validation_data=test,
-                 quantization=args.quantization, epochs=args.epochs, baseline=True)
+                 quantization=args.quantization, epochs=args.epochs, baseline=True, progress=Progress(text=True))
     _report([(result.baseline.label, result.baseline), (args.target, result)], args.out, plan)
     return 0
 
 
 def _report(runs, out: Path, plan: Plan) -> None:
     """Print the comparison table of ``(label, tw.run's result)`` pairs; write files, plan and metrics to ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    plan.save(out / "plan.json")
+    write_atomically(out / "plan.json", plan.to_json() + "\n")
     rows = []
     for label, result in runs:
-        path = result.tflite.save(out / f"{label.split()[0]}.tflite")
+        path = write_atomically(out / f"{label.split()[0]}.tflite", result.tflite.content)
         rows.append({"run": label, **result.metrics.as_dict(), "file": path.name})
-    (out / "metrics.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    write_atomically(out / "metrics.json", json.dumps(rows, indent=2) + "\n")
     print(format_table(rows))
     print(f"Wrote {len(rows)} .tflite files, plan.json and metrics.json to {out}/")
 

@@ -30,6 +30,7 @@ from ..plan.stages import (
     quantize_scheme,
     stages,
 )
+from ..quiet import stderr_without
 from ..runtime import training as runtime
 
 Progress = Callable[[str, int, int], None]
@@ -121,7 +122,9 @@ def optimize(model, plan: Plan, train_data, epochs: int = 2, validation_data=Non
     user_names = [layer.name for layer in prepared.layers]
     # The stage decisions (order, schemes, frozen layers) are plan/stages.py's, shared with Plan.to_python's script.
     for stage in stages(plan):
-        with _tfmot_errors(stage, prepared.name, plan):
+        # TensorFlow's C++ kernels log past TF_CPP_MIN_LOG_LEVEL on the way (quiet.HARMLESS_LINES: clustering's
+        # int32 ops): those lines are left out, any other is written after the stage.
+        with _tfmot_errors(stage, prepared.name, plan), stderr_without():
             work = getattr(runner, stage)(work, plan)
     origins = _origins(work, user_names)
     stack.record_origins(work, origins)
@@ -221,7 +224,7 @@ class _ProgressCallback(keras.callbacks.Callback):
     def __init__(self, stage: str, steps_per_epoch: int, total: int, progress: Progress):
         super().__init__()
         self.stage, self.steps_per_epoch, self.total, self.progress = stage, steps_per_epoch, total, progress
-        self.epoch = 0
+        self.epoch = self.step = 0
 
     def on_train_begin(self, logs=None):
         self.progress(self.stage, 0, self.total)
@@ -230,7 +233,26 @@ class _ProgressCallback(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        self.progress(self.stage, min(self.epoch * self.steps_per_epoch + batch + 1, self.total), self.total)
+        self.step = min(self.epoch * self.steps_per_epoch + batch + 1, self.total)
+        self.progress(self.stage, self.step, self.total)
+
+    def on_test_batch_end(self, batch, logs=None):
+        # Validation at an epoch's end: the same step again, so that a cancel is seen there too.
+        self.progress(self.stage, self.step, self.total)
+
+
+def optimizer_setting(model) -> str | None:
+    """What fine-tuning uses when no learning rate is given, in words: "Adam at learning rate 0.001" (the model's
+    own optimizer, as it was compiled); None for a model that is not compiled."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return None
+    rate = getattr(optimizer, "learning_rate", None)
+    try:
+        rate = f"learning rate {float(np.asarray(rate)):g}"
+    except (TypeError, ValueError):  # a schedule: its class says what it does
+        rate = f"a {type(rate).__name__} learning rate" if rate is not None else "its learning rate"
+    return f"{type(optimizer).__name__} at {rate}"
 
 
 def _compile_args(model, loss, metrics, learning_rate) -> dict:

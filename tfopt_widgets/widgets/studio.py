@@ -8,8 +8,9 @@
 >>> studio.analyze(wait=True)       # "Analyze sensitivity": tw.sensitivity, shown as a heat map in the table
 >>> studio.suggest_plan(budget=0.01)  # "Suggest plan": tw.suggest_plan fills the table (still editable)
 
-Runs and analyses happen in a background thread so the kernel stays responsive and "Cancel" can stop them; errors
-are shown in the widget (``studio.error``) rather than lost in a log.
+Runs and analyses happen in a background thread so the kernel stays responsive and "Cancel" can stop them (a
+conversion runs in a worker process, which Cancel kills: tw.run's ``worker``); errors are shown in the widget
+(``studio.error``) rather than lost in a log. The run panel shows each stage as it goes (``studio.progress``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import ipywidgets as widgets
 import traitlets
 
 from ..errors import Cancelled, DataError, Error, TargetError
-from ..pipeline import training_inputs
+from ..pipeline import Progress, plan_summary, training_inputs, write_atomically
 from ..plan import Plan
 from ..targets import QUANTIZATIONS, TARGETS, get_target
 from .export_panel import ExportPanel
@@ -53,13 +54,14 @@ class Studio(widgets.VBox):
                  quantization: str | None = None, plan: Plan | None = None, epochs: int = 2,
                  learning_rate: float | None = None, sensitivity=None, budget: float = 0.01):
         from ..model.inspection import inspect
-        from ..techniques.optimization import kernels
+        from ..techniques.optimization import kernels, optimizer_setting
+        from ..tflite.worker import shared_worker
 
         self.model = model
         self.info = inspect(model)
         self.train_data, self.validation_data = train_data, validation_data
         self._lock = threading.RLock()
-        self._cancel = threading.Event()
+        self.progress = Progress()  # the current (or last) run's progress; each run or analysis gets a new one
         self._thread: threading.Thread | None = None
         self._baseline = None  # the float32 baseline's RunResult, made on the first run
         self.optimized = None  # the last run's OptimizedModel (None when the plan was empty)
@@ -73,7 +75,8 @@ class Studio(widgets.VBox):
         self.weights = WeightView(layer=self.table.selected)
         self.weights.set_weights(kernels(model))
         traitlets.dlink((self.table, "selected"), (self.weights, "layer"))
-        self.panel = RunPanel(epochs=epochs, learning_rate=learning_rate or 0.0)
+        self.panel = RunPanel(epochs=epochs, learning_rate=learning_rate or 0.0,
+                              optimizer=optimizer_setting(model) or "")
         self.panel.on_run(lambda _: self.run())
         self.panel.on_cancel(lambda _: self.cancel())
         self.sensitivity_panel = SensitivityPanel(budget=budget)
@@ -101,6 +104,8 @@ class Studio(widgets.VBox):
         self._target_changed({"new": self.target})
         if sensitivity is not None:
             self.sensitivity = sensitivity
+        if train_data is not None or validation_data is not None:
+            shared_worker().start()  # it loads TensorFlow meanwhile, so the first run does not wait for it
 
     # -- header: model facts, target and mode pickers ---------------------------------------------------------
     def _header(self) -> widgets.Widget:
@@ -202,7 +207,8 @@ class Studio(widgets.VBox):
             if self._thread is not None and self._thread.is_alive():
                 self._show_error(Error("A run is already in progress; cancel it or wait for it to finish."))
                 return self
-            self._cancel.clear()
+            self.progress = Progress()
+            self.progress.on_update(self.panel.show)
             self.error = ""
             self.panel.running = True
             self.table.disabled = True
@@ -219,13 +225,9 @@ class Studio(widgets.VBox):
             thread.join(timeout)
 
     def cancel(self) -> None:
-        """Stop the current run or analysis at its next step; the user's model is unchanged."""
-        self._cancel.set()
-
-    def _progress(self, stage: str, step: int, total: int) -> None:
-        if self._cancel.is_set():
-            raise Cancelled("Cancelled by the user; your model is unchanged.")
-        self.panel.show_progress(stage, step, total)
+        """Stop the current run or analysis: fine-tuning at its next step, a conversion (in its worker process) or
+        an evaluation within 0.2 s; the user's model is unchanged and no file is written."""
+        self.progress.cancel()
 
     def _work(self, job) -> None:
         try:
@@ -248,7 +250,8 @@ class Studio(widgets.VBox):
 
         baseline = self._baseline if self._baseline is not None else True
         result = run(self.model, train_data=self.train_data, validation_data=self.validation_data,
-                     baseline=baseline, on_baseline=self._baseline_measured, progress=self._progress, **settings)
+                     baseline=baseline, on_baseline=self._baseline_measured, progress=self.progress, worker=True,
+                     **settings)
         row = result.to_row()
         self.results_view.add(row)
         with self._lock:
@@ -317,8 +320,8 @@ class Studio(widgets.VBox):
             raise DataError("Sensitivity is measured on labelled data: pass validation_data=(x, y) or "
                             "train_data=(x, y) to tw.Studio.", field="validation_data")
         options.setdefault("representative_data", training_inputs(self.train_data))
-        self._progress("sensitivity", 0, 0)
-        report = sensitivity(self.model, data, progress=self._progress, **options)
+        self.progress("sensitivity", 0, 0)
+        report = sensitivity(self.model, data, progress=self.progress, **options)
         self.sensitivity = report
         return f"Sensitivity measured: {len(report.rows)} variants scored in {report.wall_s:.1f} s."
 
@@ -375,16 +378,15 @@ class Studio(widgets.VBox):
     # -- export -----------------------------------------------------------------------------------------------
     def save_plan(self, path=None) -> Path:
         """Write the plan as JSON (default: ``<model name>-plan.json`` in the working folder)."""
-        path = Path(path or f"{self.info.name}-plan.json")
-        self.plan.save(path)
-        return path
+        return write_atomically(Path(path or f"{self.info.name}-plan.json"), self.plan.to_json() + "\n")
 
     def save_tflite(self, path=None) -> Path:
         """Write the last run's .tflite file (default: ``<model>-<target>-<mode>.tflite`` in the working folder)."""
         tflite = self.tflite
         if tflite is None:
             raise Error("There is no converted model yet: click “Optimize and convert” first.", field="tflite")
-        return tflite.save(path or f"{self.info.name}-{tflite.target}-{tflite.quantization}.tflite")
+        return write_atomically(path or f"{self.info.name}-{tflite.target}-{tflite.quantization}.tflite",
+                                tflite.content)
 
     def export_report(self, path="report.html", **kwargs) -> Path:
         """Write the plan, weight histograms, every result and the target compatibility as one self-contained HTML
@@ -404,7 +406,7 @@ class Studio(widgets.VBox):
 
     def __repr__(self) -> str:
         return f"<Studio {self.info.name!r}: {len(self.info.layers)} layers, target {self.target!r}, " \
-               f"{len(self.plan)} layers planned, {len(self.results_view.rows)} results>"
+               f"{plan_summary(self.plan, self.info)}, {len(self.results_view.rows)} results>"
 
 
 def _suggestion_text(suggestion: dict) -> str:
