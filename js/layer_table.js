@@ -1,8 +1,8 @@
-// The layer table view: one row per layer with quantize / prune / cluster controls that edit the synced
-// `plan_state` trait (Python turns it into the live tw.Plan). Rows are virtualised: only the rows in view are
-// in the DOM, so a model with thousands of layers stays responsive. Every field from Python is read by name: the
-// layers arrive as named columns ({name: [...], params: [...], ...}, see layer_columns in layer_table.py) and are
-// turned into one object per layer here.
+// The layer table view: one row per layer with quantize / prune / cluster controls that edit the live tw.Plan
+// through messages (see "Edits" below); Python shows the plan in the synced `plan_state` trait. Rows are
+// virtualised: only the rows in view are in the DOM, so a model with thousands of layers stays responsive.
+// Every field from Python is read by name: the layers arrive as named columns ({name: [...], params: [...], ...},
+// see layer_columns in layer_table.py) and are turned into one object per layer here.
 // Layer names come from user models and may contain markup: they are only ever set with textContent.
 
 import { CSS } from "./layer_table_css.js";
@@ -64,6 +64,36 @@ function heatHeading({ technique, level }) {
   if (technique === "quantize") return ["8b", "int8 post-training quantization of this layer alone"];
   if (technique === "prune") return [String(Math.round(level * 100)), `prune to ${Math.round(level * 100)}% sparsity`];
   return [String(level), `cluster into ${level} shared values`];
+}
+
+// A random id for one view of the table: Python numbers edits per view.
+function viewId() {
+  const bytes = new Uint8Array(8);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// `state` (a plan_state) with one edit applied as Python applies it: quantizing a layer unticks its keep float and
+// keeping it float unticks its quantization; a convolution and the BatchNormalization/activation folded into it
+// (`groups`: {member: convolution}) are quantized or released together.
+export function withEdit(state, { layer, field, value }, groups, empty) {
+  const next = { ...state };
+  const set = (name, changes) => {
+    const entry = { ...empty, ...(next[name] || {}), ...changes };
+    if (!entry.quantize && !entry.sparsity && !entry.clusters && !entry.keep_float) delete next[name];
+    else next[name] = entry;
+  };
+  const head = groups[layer] ?? layer;
+  const others = [head, ...Object.keys(groups).filter((name) => groups[name] === head)].filter((name) => name !== layer);
+  const wasQuantized = !!(next[layer] || {}).quantize;
+  if (field === "quantize") {
+    set(layer, value ? { quantize: true, keep_float: false } : { quantize: false });
+    if (wasQuantized !== !!value) for (const name of others) set(name, { quantize: !!value });
+  } else if (field === "keep_float" && value) {
+    set(layer, { keep_float: true, quantize: false });
+    if (wasQuantized) for (const name of others) set(name, { quantize: false });
+  } else set(layer, { [field]: value });
+  return next;
 }
 
 function signed(x) {
@@ -152,7 +182,6 @@ export function renderLayerTable({ model, el }) {
     return rowsCache;
   };
   const reasons = () => model.get("reasons") || [];
-  const plan = () => model.get("plan_state") || {};
   const inits = () => model.get("cluster_inits") || ["kmeans++"];
   const checked = () => new Set(model.get("checked") || []);
   const reasonText = (index) => (index >= 0 ? reasons()[index] || "" : "");
@@ -161,16 +190,46 @@ export function renderLayerTable({ model, el }) {
   const emptyEntry = () => ({ quantize: false, sparsity: 0, clusters: 0, init: inits()[0], keep_float: false });
   const entryOf = (name) => ({ ...emptyEntry(), ...(plan()[name] || {}) });
 
-  function editPlan(names, change) {
-    const state = { ...plan() };
-    for (const name of names) {
-      const entry = entryOf(name);
-      change(entry, name);
-      if (!entry.quantize && !entry.sparsity && !entry.clusters && !entry.keep_float) delete state[name];
-      else state[name] = entry;
+  // -- Edits ---------------------------------------------------------------------------------------------------
+  // An edit is {layer, field, value}: one field of one row. The view sends them as a message numbered in its own
+  // sequence ({kind: "edits", view, seq, edits}); Python applies each message in that order to the live plan,
+  // sets `plan_state` and then answers {kind: "applied", view, seq}. Until that answer the table shows Python's
+  // `plan_state` with the view's pending edits on top, so a state Python sent before it saw an edit never undoes
+  // that edit on screen, and a tick made before Python's answer to the previous one cannot undo what Python added.
+  const viewName = viewId();
+  let sent = 0;
+  let pending = []; // [{seq, edits}] sent, not yet answered
+  let shown = { from: null, pending: null, state: {} };
+  function plan() {
+    const state = model.get("plan_state") || {};
+    if (shown.from !== state || shown.pending !== pending) {
+      const groups = model.get("quantize_groups") || {};
+      let next = state;
+      for (const message of pending) for (const edit of message.edits) next = withEdit(next, edit, groups, emptyEntry());
+      shown = { from: state, pending, state: next };
     }
-    model.set("plan_state", state);
-    model.save_changes();
+    return shown.state;
+  }
+
+  function edit(edits) {
+    if (!edits.length) return;
+    sent += 1;
+    pending = [...pending, { seq: sent, edits }];
+    model.send({ kind: "edits", view: viewName, seq: sent, edits });
+    renderRows(true);
+  }
+
+  // A number box's value as an edit; leaving the box unchanged sends nothing.
+  function commitNumber(name, field, input) {
+    const value = input.value === "" ? 0 : Number(input.value);
+    input.defaultValue = input.value; // committed: a re-render may replace the box
+    if (value !== entryOf(name)[field]) edit([{ layer: name, field, value }]);
+  }
+
+  function onMessage(message) {
+    if (!message || message.kind !== "applied" || message.view !== viewName) return;
+    pending = pending.filter((m) => m.seq > message.seq);
+    renderRows(true);
   }
 
   function setChecked(names) {
@@ -274,13 +333,12 @@ export function renderLayerTable({ model, el }) {
         "aria-pressed": String(planned), "data-key": `heat${i}\u0000${name}`,
       });
       cell.style.background = heatColour(drop, budget);
-      cell.addEventListener("click", () => editPlan([name], (e) => {
-        if (technique === "quantize") {
-          e.keep_float = !e.keep_float;
-          if (e.keep_float) e.quantize = false;
-        } else if (technique === "prune") e.sparsity = e.sparsity === level ? 0 : level;
-        else e.clusters = e.clusters === level ? 0 : level;
-      }));
+      cell.addEventListener("click", () => {
+        const e = entryOf(name);
+        if (technique === "quantize") edit([{ layer: name, field: "keep_float", value: !e.keep_float }]);
+        else if (technique === "prune") edit([{ layer: name, field: "sparsity", value: e.sparsity === level ? 0 : level }]);
+        else edit([{ layer: name, field: "clusters", value: e.clusters === level ? 0 : level }]);
+      });
       return cell;
     });
   }
@@ -321,38 +379,32 @@ export function renderLayerTable({ model, el }) {
       "aria-label": `quantize ${name}`, title: tip("quantize"), "data-key": key("quantize"),
     });
     // Toggling a folded layer toggles its convolution (Python quantizes or releases the whole group).
-    quantize.addEventListener("change", () => editPlan([head ?? name], (e) => {
-      e.quantize = quantize.checked;
-      if (e.quantize) e.keep_float = false;
-    }));
+    quantize.addEventListener("change", () => edit([{ layer: head ?? name, field: "quantize", value: quantize.checked }]));
     // Keep float: the layer stays float when the rest is converted to int8 (not with quantization-aware training).
     const keepFloat = element("input", {
       type: "checkbox", checked: !!entry.keep_float, disabled: disabled || (!row.params && !supports("quantize")),
       "aria-label": `keep ${name} float`, "data-key": key("float"),
       title: "keep float: this layer stays float when the rest is converted to int8 (selective post-training quantization)",
     });
-    keepFloat.addEventListener("change", () => editPlan([name], (e) => {
-      e.keep_float = keepFloat.checked;
-      if (e.keep_float) e.quantize = false;
-    }));
+    keepFloat.addEventListener("change", () => edit([{ layer: name, field: "keep_float", value: keepFloat.checked }]));
     const sparsity = element("input", {
-      type: "number", min: 0, max: 0.99, step: 0.05, placeholder: "off", value: entry.sparsity ? String(entry.sparsity) : "",
+      type: "number", min: 0, max: 0.99, step: 0.05, placeholder: "off", defaultValue: entry.sparsity ? String(entry.sparsity) : "",
       disabled: disabled || !supports("prune"), "aria-label": `prune sparsity for ${name}`,
       title: tip("prune") || "fraction of weights set to zero (blank or 0: no pruning)", "data-key": key("prune"),
     });
-    onCommit(sparsity, () => editPlan([name], (e) => { e.sparsity = sparsity.value === "" ? 0 : Number(sparsity.value); }));
+    onCommit(sparsity, () => commitNumber(name, "sparsity", sparsity));
     const clusters = element("input", {
-      type: "number", min: 0, step: 1, placeholder: "off", value: entry.clusters ? String(entry.clusters) : "",
+      type: "number", min: 0, step: 1, placeholder: "off", defaultValue: entry.clusters ? String(entry.clusters) : "",
       disabled: disabled || !supports("cluster"), "aria-label": `cluster count for ${name}`,
       title: tip("cluster") || "number of shared weight values (blank or 0: no clustering)", "data-key": key("clusters"),
     });
-    onCommit(clusters, () => editPlan([name], (e) => { e.clusters = clusters.value === "" ? 0 : Number(clusters.value); }));
+    onCommit(clusters, () => commitNumber(name, "clusters", clusters));
     const init = element("select", {
       disabled: disabled || !supports("cluster") || !entry.clusters, "aria-label": `cluster init for ${name}`,
       title: tip("cluster") || "how cluster centroids start", "data-key": key("init"),
     }, inits().map((value) => element("option", { value, text: value })));
     init.value = entry.init || inits()[0];
-    init.addEventListener("change", () => editPlan([name], (e) => { e.init = init.value; }));
+    init.addEventListener("change", () => edit([{ layer: name, field: "init", value: init.value }]));
 
     const place = (model.get("placement") || {})[name];
     let badge = element("span");
@@ -396,13 +448,17 @@ export function renderLayerTable({ model, el }) {
     if (!force && start === view.start && end === view.end) return;
     view.start = start;
     view.end = end;
-    // Keep keyboard focus on the same control of the same layer across re-renders.
-    const focused = rowsBox.contains(document.activeElement) ? document.activeElement.getAttribute("data-key") : null;
+    // Keep keyboard focus on the same control of the same layer across re-renders, and what is typed in a number
+    // box but not yet committed (Python's answer to another edit re-renders the rows).
+    const active = rowsBox.contains(document.activeElement) ? document.activeElement : null;
+    const focused = active ? active.getAttribute("data-key") : null;
+    const typing = active && active.type === "number" && active.value !== active.defaultValue ? active.value : null;
     const lines = [];
     for (let position = start; position < end; position++) lines.push(renderRow(view.order[position], position));
     rowsBox.replaceChildren(...lines);
     if (focused) {
       const again = [...rowsBox.querySelectorAll("[data-key]")].find((node) => node.getAttribute("data-key") === focused);
+      if (again && typing !== null) again.value = typing;
       if (again) again.focus({ preventScroll: true });
     }
     body.style.height = `${Math.min(view.order.length * ROW_HEIGHT + 2, 12 * ROW_HEIGHT + 2)}px`;
@@ -454,24 +510,23 @@ export function renderLayerTable({ model, el }) {
   bulkApply.addEventListener("click", () => {
     const byName = new Map(rows().map((row) => [row.name, row]));
     const names = [...checked()].filter((name) => byName.has(name));
+    const groups = model.get("quantize_groups") || {};
     let skipped = 0;
-    editPlan(names, (entry, name) => {
+    const edits = [];
+    for (const name of names) {
       const row = byName.get(name);
       const can = (technique) => !!row[`supports_${technique}`];
-      if (bulkQuantize.value !== "") {
-        if (can("quantize")) entry.quantize = bulkQuantize.value === "1";
+      const set = (technique, field, value) => {
+        if (can(technique)) edits.push({ layer: field === "quantize" ? groups[name] ?? name : name, field, value });
         else skipped++;
-      }
-      if (bulkSparsity.value !== "") {
-        if (can("prune")) entry.sparsity = Number(bulkSparsity.value);
-        else skipped++;
-      }
-      if (bulkClusters.value !== "") {
-        if (can("cluster")) entry.clusters = Number(bulkClusters.value);
-        else skipped++;
-      }
-      if (bulkInit.value !== "" && can("cluster")) entry.init = bulkInit.value;
-    });
+      };
+      if (bulkQuantize.value !== "") set("quantize", "quantize", bulkQuantize.value === "1");
+      if (bulkSparsity.value !== "") set("prune", "sparsity", Number(bulkSparsity.value));
+      // The cluster count before its init: Python keeps the init only of a layer that is clustered.
+      if (bulkClusters.value !== "") set("cluster", "clusters", Number(bulkClusters.value));
+      if (bulkInit.value !== "" && can("cluster")) edits.push({ layer: name, field: "init", value: bulkInit.value });
+    }
+    edit(edits);
     status.textContent = `applied to ${names.length} selected layers` + (skipped ? `; ${skipped} settings skipped where a layer does not support them` : "");
   });
 
@@ -490,6 +545,7 @@ export function renderLayerTable({ model, el }) {
   model.on(stateEvents, onState);
   model.on("change:checked", onChecked);
   model.on("change:sensitivity", onHeat);
+  model.on("msg:custom", onMessage);
   refreshHeat();
   onRows();
   // The element has no size until it is attached; render again once it has one.
@@ -501,5 +557,6 @@ export function renderLayerTable({ model, el }) {
     model.off(stateEvents, onState);
     model.off("change:checked", onChecked);
     model.off("change:sensitivity", onHeat);
+    model.off("msg:custom", onMessage);
   };
 }

@@ -34,23 +34,30 @@ def recording(monkeypatch):
     monkeypatch.setattr(comm, "create_comm", RecordingComm)
 
 
+# Two convolutions that each fold a BatchNormalization and a ReLU when quantized, and layers around them; the source
+# is run here and in a notebook by tests/browser/test_table_edits.py.
+STEM_AND_SEP = """
+from tfopt_widgets.model.stack import keras
+
+layers = keras.layers
+inputs = keras.Input((16, 16, 3), name="image")
+x = layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
+x = layers.BatchNormalization(name="stem_bn")(x)
+x = layers.ReLU(name="stem_relu")(x)
+x = layers.DepthwiseConv2D(3, padding="same", name="sep")(x)
+x = layers.BatchNormalization(name="sep_bn")(x)
+x = layers.ReLU(name="sep_relu")(x)
+x = layers.Conv2D(16, 1, name="project")(x)
+x = layers.GlobalAveragePooling2D(name="pool")(x)
+model = keras.Model(inputs, layers.Dense(4, name="head")(x), name="stem_and_sep")
+"""
+
+
 @pytest.fixture(scope="module")
 def info():
-    """Two convolutions that fold a BatchNormalization and a ReLU each when quantized, and layers around them."""
-    from tfopt_widgets.model.stack import keras
-
-    layers = keras.layers
-    inputs = keras.Input((16, 16, 3), name="image")
-    x = layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
-    x = layers.BatchNormalization(name="stem_bn")(x)
-    x = layers.ReLU(name="stem_relu")(x)
-    x = layers.DepthwiseConv2D(3, padding="same", name="sep")(x)
-    x = layers.BatchNormalization(name="sep_bn")(x)
-    x = layers.ReLU(name="sep_relu")(x)
-    x = layers.Conv2D(16, 1, name="project")(x)
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = layers.Dense(4, name="head")(x)
-    return tw.inspect(keras.Model(inputs, outputs, name="stem_and_sep"))
+    namespace: dict = {}
+    exec(STEM_AND_SEP, namespace)  # noqa: S102 - this file's own source above
+    return tw.inspect(namespace["model"])
 
 
 @pytest.fixture
