@@ -1,6 +1,7 @@
 // The layer table view: one row per layer with quantize / prune / cluster controls that edit the live tw.Plan
 // through messages (see "Edits" below); Python shows the plan in the synced `plan_state` trait. Rows are
-// virtualised: only the rows in view are in the DOM, so a model with thousands of layers stays responsive.
+// virtualised: only the rows in view are in the DOM, so a model with thousands of layers stays responsive. The
+// header and the rows share one scroll container: narrower than its columns need, the table scrolls sideways.
 // Every field from Python is read by name: the layers arrive as named columns ({name: [...], params: [...], ...},
 // see layer_columns in layer_table.py) and are turned into one object per layer here.
 // Layer names come from user models and may contain markup: they are only ever set with textContent.
@@ -34,6 +35,23 @@ function element(tag, props = {}, children = []) {
   }
   node.append(...children);
   return node;
+}
+
+// Text that may wrap onto a second line: break opportunities after spaces, underscores, slashes, dots and at
+// CamelCase boundaries ("Batch|Normalization", "Conv2D|Transpose"). Built from text nodes: names may hold markup.
+export function breakable(text) {
+  const parts = String(text).split(/(?<=[_/.,-])|(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])/);
+  const nodes = [];
+  parts.forEach((part, i) => {
+    if (i) nodes.push(document.createElement("wbr"));
+    nodes.push(part);
+  });
+  return nodes;
+}
+
+// A block of at most two lines holding `text` (see .tfopt-lines in the CSS).
+function lines(text) {
+  return element("span", { className: "tfopt-lines" }, breakable(text));
 }
 
 // A number box commits on Enter as well as on blur (Chrome fires no "change" on Enter in a number input).
@@ -140,34 +158,35 @@ export function renderLayerTable({ model, el }) {
     ]),
   );
 
-  // -- header and virtualised body ---------------------------------------------------------------------------
+  // -- header and virtualised body, in one scroll container -----------------------------------------------------
   const header = element("div", { className: "tfopt-row tfopt-head", role: "row" });
   const selectAll = element("input", { type: "checkbox", "aria-label": "select all shown layers" });
   const sortButtons = {};
   header.append(element("span", { role: "columnheader" }, [selectAll]));
-  for (const [key, heading] of COLUMNS) {
-    const button = element("button", { type: "button", text: heading, className: "tfopt-sort" });
+  for (const [key, heading, numeric] of COLUMNS) {
+    const button = element("button", { type: "button", className: "tfopt-sort" }, [lines(heading)]);
     button.addEventListener("click", () => {
       view.sortDescending = view.sortKey === key ? !view.sortDescending : false;
       view.sortKey = key;
       refreshOrder();
     });
-    sortButtons[key] = element("span", { role: "columnheader", "aria-sort": "none" }, [button]);
+    // Numbers are right-aligned, their headings too: "output shape" and "params" stay apart.
+    sortButtons[key] = element("span", { role: "columnheader", "aria-sort": "none", className: numeric ? "tfopt-num" : "" }, [button]);
     header.append(sortButtons[key]);
   }
   const heatHeader = element("span", { role: "columnheader", className: "tfopt-heat" });
   header.append(heatHeader);
   for (const [heading, title] of [["quantize", "quantization-aware training (int8)"],
     ["float", "keep float: stays float when the rest is converted to int8"], ["sparsity", ""], ["clusters", ""], ["init", ""]]) {
-    header.append(element("span", { role: "columnheader", text: heading, title: title || undefined }));
+    header.append(element("span", { role: "columnheader", title: title || undefined }, [lines(heading)]));
   }
-  const placementHeading = element("span", { role: "columnheader", text: "placement" });
+  const placementHeading = element("span", { role: "columnheader" });
   header.append(placementHeading);
   const body = element("div", { className: "tfopt-body", role: "rowgroup" });
-  const spacer = element("div", { className: "tfopt-spacer" });
   const rowsBox = element("div", { className: "tfopt-rows" });
-  body.append(spacer, rowsBox);
-  root.append(element("div", { className: "tfopt-grid", role: "table", "aria-label": "layers" }, [header, body]));
+  body.append(rowsBox);
+  const grid = element("div", { className: "tfopt-grid", role: "table", "aria-label": "layers" }, [header, body]);
+  root.append(grid);
   el.replaceChildren(style, root);
 
   // -- state helpers -----------------------------------------------------------------------------------------
@@ -270,7 +289,7 @@ export function renderLayerTable({ model, el }) {
       button.setAttribute("aria-sort", key !== view.sortKey ? "none" : view.sortDescending ? "descending" : "ascending");
     }
     view.order = order;
-    spacer.style.height = `${order.length * ROW_HEIGHT}px`;
+    body.style.height = `${order.length * ROW_HEIGHT}px`;
     status.textContent = `${order.length} of ${all.length} layers shown, ${checked().size} selected`;
     renderRows(true);
   }
@@ -364,9 +383,9 @@ export function renderLayerTable({ model, el }) {
       setChecked(names);
     });
     const show = element("button", {
-      type: "button", className: "tfopt-name", text: name, title: name,
+      type: "button", className: "tfopt-name", title: name,
       "aria-label": `show weights of ${name}`, "aria-pressed": String(model.get("selected") === name), "data-key": key("show"),
-    });
+    }, [lines(name)]);
     show.addEventListener("click", () => {
       model.set("selected", name);
       model.save_changes();
@@ -425,8 +444,8 @@ export function renderLayerTable({ model, el }) {
     }, [
       element("span", { role: "cell" }, [select]),
       element("span", { role: "cell", className: "tfopt-cell-name" }, [show]),
-      element("span", { role: "cell", text: row.class_name, title: row.class_name }),
-      element("span", { role: "cell", text: row.output_shape, title: row.output_shape }),
+      element("span", { role: "cell", title: row.class_name }, [lines(row.class_name)]),
+      element("span", { role: "cell", title: row.output_shape }, [lines(row.output_shape)]),
       element("span", { role: "cell", className: "tfopt-num", text: row.params.toLocaleString("en-US") }),
       element("span", { role: "cell", className: "tfopt-num", text: row.weight_bytes ? formatBytes(row.weight_bytes) : "" }),
       element("span", { role: "cell", className: "tfopt-heat" }, heatCells(name, entry, disabled)),
@@ -442,8 +461,8 @@ export function renderLayerTable({ model, el }) {
   }
 
   function renderRows(force = false) {
-    const visible = Math.ceil((body.clientHeight || 360) / ROW_HEIGHT);
-    const start = Math.max(0, Math.floor(body.scrollTop / ROW_HEIGHT) - OVERSCAN);
+    const visible = Math.ceil((grid.clientHeight || 360) / ROW_HEIGHT);
+    const start = Math.max(0, Math.floor(grid.scrollTop / ROW_HEIGHT) - OVERSCAN);
     const end = Math.min(view.order.length, start + visible + 2 * OVERSCAN);
     if (!force && start === view.start && end === view.end) return;
     view.start = start;
@@ -453,17 +472,16 @@ export function renderLayerTable({ model, el }) {
     const active = rowsBox.contains(document.activeElement) ? document.activeElement : null;
     const focused = active ? active.getAttribute("data-key") : null;
     const typing = active && active.type === "number" && active.value !== active.defaultValue ? active.value : null;
-    const lines = [];
-    for (let position = start; position < end; position++) lines.push(renderRow(view.order[position], position));
-    rowsBox.replaceChildren(...lines);
+    const rendered = [];
+    for (let position = start; position < end; position++) rendered.push(renderRow(view.order[position], position));
+    rowsBox.replaceChildren(...rendered);
     if (focused) {
       const again = [...rowsBox.querySelectorAll("[data-key]")].find((node) => node.getAttribute("data-key") === focused);
       if (again && typing !== null) again.value = typing;
       if (again) again.focus({ preventScroll: true });
     }
-    body.style.height = `${Math.min(view.order.length * ROW_HEIGHT + 2, 12 * ROW_HEIGHT + 2)}px`;
     const title = model.get("target_title");
-    placementHeading.textContent = title ? `on ${title}` : "placement";
+    placementHeading.replaceChildren(lines(title ? `on ${title}` : "placement"));
     placementHeading.title = title ? `placement of each layer on ${title}` : "placement after a conversion";
     bulkApply.disabled = model.get("disabled");
   }
@@ -480,9 +498,10 @@ export function renderLayerTable({ model, el }) {
     if (position < 0 || next < 0 || next >= view.order.length) return;
     event.preventDefault();
     const nextKey = `${control}\u0000${rows()[view.order[next]].name}`;
+    // Rows sit below the sticky header (one row high) in the scroll container.
     const top = next * ROW_HEIGHT;
-    if (top < body.scrollTop) body.scrollTop = top;
-    else if (top + ROW_HEIGHT > body.scrollTop + body.clientHeight) body.scrollTop = top + ROW_HEIGHT - body.clientHeight;
+    if (top < grid.scrollTop) grid.scrollTop = top;
+    else if (top + 2 * ROW_HEIGHT > grid.scrollTop + grid.clientHeight) grid.scrollTop = top + 2 * ROW_HEIGHT - grid.clientHeight;
     renderRows(true);
     const node = [...rowsBox.querySelectorAll("[data-key]")].find((n) => n.getAttribute("data-key") === nextKey);
     if (node) node.focus();
@@ -530,7 +549,7 @@ export function renderLayerTable({ model, el }) {
     status.textContent = `applied to ${names.length} selected layers` + (skipped ? `; ${skipped} settings skipped where a layer does not support them` : "");
   });
 
-  body.addEventListener("scroll", () => renderRows(false), { passive: true });
+  grid.addEventListener("scroll", () => renderRows(false), { passive: true });
 
   const onRows = () => { refreshTypes(); refreshOrder(); };
   const onState = () => renderRows(true);
@@ -550,7 +569,7 @@ export function renderLayerTable({ model, el }) {
   onRows();
   // The element has no size until it is attached; render again once it has one.
   const resize = new ResizeObserver(() => renderRows(false));
-  resize.observe(body);
+  resize.observe(grid);
   return () => {
     resize.disconnect();
     model.off("change:layers change:reasons change:cluster_inits change:quantize_groups", onRows);

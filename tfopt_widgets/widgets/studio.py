@@ -371,8 +371,7 @@ class Studio(widgets.VBox):
     def _error_changed(self, change) -> None:
         if not hasattr(self, "_error_box"):
             return
-        self._error_html.value = (f"<div style='color:#a00;white-space:pre-wrap'>⚠ {html.escape(change['new'])}"
-                                  "</div>")
+        self._error_html.value = f"<div class='tfopt-error-message'>⚠ {html.escape(change['new'])}</div>"
         self._error_box.layout.display = "flex" if change["new"] else "none"
 
     # -- export -----------------------------------------------------------------------------------------------
