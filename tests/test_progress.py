@@ -151,6 +151,28 @@ def test_cancel_during_a_conversion_stops_it_within_2_s(tmp_path, monkeypatch):
     assert worker.started == started + 1 and again.content == tw.convert(tiny, "float32").content
 
 
+def test_cancel_during_an_evaluation_stops_it_within_2_s(digits, frozen):
+    test = digits[2]
+    progress = tw.Progress()
+    cancel = {}
+
+    def click_cancel():
+        cancel["at"] = time.monotonic()
+        progress.cancel()
+
+    def on_update(p):
+        cancel["reports"] = cancel.get("reports", 0) + (p.stage == "evaluate")
+        if cancel["reports"] == 3:  # the evaluation has run for 0.4 s: a million timed runs take far longer
+            threading.Timer(0.5, click_cancel).start()
+
+    progress.on_update(on_update)
+    with pytest.raises(tw.Cancelled):
+        tw.run(frozen, None, "float32", data=test, runs=1_000_000, progress=progress)
+    assert progress.stage == "evaluate" and time.monotonic() - cancel["at"] < CANCEL_WITHIN_S
+    assert not [t for t in threading.enumerate() if t.name == "tfopt-evaluate" and t.is_alive()], \
+        "the evaluation stopped, not left running unseen"
+
+
 def test_the_worker_gives_the_file_tw_convert_gives(digits):
     model, train, _ = digits
     opt = tw.optimize(model, tw.Plan().quantize("conv1", "dense").prune("dense", sparsity=0.5).keep_float("conv2"),
