@@ -173,3 +173,16 @@ def test_conversion_error_of_a_bad_layer_name_names_that_layer():
     with pytest.raises(tw.ConversionError, match=r"The cause is the name of layer 'conv\\\\1'.*'conv_1'") as error:
         tw.convert(model, "float32")
     assert error.value.layer == "conv\\1"
+
+
+def test_a_model_name_that_tensorflow_cannot_trace_is_a_conversion_error():
+    # A space is refused earlier than a backslash: while the model is traced ("'my model/' is not a valid root scope
+    # name"), before the converter runs. It still arrives as our error, naming the model's name as the cause.
+    import tfopt_widgets as tw
+    from tfopt_widgets.model.stack import keras
+
+    inputs = keras.Input((4,), name="features")
+    model = keras.Model(inputs, keras.layers.Dense(2, name="dense")(inputs), name="my model")
+    with pytest.raises(tw.ConversionError, match="model's name") as error:
+        tw.convert(model, "float32")
+    assert error.value.field == "model" and isinstance(error.value.__cause__, ValueError)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import warnings
 
-from ..errors import ConversionError, DataError, PlanError, TargetError
+from ..errors import ConversionError, DataError, Error, PlanError, TargetError
 from ..model.porting import ModelNotice
 from ..model.stack import keras, tf
 from ..runtime import ops
@@ -208,7 +208,12 @@ def _convert_file(model, target: Target, mode: str, samples, io_int8: bool, floa
     batch_one = bool(recurrent_layers(model))  # as _converter(batch_one=None) decides
     float_fallback, looping = False, []
     while True:
-        converter = converter_for(model, fixed_batch=target.fixed_batch, batch_one=batch_one)
+        try:  # tracing the model: a name TensorFlow's scopes refuse ('my model') fails here, before converting
+            converter = converter_for(model, fixed_batch=target.fixed_batch, batch_one=batch_one)
+        except (Error, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # TensorFlow raises ValueError, TypeError, ... while tracing
+            raise _conversion_error(model, mode, str(exc), exc, batch_one=target.fixed_batch or batch_one) from exc
         configure_converter(converter, mode, samples, io_int8)
         if float_fallback:
             converter.target_spec.supported_ops = [*converter.target_spec.supported_ops,
