@@ -332,6 +332,7 @@ def main():
     samples = calibration_inputs(data, model) if QUANTIZATION in ("int8", "int16x8") else None
     configure_converter(converter, QUANTIZATION, samples, INT8_IO)
     content = {convert}
+    content = consistent_biases(content)  # each int8 bias at the scale LiteRT's kernels assume (see there)
     Path(OUTPUT_PATH).write_bytes(content)
     print(f"Wrote {{OUTPUT_PATH}}: {{len(content):,}} bytes ({{TARGET}}, {{QUANTIZATION}})")
 

@@ -5,7 +5,8 @@ into the script it writes: the script computes what the engine computes and neve
 modules here import only numpy, TensorFlow, tf_keras and tfmot (never the package, never each other), raise only
 their own or the stack's errors, and take plain data (layer names, dicts of settings), never a Plan.
 
-- ``tflite``: calibration samples, the converter for a Keras model and its settings.
+- ``tflite``: calibration samples, the converter for a Keras model and its settings, the repair of int8 biases that
+  the converter quantizes at the wrong scale in partly quantization-aware models.
 - ``ops``: which user layer each layer of a model stands for, which op of a converted file computes it, and
   selective int8. Imports nothing up front, so ``tw.TFLiteModel`` reads files without loading TensorFlow.
 - ``training``: fine-tuning, the prune / cluster / quantize annotations, QAT schemes, the layers QAT folds

@@ -20,7 +20,7 @@ from ..model.porting import ModelNotice
 from ..model.stack import keras, tf
 from ..runtime import ops
 from ..runtime.ops import user_layers
-from ..runtime.tflite import CALIBRATION_SAMPLES, configure_converter
+from ..runtime.tflite import CALIBRATION_SAMPLES, configure_converter, consistent_biases
 from ..targets import Target, get_target
 from .converter import (
     CALIBRATED,
@@ -224,8 +224,8 @@ def _convert_file(model, target: Target, mode: str, samples, io_int8: bool, floa
         else:  # float modes keep every layer float anyway
             content, failure = attempt(converter)
         fixed = target.fixed_batch or batch_one
-        if failure is None:
-            return content, fixed, looping
+        if failure is None:  # a QAT model's converted file can hold biases at the wrong scale: see there
+            return (consistent_biases(content) if mode in CALIBRATED else content), fixed, looping
         text, error = failure
         if not fixed and any(words in text for words in _TENSOR_LIST_FAILURE):
             batch_one, looping = True, _layers_in(text, model)
