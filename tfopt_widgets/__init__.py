@@ -42,7 +42,7 @@ _LAZY = {
     "suggest_plan": "analysis",
     "run": "pipeline",
     "RunResult": "pipeline",
-    "Progress": "pipeline",
+    "Progress": "progress",
     "demo": None,
     "Studio": "widgets.studio",
     "report": "writeups.reporting",

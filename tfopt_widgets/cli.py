@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 
 from .errors import DataError, Error
-from .pipeline import Progress, start_engine, write_atomically
+from .pipeline import start_engine, write_atomically
 from .plan import Plan
+from .progress import Progress
 
 TARGET_ORDER = ("cpu", "gpu", "edgetpu", "hexagon")
 

@@ -16,7 +16,7 @@ DEBUG_SAMPLES = 32
 
 def layer_kernels(keras_model, tfl, info) -> dict[str, Kernel]:
     """The main kernel of every layer that supports pruning or clustering, found in the float file."""
-    from ..tflite.file import KERNELS
+    from ..tflite.readback import KERNELS
 
     by_layer = {}
     for op in tfl.ops:

@@ -24,6 +24,7 @@ from ..data.finite import check_finite
 from ..errors import DataError, Error
 from ..quiet import captured_stderr
 from .file import TFLiteModel
+from .readback import in_input_type
 
 __all__ = ["Metrics", "evaluate"]
 
@@ -302,17 +303,6 @@ def _check_shape(values: np.ndarray, detail: dict, what: str) -> None:
 def _quantize(values: np.ndarray, detail: dict) -> np.ndarray:
     """Float data in the input's type: int8/uint8 inputs with the file's scale and zero point."""
     return in_input_type(values, detail["dtype"], *detail["quantization"])
-
-
-def in_input_type(values, dtype, scale: float, zero_point: int) -> np.ndarray:
-    """Float data as an input of type ``dtype`` takes it: quantized with ``scale`` and ``zero_point`` (clipped to the
-    type's range) when the type is an integer and the input is quantized, else only cast."""
-    dtype = np.dtype(dtype)
-    values = np.asarray(values)
-    if np.issubdtype(dtype, np.integer) and scale:
-        info = np.iinfo(dtype)
-        values = np.clip(np.round(values / scale + zero_point), info.min, info.max)
-    return values.astype(dtype)
 
 
 def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:

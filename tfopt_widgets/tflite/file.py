@@ -24,6 +24,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from ..runtime.ops import CASTS, enum_names, holds_data, indices, op_layers, op_names, signature_names, tensor_name
+from .readback import KERNELS, layer_errors, precisions
 
 __all__ = ["KERNELS", "Op", "TFLiteModel", "Tensor"]
 
@@ -40,17 +41,6 @@ _OPTION_ENUMS = {
 _NUMPY_TYPES = {"FLOAT32", "FLOAT16", "FLOAT64", "INT8", "UINT8", "INT16", "UINT16", "INT32", "UINT32", "INT64",
                 "UINT64", "BOOL", "COMPLEX64", "COMPLEX128"}
 
-# Ops whose weights are one layer's main kernel: op -> (input position, transpose from TFLite to Keras layout).
-# TFLite stores conv filters as (out, h, w, in) and dense kernels as (out, in); Keras as (h, w, in, out) and (in, out).
-KERNELS = {
-    "CONV_2D": (1, (1, 2, 3, 0)),
-    "TRANSPOSE_CONV": (1, (1, 2, 0, 3)),  # Keras Conv2DTranspose: (h, w, out, in)
-    "FULLY_CONNECTED": (1, (1, 0)),
-    "DEPTHWISE_CONV_2D": (1, None),  # (1, h, w, in * multiplier): reshaped in _keras_layout
-    "CONV_3D": (1, None),  # same layout as Keras
-    "EMBEDDING_LOOKUP": (1, None),
-    "GATHER": (0, None),  # a Keras Embedding: the table is the first input (a constant; an activation is no kernel)
-}
 
 
 @dataclass(frozen=True)
@@ -294,8 +284,6 @@ class TFLiteModel:
         """{user's Keras layer: :class:`tfopt_widgets.tflite.readback.LayerPrecision`}: what each layer got in this
         file, read from the file itself: the dtype of its main op's weights ("int4", "int8", "float16", "float32";
         None without weights) and of that op's output ("float32", "int8", "int16", ...). Empty for a bare file."""
-        from .readback import precisions
-
         return precisions(self)
 
     def layer_errors(self, data, reference=None, samples: int = 32):
@@ -307,8 +295,6 @@ class TFLiteModel:
         the float file (bytes or a TFLiteModel); default ``float_reference``, which tw.convert attaches. See
         :func:`tfopt_widgets.tflite.readback.layer_errors`.
         """
-        from .readback import layer_errors
-
         return layer_errors(self, data, reference=reference, samples=samples)
 
     def _keras_layout(self, op: Op, values: np.ndarray) -> np.ndarray:

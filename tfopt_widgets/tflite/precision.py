@@ -231,7 +231,7 @@ def _names(tfl: TFLiteModel, ops) -> list[str]:
 def _calibration_feed(tfl: TFLiteModel, samples) -> dict:
     """{input name: samples} in the file's input types: an int8 input (Edge TPU, Hexagon) takes its float samples
     quantized with the input's own scale and zero point."""
-    from .evaluation import in_input_type
+    from .readback import in_input_type
 
     named = samples if isinstance(samples, dict) else {tfl.input_names[0]: samples}
     feed = {}

@@ -27,6 +27,29 @@ __all__ = ["FLAGGED", "IDEAL", "LayerPrecision", "layer_errors", "precisions"]
 IDEAL = 1 / math.sqrt(12)
 FLAGGED = 0.7
 
+# Ops whose weights are one layer's main kernel: op -> (input position, transpose from TFLite to Keras layout).
+# TFLite stores conv filters as (out, h, w, in) and dense kernels as (out, in); Keras as (h, w, in, out) and (in, out).
+KERNELS = {
+    "CONV_2D": (1, (1, 2, 3, 0)),
+    "TRANSPOSE_CONV": (1, (1, 2, 0, 3)),  # Keras Conv2DTranspose: (h, w, out, in)
+    "FULLY_CONNECTED": (1, (1, 0)),
+    "DEPTHWISE_CONV_2D": (1, None),  # (1, h, w, in * multiplier): reshaped in _keras_layout
+    "CONV_3D": (1, None),  # same layout as Keras
+    "EMBEDDING_LOOKUP": (1, None),
+    "GATHER": (0, None),  # a Keras Embedding: the table is the first input (a constant; an activation is no kernel)
+}
+
+
+def in_input_type(values, dtype, scale: float, zero_point: int) -> np.ndarray:
+    """Float data as an input of type ``dtype`` takes it: quantized with ``scale`` and ``zero_point`` (clipped to the
+    type's range) when the type is an integer and the input is quantized, else only cast."""
+    dtype = np.dtype(dtype)
+    values = np.asarray(values)
+    if np.issubdtype(dtype, np.integer) and scale:
+        info = np.iinfo(dtype)
+        values = np.clip(np.round(values / scale + zero_point), info.min, info.max)
+    return values.astype(dtype)
+
 
 @dataclass(frozen=True)
 class LayerPrecision:
@@ -50,8 +73,6 @@ class LayerPrecision:
 def kernel_tensor(tfl, op) -> int | None:
     """Index of ``op``'s weights in ``tfl`` (through a DEQUANTIZE of a constant: float16 or weight-only kernels), or
     None when the op has no constant weights."""
-    from .file import KERNELS
-
     if op.op not in KERNELS or len(op.inputs) <= KERNELS[op.op][0]:
         return None
     index = op.inputs[KERNELS[op.op][0]]
@@ -115,15 +136,13 @@ def layer_errors(tfl, data, reference=None, samples: int = 32):
     """
     import pandas as pd
 
-    from .file import TFLiteModel
-
     reference = _reference(tfl, reference)
     if not tfl.layer_origins:
         raise Error("layer_errors needs the file's Keras layer names: use the TFLiteModel tw.convert returns, or "
                     "TFLiteModel.load(path, layer_origins=...).", field="layer_origins")
-    if isinstance(reference, TFLiteModel):
+    if isinstance(reference, type(tfl)):
         reference = reference.content
-    ref = TFLiteModel(reference, layer_origins=tfl.layer_origins, input_names=tfl.input_names)
+    ref = type(tfl)(reference, layer_origins=tfl.layer_origins, input_names=tfl.input_names)
     feeds = _inputs(tfl, data, samples)
     quantized_out, float_out = output_ops(tfl), output_ops(ref)
     layers = [layer for layer in quantized_out if layer in float_out]
@@ -144,7 +163,7 @@ def layer_errors(tfl, data, reference=None, samples: int = 32):
             else:
                 feed[new_index] = f_values[key]
         isolated_feeds.append(feed)
-    isolated_values = _run(isolated, TFLiteModel(isolated), isolated_feeds,
+    isolated_values = _run(isolated, type(tfl)(isolated), isolated_feeds,
                            {float_out[layer].outputs[0] for layer in layers}, by_index=True)
     shown = precisions(tfl)
     rows = []
@@ -211,8 +230,6 @@ def _run(content: bytes, tfl, feeds: list[dict], read: set[int], *, by_index: bo
     """{tensor index: float values} of ``read`` for each feed (by signature input name, or by tensor index when
     ``by_index``), from LiteRT's builtin kernels with every tensor kept."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    from .evaluation import in_input_type
 
     with warnings.catch_warnings():  # keeping every tensor is a debug setting, LiteRT warns: it is what this needs
         warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")

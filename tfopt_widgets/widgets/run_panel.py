@@ -19,7 +19,7 @@ import time
 import ipywidgets as widgets
 import traitlets
 
-from ..pipeline import STAGE_WORDS, Progress
+from ..progress import STAGE_WORDS, Progress
 
 __all__ = ["STAGE_WORDS", "RunPanel"]
 

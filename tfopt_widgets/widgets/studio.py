@@ -23,8 +23,9 @@ import ipywidgets as widgets
 import traitlets
 
 from ..errors import Cancelled, DataError, Error, TargetError
-from ..pipeline import Progress, plan_summary, training_inputs, write_atomically
+from ..pipeline import plan_summary, training_inputs, write_atomically
 from ..plan import Plan
+from ..progress import Progress
 from ..targets import QUANTIZATIONS, TARGETS, get_target
 from .export_panel import ExportPanel
 from .layer_table import LayerTable
