@@ -163,3 +163,45 @@ def test_ruff_finds_nothing():
     done = subprocess.run([str(ruff), "check", "--no-cache", "--output-format", "concise", str(ROOT)],
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def _package_imports():
+    """{module: {modules it imports from the package}} from every relative import, lazy ones included."""
+    import ast
+
+    package = ROOT / "tfopt_widgets"
+    edges = {}
+    for path in package.rglob("*.py"):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        base = parts[:-1]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                where = base[:len(base) - node.level + 1]
+                target = ".".join([*where, *([node.module] if node.module else [])])
+                found = [target] if node.module else [f"{target}.{alias.name}" for alias in node.names]
+                edges.setdefault(name, set()).update(found)
+                edges[name].update(f"private:{alias.name}" for alias in node.names
+                                   if alias.name.startswith("_") and alias.name != "__version__")
+    return edges
+
+
+def test_the_package_keeps_its_shape():
+    # README's Layout: imports run one way (no module imports itself back), nothing imports another module's
+    # _private name, and no module grows past 450 lines.
+    edges = _package_imports()
+
+    def reaches(start):
+        seen, stack = set(), [start]
+        while stack:
+            for target in edges.get(stack.pop(), ()):
+                if target not in seen:
+                    seen.add(target)
+                    stack.append(target)
+        return seen
+
+    assert [name for name in edges if name in reaches(name)] == []
+    assert sorted(t for targets in edges.values() for t in targets if t.startswith("private:")) == []
+    long = {str(p.relative_to(ROOT)): n for p in (ROOT / "tfopt_widgets").rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 450}
+    assert long == {}
