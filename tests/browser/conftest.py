@@ -424,3 +424,22 @@ def _check_no_external_requests(request, page_log):
     if "page" in request.fixturenames:
         assert not page_log.external_requests, f"requests to other hosts were attempted: {page_log.external_requests}"
         assert not page_log.dialogs, f"dialogs were opened: {page_log.dialogs}"
+
+
+@pytest.fixture
+def jupyterlab_theme(page):
+    """Switches JupyterLab's theme ("JupyterLab Dark" or "JupyterLab Light") and waits until it applies. JupyterLab
+    keeps the choice in the server's settings, which every later test shares: a test that leaves it dark is put back
+    to light at teardown, so the next one starts where it expects."""
+    chosen = []
+
+    def switch(theme: str) -> None:
+        page.evaluate("(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})", theme)
+        light = "false" if "Dark" in theme else "true"
+        page.wait_for_function(f"() => document.body.dataset.jpThemeLight === '{light}'")
+        page.wait_for_timeout(300)  # the theme's stylesheet settles
+        chosen.append(theme)
+
+    yield switch
+    if chosen and chosen[-1] != "JupyterLab Light":
+        switch("JupyterLab Light")

@@ -11,7 +11,7 @@ import re
 
 import pytest
 import test_vscode
-from test_plots_dark import assert_plots_readable, jupyterlab_theme, vscode_theme
+from test_plots_dark import assert_plots_readable, vscode_theme
 from test_studio_jupyterlab import DIGITS_STUDIO, RUN_TIMEOUT_S, wait_for_bars, wait_for_python
 
 pytestmark = pytest.mark.browser
@@ -33,7 +33,7 @@ def widget_errors(page_log) -> list[str]:
 PLAN_AND_SELECT = "studio.plan.prune('dense', sparsity=0.75)\nstudio.table.selected = 'dense'"
 
 
-def test_studio_run_in_jupyterlab_logs_no_console_errors(open_notebook, page, page_log, shot):
+def test_studio_run_in_jupyterlab_logs_no_console_errors(open_notebook, page, page_log, shot, jupyterlab_theme):
     notebook = open_notebook([DIGITS_STUDIO])
     studio_box = notebook.output(0).locator(".tfopt-studio")
     studio_box.wait_for()
@@ -41,7 +41,7 @@ def test_studio_run_in_jupyterlab_logs_no_console_errors(open_notebook, page, pa
     notebook.execute(PLAN_AND_SELECT)
     page.get_by_label("prune sparsity for dense", exact=True).wait_for()
     shot("light-before-run", studio_box)
-    jupyterlab_theme(page, "JupyterLab Dark")
+    jupyterlab_theme("JupyterLab Dark")
     shot("dark-before-run", studio_box)
 
     page.get_by_role("button", name="Optimize and convert").click()
@@ -54,7 +54,7 @@ def test_studio_run_in_jupyterlab_logs_no_console_errors(open_notebook, page, pa
     assert studio_box.get_by_label("exact zeros in optimized Keras").inner_text() == f"{zeros:,}"
     assert_plots_readable(studio_box, dark=True)
     shot("dark-after-run", studio_box)
-    jupyterlab_theme(page, "JupyterLab Light")
+    jupyterlab_theme("JupyterLab Light")
     assert_plots_readable(studio_box, dark=False)
     shot("light-after-run", studio_box)
 

@@ -99,14 +99,6 @@ def vscode_theme(page, dark: bool, *containers: str) -> None:
     page.wait_for_timeout(100)
 
 
-def jupyterlab_theme(page, theme: str) -> None:
-    """Switches JupyterLab to `theme` ("JupyterLab Dark" or "JupyterLab Light") and waits until it applies."""
-    page.evaluate("(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})", theme)
-    light = "false" if "Dark" in theme else "true"
-    page.wait_for_function(f"() => document.body.dataset.jpThemeLight === '{light}'")
-    page.wait_for_timeout(300)  # the theme's stylesheet settles
-
-
 # For each plot: its text (axis labels, ticks, run names) with the colour it is drawn in, the bars' fills, and the
 # colour under the plot (the first ancestor with a background that is not transparent).
 PLOT_COLOURS = """(root) => {
@@ -198,13 +190,13 @@ def _rgb(colour: str) -> str:
     return "rgb({}, {}, {})".format(*(int(colour[i:i + 2], 16) for i in (1, 3, 5)))
 
 
-def test_plots_follow_jupyterlab_dark_theme(open_notebook, page, page_log, shot):
+def test_plots_follow_jupyterlab_dark_theme(open_notebook, page, page_log, shot, jupyterlab_theme):
     notebook = open_notebook([DARK_STUDIO])
     studio_box = notebook.output(0).locator(".tfopt-studio")
     wait_for_bars(page, studio_box, ("float", "optimized"))
     studio_box.locator(".tfopt-results .tfopt-plot .dot").first.wait_for()
     assert_plots_readable(studio_box, dark=False)
-    jupyterlab_theme(page, "JupyterLab Dark")
+    jupyterlab_theme("JupyterLab Dark")
     plots = assert_plots_readable(studio_box, dark=True)
     shot("dark", studio_box)
     # The labels are the theme's text colour (bqplot's own default makes them orange in a dark JupyterLab).

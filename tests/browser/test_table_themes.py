@@ -91,13 +91,7 @@ def assert_readable(root, dark: bool) -> None:
     assert (measured["table"] < 0.2) == dark, f"the table's background has luminance {measured['table']:.2f}"
 
 
-def jupyterlab_theme(page, theme: str) -> None:
-    page.evaluate("(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})", theme)
-    page.wait_for_function(f"() => document.body.dataset.jpThemeLight === '{'false' if 'Dark' in theme else 'true'}'")
-    page.wait_for_timeout(300)
-
-
-def test_table_and_error_read_in_jupyterlab_light_and_dark(open_notebook, page, page_log, shot):
+def test_table_and_error_read_in_jupyterlab_light_and_dark(open_notebook, page, page_log, shot, jupyterlab_theme):
     notebook = open_notebook([THEMED_STUDIO])
     studio = notebook.output(0).locator(".tfopt-studio")
     page.get_by_label("placement of dense: CPU fallback: stays float: runs on the CPU").wait_for()
@@ -105,7 +99,7 @@ def test_table_and_error_read_in_jupyterlab_light_and_dark(open_notebook, page, 
     assert_readable(studio, dark=False)
     shot("light-before-edit", studio)
 
-    jupyterlab_theme(page, "JupyterLab Dark")
+    jupyterlab_theme("JupyterLab Dark")
     assert_readable(studio, dark=True)
     shot("dark-before-edit", studio)
     # An edit in the dark: the ticked row, its folded neighbours and the selected row still read.
@@ -116,7 +110,7 @@ def test_table_and_error_read_in_jupyterlab_light_and_dark(open_notebook, page, 
     assert_readable(studio, dark=True)
     shot("dark-after-edit", studio)
 
-    jupyterlab_theme(page, "JupyterLab Light")
+    jupyterlab_theme("JupyterLab Light")
     assert_readable(studio, dark=False)
     shot("light-after-edit", studio)
     assert not page_log.page_errors

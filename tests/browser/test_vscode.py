@@ -40,10 +40,12 @@ def live_execute(proxy_page, jupyter_server):
 
 
 def saved_state(*widgets) -> dict:
-    """The widget state a notebook saves, as `ipywidgets.embed.embed_data` gives it (defaults kept)."""
-    from ipywidgets.embed import embed_data
+    """The widget state a notebook saves for these widgets, as `ipywidgets.embed.embed_data` gives it (defaults
+    kept): theirs and their children's only, not that of every widget alive in this test process."""
+    from ipywidgets.embed import dependency_state, embed_data
 
-    return json.loads(json.dumps(embed_data(views=list(widgets), drop_defaults=False)))
+    state = dependency_state(list(widgets), drop_defaults=False)
+    return json.loads(json.dumps(embed_data(views=list(widgets), state=state, drop_defaults=False)))
 
 
 def proxy_errors(page) -> list[str]:
