@@ -49,6 +49,16 @@ def summary_table(stdout: str) -> dict[str, tuple[float, int]]:
     return rows
 
 
+def started_script(script: str, tmp_path) -> subprocess.Popen:
+    """``script`` with the digits demo's training data filled in, running as __main__ in its own process (in
+    ``tmp_path``, as reproduce.py) with tfopt_widgets made unimportable; stdout and stderr together."""
+    assert script.count(FILL_IN) == 1
+    path = tmp_path / "reproduce.py"
+    path.write_text(script.replace(FILL_IN, DIGITS_TRAIN))
+    return subprocess.Popen([sys.executable, "-c", WITHOUT_PACKAGE, str(path)], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
 @pytest.mark.slow
 def test_generated_script_reproduces_optimize_and_convert(digits, frozen, tmp_path):
     _, (x_train, y_train), _ = digits
@@ -58,12 +68,8 @@ def test_generated_script_reproduces_optimize_and_convert(digits, frozen, tmp_pa
     script = plan.to_python(str(model_path), "edgetpu", model=frozen, epochs=1,
                             output_path=str(tmp_path / "script.tflite"))
     assert "tfopt_widgets" not in script.replace("tfopt-widgets", "")
-    assert script.count(FILL_IN) == 1
-    path = tmp_path / "reproduce.py"
-    path.write_text(script.replace(FILL_IN, DIGITS_TRAIN))
     # The script runs in its own process while the engine does the same here.
-    process = subprocess.Popen([sys.executable, "-c", WITHOUT_PACKAGE, str(path)], cwd=tmp_path, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = started_script(script, tmp_path)
     try:
         optimized = tw.optimize(frozen, plan, (x_train, y_train), epochs=1)
         engine = tw.convert(optimized, "edgetpu", representative_data=x_train)

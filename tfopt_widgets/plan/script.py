@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import __version__, runtime
 from ..errors import ModelError, PlanError, TargetError
+from ..runtime import precision as litert
 from ..runtime.tflite import CALIBRATION_SAMPLES
 from ..targets import get_target
 from .stages import cluster_settings, clustered_and_quantized, frozen_layers, masked_layers, quantize_scheme, stages
@@ -38,10 +39,6 @@ def plan_to_python(plan, *, model_path="model.keras", target="cpu", model=None, 
         raise PlanError(f"epochs must be a positive integer; got {epochs!r}.", field="epochs")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise PlanError(f"batch_size must be a positive integer; got {batch_size!r}.", field="batch_size")
-    if plan.precisions:  # not exported yet: a script without them would quietly make another file
-        first = next(iter(plan.precisions))
-        raise PlanError(f"plan.to_python does not reproduce plan.precision yet (layer {first!r}); tw.convert(model, "
-                        "target, plan=plan) carries it out.", layer=first, field="precision")
     target = get_target(target)
     run = stages(plan)
     # The converted file's mode, decided as tw.convert decides it (the script always calibrates on training data).
@@ -53,22 +50,31 @@ def plan_to_python(plan, *, model_path="model.keras", target="cpu", model=None, 
                           f"{target.name!r} converts this plan with {mode!r}. Pass quantization='int8' where the "
                           "target allows it, or drop the marks (plan.remove(layer, 'keep_float')).",
                           layer=float_layers[0], field="keep_float")
-    # Selective int8 (tw.convert's QuantizationDebugger denylist); a float file keeps every layer float anyway.
-    selective = bool(float_layers) and mode == "int8"
+    precisions = {}  # without any, the script has no LiteRT Quantizer step
+    if plan.precisions:
+        from ..tflite.precision import PrecisionStep, plain_specs  # the engine's converter half: only for precisions
+
+        precisions = plain_specs(plan.precisions)
+        PrecisionStep(dict(plan.precisions), model, target).check_mode(mode)  # int16x8, refused as tw.convert does
+    # Selective int8 (tw.convert's QuantizationDebugger denylist), also for the precision layers LiteRT Quantizer
+    # finishes; a float file keeps every layer float anyway.
+    selective = bool(float_layers or litert.converter_float_layers(precisions, mode)) and mode == "int8"
     groups = None
     if model is not None:
         from ..model.inspection import inspect
 
         plan.validate(model)
+        if precisions:
+            PrecisionStep.for_plan(plan, model, target)  # the target's and the model's checks, as in tw.convert
         _check_calibration_loops(model, mode)
         info = inspect(model)
         groups = {layer: info.group_members(layer) for layer in plan.layers("quantize") if info.group_members(layer)}
     output_path = output_path or f"{Path(str(model_path)).stem}-{target.name}-{mode}.tflite"
 
-    parts = [_header(plan, run, target, mode, selective), *_runtime(run, selective),
+    parts = [_header(plan, run, target, mode, selective, precisions), *_runtime(run, selective, precisions),
              _settings(model_path, output_path, epochs, batch_size, learning_rate, target, mode, int8_io),
-             _data_section(), _plan_section(plan, run, groups, mode, selective), _stages_section(run),
-             _main_section(run, selective)]
+             _data_section(), _plan_section(plan, run, groups, mode, selective, precisions), _stages_section(run),
+             *_precision_section(precisions), _main_section(run, selective, precisions)]
     return "\n\n\n".join(part.strip("\n") for part in parts) + "\n"
 
 
@@ -89,7 +95,7 @@ def _check_calibration_loops(model, mode: str) -> None:
                          "(target='gpu', quantization='float16').", layer=next(iter(loops)), field="model")
 
 
-def _header(plan, run: list[str], target, mode: str, selective: bool) -> str:
+def _header(plan, run: list[str], target, mode: str, selective: bool, precisions: dict) -> str:
     lines = [f"#   {entry.layer!r}: {entry.scheme} ({' + '.join(entry.describe())})" for entry in plan]
     steps = ["load the tf_keras model file (MODEL_PATH below),"]
     if run:
@@ -99,12 +105,18 @@ def _header(plan, run: list[str], target, mode: str, selective: bool) -> str:
                  "Lite for the target, with the converter\n     settings tfopt-widgets uses" + (
                      ", keeping the KEEP_FLOAT layers float (selective int8: their\n     ops denylisted in "
                      "TFLite's quantizer)." if selective else "."))
+    if precisions:
+        steps.append("give the PRECISIONS layers their precision with LiteRT Quantizer on the converted file, as "
+                     "tw.convert does\n     (the layers it finishes stay float in the converter's step above).")
+    needs = ("TensorFlow, tf_keras, tfmot and LiteRT Quantizer" if precisions else "TensorFlow, tf_keras and tfmot") + " only"
+    requirements = ("\nRequires: tensorflow, tf_keras, tensorflow-model-optimization" +
+                    (", litert-quantizer (pip install litert-quantizer).\n" if precisions else "."))
     steps = "\n".join(f"  {number}. {step}" for number, step in enumerate(steps, 1))
-    return f'''"""Reproduce a tfopt-widgets optimization plan with TensorFlow, tf_keras and tfmot only.
+    return f'''"""Reproduce a tfopt-widgets optimization plan with {needs}.
 
 Generated by tfopt-widgets {__version__} (no import of it is needed to run this). What it does, in order:
 {steps}
-
+{requirements if precisions else ""}
 Fill in load_training_data() below, then run:  python <this file>
 """
 
@@ -127,9 +139,10 @@ import tf_keras as keras  # noqa: E402
 # Target: {target.title} ({target.name!r}); the .tflite file is {mode}.'''
 
 
-def _runtime(run: list[str], selective: bool) -> list[str]:
+def _runtime(run: list[str], selective: bool, precisions: dict) -> list[str]:
     """The runtime modules the script calls, each whole, as it is in the package (see tfopt_widgets.runtime)."""
-    needed = {"tflite": True, "ops": bool(run) or selective, "training": bool(run)}
+    needed = {"tflite": True, "ops": bool(run) or selective or bool(precisions), "precision": bool(precisions),
+              "training": bool(run)}
     parts = []
     for module in runtime.MODULES:
         if not needed[module]:
@@ -208,7 +221,7 @@ def calibration_inputs(data, model):
     return calibration_samples(model, list(in_order(x, names)) if len(names) > 1 else x, CALIBRATION_SAMPLES)'''
 
 
-def _plan_section(plan, run: list[str], groups: dict | None, mode: str, selective: bool) -> str:
+def _plan_section(plan, run: list[str], groups: dict | None, mode: str, selective: bool, precisions: dict) -> str:
     out = ["# -- 2. the plan --------------------------------------------------------------------------------------------"]
     if "prune" in run:
         out.append('PruneSpec = namedtuple("PruneSpec", "sparsity schedule begin end begin_step end_step block_size")')
@@ -261,6 +274,12 @@ def _plan_section(plan, run: list[str], groups: dict | None, mode: str, selectiv
                    f"{', '.join(map(repr, plan.float_layers))}")
     else:
         out.append("KEEP_FLOAT = []  # no layer is kept float")
+    if precisions:
+        out.append("# Post-training precision per layer (plan.precision), given by LiteRT Quantizer after converting: "
+                   "weights None\n# means int8 with integer activations, else float. As JSON: json.dumps(PRECISIONS).")
+        out.append("PRECISIONS = {")
+        out.extend(f"    {layer!r}: {spec!r}," for layer, spec in precisions.items())
+        out.append("}")
     return "\n".join(out)
 
 
@@ -298,7 +317,28 @@ def quantize(model, settings, dataset):
     return "\n".join(out)
 
 
-def _main_section(run: list[str], selective: bool) -> str:
+def _precision_section(precisions: dict) -> list[str]:
+    """The LiteRT Quantizer step (runtime.precision, as tw.convert's tflite/precision.py calls it); none without
+    precisions."""
+    if not precisions:
+        return []
+    return ['''# -- 3b. per-layer precision with LiteRT Quantizer ---------------------------------------------------------
+def with_precisions(content, model, samples):
+    """The converted file with the PRECISIONS layers' ops quantized by LiteRT Quantizer (in the dynamic and float16
+    modes, from the float32 file, the other layers given that mode), as tw.convert does."""
+    ops = op_table(content, user_layers(model))
+    entries, layers_of, float_ops = layer_entries(ops, PRECISIONS, QUANTIZATION)
+    refused = refusals(content, entries)
+    if refused:
+        index, op, reason = refused[0]
+        raise SystemExit(f"LiteRT Quantizer cannot give layer {layers_of[index]!r} ({op}) its precision: {reason}")
+    recipe = file_recipe(entries, float_ops, QUANTIZATION)
+    if not recipe:
+        return content
+    return quantize_file(content, recipe, samples, list(model.input_names))''']
+
+
+def _main_section(run: list[str], selective: bool, precisions: dict) -> str:
     calls = {
         "prune": "    model = prune(model, settings, dataset, steps_per_epoch)",
         "cluster": "    model = cluster(model, settings, dataset)",
@@ -315,12 +355,18 @@ def _main_section(run: list[str], selective: bool) -> str:
         print(f"{name!r:<24} {sparsity:>9.4f} {unique:>14}")'''])
     else:
         body = "    model = source  # nothing to fine-tune: the plan only keeps layers float"
-    convert = ("selective_int8(converter, model, KEEP_FLOAT, INT8_IO)" if selective
+    kept = ("list(dict.fromkeys([*KEEP_FLOAT, *converter_float_layers(PRECISIONS, QUANTIZATION)]))" if precisions
+            else "KEEP_FLOAT")
+    convert = (f"selective_int8(converter, model, {kept}, INT8_IO)" if selective
                else "converter.convert()")
+    calibrated = '("int8", "int16x8")' + (" or PRECISIONS" if precisions else "")
+    mode = "converter_mode(QUANTIZATION)" if precisions else "QUANTIZATION"
+    finish = ("\n    content = with_precisions(content, model, samples)  # LiteRT Quantizer: see section 3b"
+              if precisions else "")
     return f'''# -- 4. run ---------------------------------------------------------------------------------------------------
 def main():
     source = keras.models.load_model(MODEL_PATH)  # compiled: its loss and optimizer settings are reused
-    planned = {{*PRUNE, *CLUSTER, *QUANTIZE, *KEEP_FLOAT}}
+    planned = {{*PRUNE, *CLUSTER, *QUANTIZE, *KEEP_FLOAT{", *PRECISIONS" if precisions else ""}}}
     missing = sorted(planned - {{layer.name for layer in source.layers}})
     if missing:
         raise SystemExit(f"{{MODEL_PATH}} has no layer named {{', '.join(map(repr, missing))}}; is it the right model?")
@@ -329,10 +375,10 @@ def main():
 
     batch_one = any(rnn_in(layer) is not None for layer in model.layers)  # recurrent layers convert at batch 1
     converter = make_converter(model, FIXED_BATCH, batch_one)
-    samples = calibration_inputs(data, model) if QUANTIZATION in ("int8", "int16x8") else None
-    configure_converter(converter, QUANTIZATION, samples, INT8_IO)
+    samples = calibration_inputs(data, model) if QUANTIZATION in {calibrated} else None
+    configure_converter(converter, {mode}, samples, INT8_IO)
     content = {convert}
-    content = consistent_biases(content)  # each int8 bias at the scale LiteRT's kernels assume (see there)
+    content = consistent_biases(content)  # each int8 bias at the scale LiteRT's kernels assume (see there){finish}
     Path(OUTPUT_PATH).write_bytes(content)
     print(f"Wrote {{OUTPUT_PATH}}: {{len(content):,}} bytes ({{TARGET}}, {{QUANTIZATION}})")
 

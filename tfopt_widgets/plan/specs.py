@@ -3,9 +3,10 @@ accept, and the checks that make a spec only from valid settings (each raises Pl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from ..errors import PlanError
+from ..runtime import precision as litert
 
 TECHNIQUES = ("quantize", "prune", "cluster")
 SCHEDULES = ("polynomial", "constant")
@@ -80,14 +81,12 @@ class PrecisionSpec:
 
     def weights_for(self, has_weights: bool) -> str:
         """The weight precision a layer with (or without) weights gets: "int4", "int8" or "float"."""
-        if self.weights is not None or not has_weights:
-            return self.weights or "float"
-        return "float" if self.activations == "float" else "int8"
+        return litert.weights_for(asdict(self), has_weights)
 
     @property
     def is_float(self) -> bool:
         """True when the layer stays float (float weights, float activations)."""
-        return self.weights in (None, "float") and self.activations == "float"
+        return litert.is_float(asdict(self))
 
     def describe(self) -> str:
         """In words: "int4 weights, float activations", "int8 weights (mse), int8 activations", "int16 activations"

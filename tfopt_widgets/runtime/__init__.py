@@ -9,11 +9,13 @@ their own or the stack's errors, and take plain data (layer names, dicts of sett
   the converter quantizes at the wrong scale in partly quantization-aware models.
 - ``ops``: which user layer each layer of a model stands for, which op of a converted file computes it, and
   selective int8. Imports nothing up front, so ``tw.TFLiteModel`` reads files without loading TensorFlow.
+- ``precision``: LiteRT Quantizer per layer: recipes from plain data (a plan's precisions, a file's op table),
+  LiteRT's own checks of them, quantizing a converted file.
 - ``training``: fine-tuning, the prune / cluster / quantize annotations, QAT schemes, the layers QAT folds
   together, kernels; every private path of tfmot and tf_keras the package uses.
 
 A script gets the modules it calls: ``tflite`` always, ``ops`` when it fine-tunes or keeps layers float in an int8
-file, ``training`` when it fine-tunes.
+file or gives layers a precision, ``precision`` when the plan has precisions, ``training`` when it fine-tunes.
 """
 
 import os
@@ -23,4 +25,4 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-MODULES = ("tflite", "ops", "training")
+MODULES = ("tflite", "ops", "precision", "training")

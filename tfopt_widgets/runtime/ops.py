@@ -36,6 +36,10 @@ def user_layers(model) -> dict:
 # -- which op computes which layer ---------------------------------------------------------------------------------
 # Ops that only change the representation of a value (float <-> int): they belong to the layer on their other side.
 CASTS = {"QUANTIZE", "DEQUANTIZE"}
+# Ops whose weights are one layer's main kernel: op -> the input that holds them (a Keras Embedding's GATHER: its
+# table, the first input). tflite/readback.py adds each one's layout.
+KERNEL_INPUTS = {"CONV_2D": 1, "TRANSPOSE_CONV": 1, "FULLY_CONNECTED": 1, "DEPTHWISE_CONV_2D": 1, "CONV_3D": 1,
+                 "EMBEDDING_LOOKUP": 1, "GATHER": 0}
 
 
 def tflite_schema():
@@ -175,6 +179,39 @@ def layer_outputs(content: bytes, origins, schema=None) -> dict:
         for layer in layers:
             outputs.setdefault(layer, []).extend(tensor_name(graph.tensors[i]) for i in indices(raw.outputs))
     return outputs
+
+
+def op_table(content: bytes, origins, schema=None) -> list:
+    """Each op of a file's main graph as plain data, in execution order: {"op": builtin name, "layer" and "layers"
+    (as :func:`op_layers` gives them, ``origins`` likewise), "outputs": its output tensor names, "weighted": its main
+    kernel (:data:`KERNEL_INPUTS`) is a constant, perhaps through a DEQUANTIZE (float16 or weight-only kernels),
+    "quantized": an output carries a quantization scale, "cast": a QUANTIZE or DEQUANTIZE (:data:`CASTS`)}."""
+    schema = schema or tflite_schema()
+    flatbuffer = schema.ModelT.InitFromPackedBuf(content, 0)
+    graph = flatbuffer.subgraphs[0]
+    raw_ops, tensors = graph.operators or [], graph.tensors or []
+    names = op_names(flatbuffer, schema)
+    producers = {tensor: i for i, raw in enumerate(raw_ops) for tensor in indices(raw.outputs)}
+
+    def weighted(name: str, inputs: tuple) -> bool:
+        position = KERNEL_INPUTS.get(name)
+        if position is None or len(inputs) <= position or inputs[position] < 0:
+            return False
+        tensor = inputs[position]
+        producer = producers.get(tensor)
+        if producer is not None and names[producer] == "DEQUANTIZE":
+            tensor = indices(raw_ops[producer].inputs)[0]
+        return tensor >= 0 and holds_data(flatbuffer, tensors[tensor])
+
+    def quantized(tensor: int) -> bool:
+        quantization = tensors[tensor].quantization
+        return quantization is not None and quantization.scale is not None and any(quantization.scale)
+
+    return [{"op": name, "layer": layer, "layers": layers,
+             "outputs": [tensor_name(tensors[i]) for i in indices(raw.outputs) if i >= 0],
+             "weighted": weighted(name, indices(raw.inputs)),
+             "quantized": any(quantized(i) for i in indices(raw.outputs) if i >= 0), "cast": name in CASTS}
+            for raw, name, (layer, layers) in zip(raw_ops, names, op_layers(flatbuffer, origins, schema))]
 
 
 class NoOps(ValueError):

@@ -10,6 +10,11 @@ import re
 
 import numpy as np
 
+# Modes whose file LiteRT Quantizer finishes from float32 (the converter cannot leave single layers out of them).
+FROM_FLOAT = ("dynamic", "float16")
+# What the converter's own int8 gives a layer: (weights, activations, granularity, algorithm).
+CONVERTER_INT8 = ("int8", "int8", "channel", "minmax")
+
 # Plan words -> LiteRT Quantizer's settings.
 WEIGHT_BITS = {"int4": 4, "int8": 8}
 ACTIVATION_BITS = {"int8": 8, "int16": 16}
@@ -121,7 +126,7 @@ def calibration_data(samples, input_names, signature="serving_default"):
                         for i in range(count)]}
 
 
-def quantize(content, recipe, samples=None, input_names=()):
+def quantize_file(content, recipe, samples=None, input_names=()):
     """``content`` (a converted .tflite file) quantized by LiteRT Quantizer with ``recipe``: the file's bytes.
 
     Ops no entry selects keep what they have (float, or int8 from the converter). ``samples``: calibration inputs
@@ -144,6 +149,10 @@ def quantize(content, recipe, samples=None, input_names=()):
     return bytes(result.quantized_model)
 
 
+# The name bench/ calls it by; a generated script's own quantize() (its QAT stage) takes that name there.
+quantize = quantize_file
+
+
 def extremes(qsv, new):
     """Calibration statistics merged as the TFLite converter does: the smallest min and largest max over every
     sample. LiteRT Quantizer's own default is a moving average (smoothing 0.95), which clipped the digits demo's
@@ -162,3 +171,112 @@ def extremes(qsv, new):
     merged["min"] = np.minimum(qsv["min"], new["min"])
     merged["max"] = np.maximum(qsv["max"], new["max"])
     return merged
+
+
+# -- a plan's precisions, as plain data: {layer: {"weights", "activations", "granularity", "algorithm"}} ------------
+class PrecisionError(ValueError):
+    """A precision that cannot be carried out in a file; ``layer`` and ``field`` name it, ``conversion`` is True when
+    the converter's file is at fault rather than the plan."""
+
+    def __init__(self, message, layer, field="precision", conversion=False):
+        super().__init__(message)
+        self.layer, self.field, self.conversion = layer, field, conversion
+
+
+def weights_for(spec, has_weights):
+    """The weight precision ("int4", "int8" or "float") a layer with (or without) weights gets from ``spec``: left
+    out (None), int8 when its activations are integer, else float."""
+    if spec["weights"] is not None or not has_weights:
+        return spec["weights"] or "float"
+    return "float" if spec["activations"] == "float" else "int8"
+
+
+def is_float(spec):
+    """Whether ``spec`` leaves the layer float (float weights, float activations)."""
+    return spec["weights"] in (None, "float") and spec["activations"] == "float"
+
+
+def converter_mode(mode):
+    """The mode the converter converts with: float32 ("none") for the modes LiteRT Quantizer finishes."""
+    return "none" if mode in FROM_FLOAT else mode
+
+
+def converter_float_layers(specs, mode):
+    """The precision layers the converter leaves float for LiteRT Quantizer: every one in an int8 conversion but
+    those that get exactly the converter's own int8 (int8 weights per channel and int8 activations, min-max)."""
+    if mode != "int8":
+        return []
+    return [layer for layer, spec in specs.items()
+            if (weights_for(spec, True), spec["activations"], spec["granularity"], spec["algorithm"]) != CONVERTER_INT8]
+
+
+def layer_entries(ops, specs, mode):
+    """(recipe entries, the layer of each entry, output names of the float layers' ops) for the precisions
+    ``specs`` in the file whose ops are ``ops`` (runtime.ops.op_table's rows), converted with ``mode``.
+
+    Raises PrecisionError: a layer without ops (or folded into another's), two layers sharing an op, an op the
+    converter made int8 although it was to stay float, weights where the file has none or float weights with integer
+    activations.
+    """
+    kept = set(converter_float_layers(specs, mode)) if mode == "int8" else set(specs)
+    owners = {}
+    entries, layers_of, float_ops = [], [], []
+    for layer, spec in specs.items():
+        own = [(index, op) for index, op in enumerate(ops) if op["layer"] == layer and not op["cast"]]
+        if not own:
+            folded = next((op for op in ops if layer in op["layers"] and op["layer"] is not None), None)
+            where = (f"it is computed inside layer {folded['layer']!r}'s {folded['op']}; give {folded['layer']!r} "
+                     "the precision instead") if folded else "it leaves no op in the converted file"
+            raise PrecisionError(f"plan.precision on layer {layer!r} cannot be carried out: {where}.", layer)
+        for index, _ in own:
+            other = owners.setdefault(index, layer)
+            if other != layer:
+                raise PrecisionError(f"Layers {other!r} and {layer!r} share the op {ops[index]['op']}; give the "
+                                     "precision to one.", layer)
+        if layer not in kept:
+            continue  # the converter's own int8 is this precision
+        own = [op for _, op in own]
+        quantized = [op for op in own if op["quantized"]]
+        if quantized:
+            raise PrecisionError(
+                f"TFLite's quantizer made layer {layer!r} ({quantized[0]['op']}) int8 although it was asked to leave "
+                "it float (it keeps ops that only pass their input's scale on, such as pooling, in int8), and "
+                "LiteRT Quantizer does not change ops that are already quantized, so the layer cannot get its "
+                "precision in an int8 file. Give that precision to a layer with weights, or convert with "
+                "quantization='none' or 'dynamic'.", layer, conversion=True)
+        weighted = [op for op in own if op["weighted"]]
+        others = [op for op in own if not op["weighted"]]
+        weights = weights_for(spec, bool(weighted))
+        if is_float(spec):
+            float_ops.append(outputs_of(own))
+            continue
+        if weighted and weights == "float":
+            raise PrecisionError(f"Layer {layer!r} ({weighted[0]['op']}) computes with weights, and integer "
+                                 f"activations ({spec['activations']}) need integer weights; use weights='int8' or "
+                                 "'int4'.", layer, field="weights")
+        if not weighted and weights != "float":
+            raise PrecisionError(f"Layer {layer!r} has no weights in the converted file ({own[0]['op']}); leave "
+                                 "weights out and set only its activations.", layer, field="weights")
+        if weighted:
+            entries.append(recipe_entry(outputs_of(weighted), weights, spec["activations"], spec["granularity"],
+                                        spec["algorithm"]))
+            layers_of.append(layer)
+        if others and spec["activations"] != "float":  # activation ranges are min-max, whatever the algorithm
+            entries.append(recipe_entry(outputs_of(others), None, spec["activations"]))
+            layers_of.append(layer)
+        if mode in FROM_FLOAT and others and spec["activations"] == "float":
+            float_ops.append(outputs_of(others))
+    return entries, layers_of, float_ops
+
+
+def file_recipe(entries, float_ops, mode):
+    """The whole recipe for the file: in the modes LiteRT Quantizer finishes (:data:`FROM_FLOAT`), that mode for
+    every op, the float layers' ops left out, then ``entries``; else ``entries`` alone."""
+    if mode not in FROM_FLOAT:
+        return list(entries)
+    return [*mode_recipe(mode), *(keep_float_entry(names) for names in float_ops), *entries]
+
+
+def outputs_of(ops):
+    """Each op's output tensor names joined by ';' (LiteRT Quantizer's scope of the op, less its final ';')."""
+    return [";".join(op["outputs"]) for op in ops]

@@ -15,19 +15,22 @@ activations instead.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import warnings
+
+from ai_edge_litert import schema_py_generated as schema
 
 from ..errors import ConversionError, DataError, PlanError, TargetError
 from ..quiet import captured_stderr, captured_stdout
 from ..runtime import precision as litert
-from ..runtime.ops import CASTS, user_layers
+from ..runtime.ops import op_table, user_layers
 from .converter import attempt, converter_for
 from .file import TFLiteModel
-from .readback import kernel_tensor, precisions
+from .readback import precisions
 
 # Modes whose file LiteRT Quantizer finishes from float32 (the converter cannot leave single layers out of them).
-FROM_FLOAT = ("dynamic", "float16")
+FROM_FLOAT = litert.FROM_FLOAT
 # LiteRT's own warnings during the step, which ask nothing of the user: its calibrator keeps every tensor (a debug
 # setting, it warns), and it re-quantizes a file the converter made partly int8 (what the step is for).
 QUIET_WARNINGS = (".*experimental_preserve_all_tensors", "Input model is already partially quantized")
@@ -68,13 +71,14 @@ class PrecisionStep:
             target.check_precision(layer, spec.weights_for(has_kernel), spec.activations)
         return cls(specs, model, target)
 
+    @property
+    def plain(self) -> dict:
+        """The precisions as runtime.precision takes them: {layer: {"weights", "activations", ...}}."""
+        return plain_specs(self.specs)
+
     def check(self, mode: str, samples) -> None:
         """Before converting: the mode can carry precisions, and representative data is there where needed."""
-        if mode == "int16x8":
-            raise TargetError(f"plan.precision ({', '.join(self.specs)}) applies to float32, dynamic, float16 and int8 "
-                              "conversions; this one uses 'int16x8'. Give layers int16 activations in an int8 "
-                              "conversion instead: plan.precision(layer, activations='int16').",
-                              layer=next(iter(self.specs)), field="precision")
+        self.check_mode(mode)
         needing = [layer for layer, spec in self.specs.items()
                    if spec.activations != "float" or spec.algorithm == "gptq"]
         if mode == "int8":
@@ -85,23 +89,31 @@ class PrecisionStep:
                             "given. Pass 100-500 training inputs, e.g. representative_data=x_train[:200].",
                             field="representative_data")
 
+    def check_mode(self, mode: str) -> None:
+        """TargetError when the conversion's mode cannot carry precisions (int16x8)."""
+        if mode == "int16x8":
+            raise TargetError(f"plan.precision ({', '.join(self.specs)}) applies to float32, dynamic, float16 and int8 "
+                              "conversions; this one uses 'int16x8'. Give layers int16 activations in an int8 "
+                              "conversion instead: plan.precision(layer, activations='int16').",
+                              layer=next(iter(self.specs)), field="precision")
+
     def kept_float(self, mode: str) -> list[str]:
-        """The precision layers the converter leaves float for LiteRT Quantizer: every one in an int8 conversion but
-        those that get exactly the converter's own int8 (int8 weights per channel and int8 activations, min-max)."""
-        if mode != "int8":
-            return []
-        own = ("int8", "int8", "channel", "minmax")
-        return [layer for layer, spec in self.specs.items()
-                if (spec.weights_for(True), spec.activations, spec.granularity, spec.algorithm) != own]
+        """The precision layers the converter leaves float for LiteRT Quantizer (runtime.precision decides)."""
+        return litert.converter_float_layers(self.plain, mode)
 
     def base_mode(self, mode: str) -> str:
         """The mode the converter converts with: float32 for the modes LiteRT Quantizer finishes."""
-        return "none" if mode in FROM_FLOAT else mode
+        return litert.converter_mode(mode)
 
     def apply(self, tfl: TFLiteModel, mode: str, samples, notices: list[str]) -> TFLiteModel:
         """The converted file ``tfl`` with each precision layer's ops quantized by LiteRT Quantizer (and, in the
         dynamic and float16 modes, the other layers given that mode), checked by reading the file back."""
-        entries, layers_of, float_ops = self._entries(tfl, mode)
+        try:
+            entries, layers_of, float_ops = litert.layer_entries(
+                op_table(tfl.content, tfl.layer_origins, schema), self.plain, mode)
+        except litert.PrecisionError as error:
+            kind = ConversionError if error.conversion else PlanError
+            raise kind(str(error), layer=error.layer, field=error.field) from None
         refused = litert.refusals(tfl.content, entries)
         if refused:
             index, op, reason = refused[0]
@@ -109,9 +121,8 @@ class PrecisionStep:
             reason = reason.splitlines()[0].split(" Error: Quantization config")[0]
             raise PlanError(f"LiteRT Quantizer cannot give layer {layer!r} ({op}) {self.specs[layer].describe()}: its "
                             f"policy has no such config for that op ({reason}).", layer=layer, field="precision")
-        recipe = entries
+        recipe = litert.file_recipe(entries, float_ops, mode)
         if mode in FROM_FLOAT:
-            recipe = [*litert.mode_recipe(mode), *(litert.keep_float_entry(names) for names in float_ops), *entries]
             notices.append(f"Model {self.model.name!r}: the converter has no per-layer control in {mode!r} mode, so "
                            f"this file was converted float32 and LiteRT Quantizer gave the layers without a "
                            f"plan.precision its {mode} quantization (bench/precision_routes.py: the same size and "
@@ -129,7 +140,7 @@ class PrecisionStep:
                     warnings.catch_warnings():
                 for message in QUIET_WARNINGS:
                     warnings.filterwarnings("ignore", message=message)
-                content = litert.quantize(tfl.content, recipe, feed, tfl.input_names)
+                content = litert.quantize_file(tfl.content, recipe, feed, tfl.input_names)
         except Exception as error:  # LiteRT Quantizer raises ValueError, RuntimeError, KeyError, ...
             raise ConversionError(f"LiteRT Quantizer could not give {', '.join(map(repr, self.specs))} their precision "
                                   f"in model {self.model.name!r}: {str(error).strip() or type(error).__name__}",
@@ -140,58 +151,6 @@ class PrecisionStep:
                              float_reference=tfl.content if self.base_mode(mode) == "none" else None)
         self._verify(result, mode)
         return result
-
-    def _entries(self, tfl: TFLiteModel, mode: str) -> tuple[list[dict], list[str], list[list[str]]]:
-        """(recipe entries, the layer of each entry, output names of the float layers' ops) for the file ``tfl``."""
-        kept = set(self.kept_float(mode)) if mode == "int8" else set(self.specs)
-        owners: dict[int, str] = {}
-        entries, layers_of, float_ops = [], [], []
-        for layer, spec in self.specs.items():
-            ops = [op for op in tfl.ops if op.layer == layer and op.op not in CASTS]
-            if not ops:
-                folded = next((op for op in tfl.ops if layer in op.layers and op.layer is not None), None)
-                where = (f"it is computed inside layer {folded.layer!r}'s {folded.op}; give {folded.layer!r} the "
-                         "precision instead") if folded else "it leaves no op in the converted file"
-                raise PlanError(f"plan.precision on layer {layer!r} cannot be carried out: {where}.",
-                                layer=layer, field="precision")
-            for op in ops:
-                other = owners.setdefault(op.index, layer)
-                if other != layer:
-                    raise PlanError(f"Layers {other!r} and {layer!r} share the op {op.op}; give the precision to one.",
-                                    layer=layer, field="precision")
-            if layer not in kept:
-                continue  # the converter's own int8 is this precision
-            quantized = [op for op in ops if any(tfl.tensors[i].quantized for i in op.outputs if i >= 0)]
-            if quantized:
-                raise ConversionError(
-                    f"TFLite's quantizer made layer {layer!r} ({quantized[0].op}) int8 although it was asked to leave "
-                    "it float (it keeps ops that only pass their input's scale on, such as pooling, in int8), and "
-                    f"LiteRT Quantizer does not change ops that are already quantized, so the layer cannot get "
-                    f"{spec.describe()} in an int8 file. Give that precision to a layer with weights, or convert with "
-                    "quantization='none' or 'dynamic'.", layer=layer, field="precision")
-            weighted = [op for op in ops if kernel_tensor(tfl, op) is not None]
-            others = [op for op in ops if op not in weighted]
-            weights = spec.weights_for(bool(weighted))
-            if spec.is_float:
-                float_ops.append(_names(tfl, ops))
-                continue
-            if weighted and weights == "float":
-                raise PlanError(f"Layer {layer!r} ({weighted[0].op}) computes with weights, and integer activations "
-                                f"({spec.activations}) need integer weights; use weights='int8' or 'int4'.",
-                                layer=layer, field="weights")
-            if not weighted and weights != "float":
-                raise PlanError(f"Layer {layer!r} has no weights in the converted file ({ops[0].op}); leave weights "
-                                "out and set only its activations.", layer=layer, field="weights")
-            if weighted:
-                entries.append(litert.recipe_entry(_names(tfl, weighted), weights, spec.activations,
-                                                   spec.granularity, spec.algorithm))
-                layers_of.append(layer)
-            if others and spec.activations != "float":  # activation ranges are min-max, whatever the algorithm
-                entries.append(litert.recipe_entry(_names(tfl, others), None, spec.activations))
-                layers_of.append(layer)
-            if mode in FROM_FLOAT and others and spec.activations == "float":
-                float_ops.append(_names(tfl, others))
-        return entries, layers_of, float_ops
 
     def _verify(self, tfl: TFLiteModel, mode: str) -> None:
         """ConversionError when a precision layer did not get what the plan asks (read from the file)."""
@@ -223,9 +182,9 @@ def float_reference(model):
     return convert
 
 
-def _names(tfl: TFLiteModel, ops) -> list[str]:
-    """Each op's output tensor names joined by ';' (LiteRT Quantizer's scope of the op, less its final ';')."""
-    return [";".join(tfl.tensors[i].name for i in op.outputs if i >= 0) for op in ops]
+def plain_specs(specs: dict) -> dict:
+    """{layer: PrecisionSpec} as runtime.precision and a generated script take them: {layer: {"weights", ...}}."""
+    return {layer: dataclasses.asdict(spec) for layer, spec in specs.items()}
 
 
 def _calibration_feed(tfl: TFLiteModel, samples) -> dict:

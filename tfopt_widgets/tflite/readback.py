@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DataError, Error
-from ..runtime.ops import CASTS
+from ..runtime.ops import CASTS, KERNEL_INPUTS
 
 __all__ = ["FLAGGED", "IDEAL", "LayerPrecision", "layer_errors", "precisions"]
 
@@ -27,17 +27,19 @@ __all__ = ["FLAGGED", "IDEAL", "LayerPrecision", "layer_errors", "precisions"]
 IDEAL = 1 / math.sqrt(12)
 FLAGGED = 0.7
 
-# Ops whose weights are one layer's main kernel: op -> (input position, transpose from TFLite to Keras layout).
-# TFLite stores conv filters as (out, h, w, in) and dense kernels as (out, in); Keras as (h, w, in, out) and (in, out).
-KERNELS = {
-    "CONV_2D": (1, (1, 2, 3, 0)),
-    "TRANSPOSE_CONV": (1, (1, 2, 0, 3)),  # Keras Conv2DTranspose: (h, w, out, in)
-    "FULLY_CONNECTED": (1, (1, 0)),
-    "DEPTHWISE_CONV_2D": (1, None),  # (1, h, w, in * multiplier): reshaped in _keras_layout
-    "CONV_3D": (1, None),  # same layout as Keras
-    "EMBEDDING_LOOKUP": (1, None),
-    "GATHER": (0, None),  # a Keras Embedding: the table is the first input (a constant; an activation is no kernel)
+# Ops whose weights are one layer's main kernel: op -> (input position, transpose from TFLite to Keras layout), the
+# positions from runtime.ops.KERNEL_INPUTS. TFLite stores conv filters as (out, h, w, in) and dense kernels as
+# (out, in); Keras as (h, w, in, out) and (in, out).
+_LAYOUTS = {
+    "CONV_2D": (1, 2, 3, 0),
+    "TRANSPOSE_CONV": (1, 2, 0, 3),  # Keras Conv2DTranspose: (h, w, out, in)
+    "FULLY_CONNECTED": (1, 0),
+    "DEPTHWISE_CONV_2D": None,  # (1, h, w, in * multiplier): reshaped in _keras_layout
+    "CONV_3D": None,  # same layout as Keras
+    "EMBEDDING_LOOKUP": None,
+    "GATHER": None,  # a Keras Embedding: the table is the first input (a constant; an activation is no kernel)
 }
+KERNELS = {op: (position, _LAYOUTS[op]) for op, position in KERNEL_INPUTS.items()}
 
 
 def in_input_type(values, dtype, scale: float, zero_point: int) -> np.ndarray:
