@@ -125,3 +125,15 @@ def test_bad_calls_are_refused_before_any_work(digits):
         tw.run(model, None, "tpu", train)
     with pytest.raises(tw.PlanError, match="dict"):
         tw.run(model, {"dense": "prune"}, "cpu", train)
+
+
+def test_a_run_with_precisions_names_the_mix_the_file_holds(digits, frozen):
+    # Issue 15: the results row names the mix ("int4 x1, int8 x2, float x1"), read back from the file itself.
+    model, (x_train, y_train), (x_test, y_test) = digits
+    plan = tw.Plan().precision("conv2", weights="int4").precision("classifier", weights="float")
+    result = tw.run(model, plan, "cpu", (x_train, y_train), (x_test, y_test), runs=1, warmup=0)
+    words = {layer: p.plan_words[0] for layer, p in result.tflite.precisions().items() if p.weights is not None}
+    assert words["conv2"] == "int4" and words["classifier"] == "float"
+    counts = [(word, list(words.values()).count(word)) for word in ("int4", "int8", "float")]
+    expected = ", ".join(f"{word} x{n}" for word, n in counts if n)
+    assert result.label == f"CPU, int8, 2 layers given a precision ({expected})"

@@ -32,10 +32,9 @@ from pathlib import Path
 from .errors import DataError, PlanError
 from .plan import Plan, stages
 from .progress import Progress, interruptible
-from .quiet import imported_quietly
 from .targets import get_target
 
-__all__ = ["RunResult", "plan_summary", "run", "start_engine", "training_inputs", "write_atomically"]
+__all__ = ["RunResult", "plan_summary", "precision_mix", "run", "start_engine", "training_inputs", "write_atomically"]
 
 BASELINE_LABEL = "float32 baseline"
 # tw.run's own settings that tw.optimize takes too; the other tw.optimize keywords pass through **optimize_args.
@@ -216,6 +215,8 @@ def _run(model, plan, target, train_data, data, *, validation_data, quantization
         with _collected_notices():
             info = inspect_model(model)
     label = f"{get_target(target).title}, {tflite.quantization}, {plan_summary(plan, info)}"
+    if any(entry.precision for entry in plan):  # the mix the file holds, read back from it
+        label += f" ({precision_mix(tflite)})"
     # A reused OptimizedModel's notices (a Keras 3 model rebuilt) hold for this file too.
     notices = list(dict.fromkeys([*(optimized.notices if optimized is not None else ()), *caught]))
     result = RunResult(label, plan, target, optimized, tflite, metrics, notices, baseline,
@@ -234,7 +235,8 @@ def plan_summary(plan: Plan, info=None) -> str:
         return [name for name in names if info is None or info.get(name) is None or info.get(name).group is None]
 
     counts = [(len(chosen(plan.layers("quantize"))), "quantized"), (len(plan.layers("prune")), "pruned"),
-              (len(plan.layers("cluster")), "clustered"), (len(plan.float_layers), "kept float")]
+              (len(plan.layers("cluster")), "clustered"), (len(plan.float_layers), "kept float"),
+              (sum(1 for entry in plan if entry.precision), "given a precision")]
     parts = [(n, words) for n, words in counts if n]
     if not parts:
         return "no plan"
@@ -242,16 +244,22 @@ def plan_summary(plan: Plan, info=None) -> str:
     return ", ".join([f"{first} layer{'s' if first != 1 else ''} {words}", *(f"{n} {w}" for n, w in rest)])
 
 
+def precision_mix(tflite) -> str:
+    """The weights' precision over the file's layers that have weights, as read back from it: "int4 x3, int8 x5,
+    float x1" (float16 and float32 weights both count as float)."""
+    counts: dict[str, int] = {}
+    for precision in tflite.precisions().values():
+        if precision.weights is not None:
+            word = precision.plan_words[0]
+            counts[word] = counts.get(word, 0) + 1
+    order = {"int4": 0, "int8": 1, "float": 2}
+    return ", ".join(f"{word} x{n}" for word, n in sorted(counts.items(), key=lambda item: order.get(item[0], 3)))
+
+
 def start_engine() -> None:
-    """Load TensorFlow (once) with its start-up log lines (oneDNN, CUDA drivers, cuInit) kept out of the output.
-
-    Those lines come from absl before TensorFlow's log settings apply, so TF_CPP_MIN_LOG_LEVEL cannot silence
-    them; they are captured (quiet.START_UP_LINES) and any other line TensorFlow writes is passed on. The first
-    device query (where cuInit fails on a machine without a GPU) happens inside too.
-    """
-    from . import runtime  # noqa: F401 -- its environment settings (Keras 2, log level) come before TensorFlow loads
-
-    imported_quietly("tensorflow", lambda tf: tf.config.list_physical_devices())
+    """Load TensorFlow (once) with its start-up log lines (oneDNN, CUDA drivers, cuInit) kept out of the output: the
+    engine's stack (model/stack.py) loads it so, whichever path comes first."""
+    from .model import stack  # noqa: F401
 
 
 def write_atomically(path, data: bytes | str) -> Path:
