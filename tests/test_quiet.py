@@ -41,3 +41,16 @@ def test_the_cqat_note_is_left_out_and_nothing_else(caplog):
     assert [(r.name, r.getMessage()) for r in caplog.records] == [
         ("root", "something else"), ("tfopt.test", NO_ZEROS_NOTE), ("root", NO_ZEROS_NOTE)]
     assert root.handlers == handlers and not root.filters
+
+
+def test_the_demo_loads_tensorflow_without_its_start_up_lines():
+    # A notebook that imports the demo (or any engine module) before anything of tw.* loads TensorFlow through the
+    # engine's stack, which keeps the C++ start-up lines out; a TensorFlow error line would still come through.
+    import subprocess
+    import sys
+
+    script = "from tfopt_widgets.demo import digits_model; digits_model(epochs=1)"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for noise in ("oneDNN", "cuInit", "cuda", "absl::InitializeLog"):
+        assert noise not in done.stderr, done.stderr[-2000:]

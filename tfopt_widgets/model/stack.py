@@ -6,7 +6,15 @@ reach tfmot and fail with messages that never mention Keras 3, so models are che
 
 from __future__ import annotations
 
+from .. import runtime  # noqa: F401 -- its environment settings (Keras 2, log level) come before TensorFlow loads
 from ..errors import ModelError
+from ..quiet import imported_quietly
+
+# Whatever engine path loads TensorFlow first (tw.*, the demo, a widget) loads it here, with its C++ start-up lines
+# (oneDNN, CUDA drivers, cuInit: absl writes them before any log setting applies) kept out of the output; the first
+# device query, where cuInit fails on a machine without a GPU, happens inside too.
+imported_quietly("tensorflow", lambda tensorflow: tensorflow.config.list_physical_devices())
+
 from ..runtime.ops import ORIGINS_ATTRIBUTE, layer_origins
 from ..runtime.training import application_layers, keras, np, skips_first_node, tf, tfmot
 
