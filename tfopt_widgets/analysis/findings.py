@@ -16,6 +16,9 @@ __all__ = ["DEFAULT_LEVELS", "LayerSize", "PlanCheck", "SensitivityReport", "Sen
 
 TECHNIQUES = ("quantize", "prune", "cluster")
 DEFAULT_LEVELS = {"quantize": ("int8",), "prune": (0.5, 0.75, 0.9), "cluster": (8, 16, 32)}
+# The quantize levels a scan can measure: "int4" (int4 weights per channel by LiteRT Quantizer, float activations) is
+# asked for with levels={"quantize": ("int8", "int4")}.
+QUANTIZE_LEVELS = ("int8", "int4")
 # Evaluation samples by default: enough to resolve a drop of 0.5 % on accuracy, few enough for hundreds of variants.
 EVALUATION_SAMPLES = 500
 _WEIGHT_DTYPES = ("int8", "float16", "float32")
@@ -28,7 +31,8 @@ class SensitivityRow:
     ``value`` is the metric of that file, ``drop`` the baseline's value minus it (positive: worse). ``size`` holds
     the estimated gzip bytes of the layer's kernel afterwards per weight encoding ("int8", "float16", "float32").
     Quantize rows add ``keep_float_value`` (the full-int8 file with this layer float) and ``quant_error`` (RMS
-    int8 error of the layer's output, from the QuantizationDebugger).
+    int8 error of the layer's output, from the QuantizationDebugger). An int4 row (level "int4") measures the float
+    file with only this layer's weights int4; its ``size`` adds "int4" (the layer's int4 kernel, packed).
     """
 
     layer: str
@@ -70,7 +74,7 @@ class SensitivityReport:
         self.layer_sizes = {entry.layer: entry for entry in self.layers}
 
     def row(self, layer: str, technique: str, level=None) -> SensitivityRow | None:
-        """The measurement of ``layer`` under ``technique`` at ``level`` (the only level for quantize)."""
+        """The measurement of ``layer`` under ``technique`` at ``level`` (without one, the first: int8 for quantize)."""
         for row in self.rows:
             if row.layer == layer and row.technique == technique and (level is None or row.level == level):
                 return row
@@ -102,7 +106,7 @@ class SensitivityReport:
 
         rows = []
         for entry in self.layers:
-            quant = self.row(entry.layer, "quantize")
+            quant = self.row(entry.layer, "quantize", "int8")
             rows.append({"layer": entry.layer, "type": entry.class_name, "params": entry.params,
                          "int8_gzip_bytes": entry.size.get("int8"), "share": entry.share,
                          "quant_error": quant.quant_error if quant else None,

@@ -122,6 +122,18 @@ def kernel_sizes(kernel: np.ndarray) -> dict:
     int8 = np.round(flat / np.where(peak > 0, peak / 127.0, 1.0)).astype(np.int8)
     return {dtype: len(gzip.compress(data.tobytes(), 9, mtime=0)) for dtype, data in
             (("int8", int8), ("float16", kernel.astype(np.float16)), ("float32", kernel.astype(np.float32)))}
+def int4_size(kernel: np.ndarray) -> int:
+    """Estimated gzip bytes of a kernel (file layout) stored as int4 per output channel, two values a byte (as
+    LiteRT Quantizer packs them)."""
+    flat = kernel.reshape(kernel.shape[0], -1) if kernel.ndim > 1 else kernel.reshape(1, -1)
+    peak = np.max(np.abs(flat), axis=1, keepdims=True)
+    levels = np.clip(np.round(flat / np.where(peak > 0, peak / 7.0, 1.0)), -8, 7).astype(np.int8).reshape(-1)
+    nibbles = (levels & 0x0F).astype(np.uint8)
+    if nibbles.size % 2:
+        nibbles = np.append(nibbles, np.uint8(0))
+    return len(gzip.compress((nibbles[0::2] | (nibbles[1::2] << 4)).tobytes(), 9, mtime=0))
+
+
 def default_executor(base: bytes, metric, workers: int | None, interactive: bool | None = None) -> str:
     """"processes" where they are both faster and safe to start, else "threads".
 

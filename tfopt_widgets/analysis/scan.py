@@ -5,7 +5,9 @@ before any training is spent. Every measurement starts from the model's float TF
 
 * quantize: TFLite's ``QuantizationDebugger`` calibrates once; per layer it gives the int8 error of that layer's
   output (``quant_error``, the RMS of the difference to float), the metric with ONLY that layer int8 (the drop), and
-  the metric of the full-int8 file with that layer kept float (``keep_float_value``);
+  the metric of the full-int8 file with that layer kept float (``keep_float_value``); with the level "int4"
+  (``levels={"quantize": ("int8", "int4")}``), the metric with ONLY that layer's weights int4 (LiteRT Quantizer, as
+  tw.convert gives plan.precision(layer, weights="int4")), for each layer LiteRT can give int4 weights;
 * prune: the layer's kernel magnitude-pruned to each sparsity (numpy, on a copy of the weights);
 * cluster: the layer's kernel clustered to each count (1-D k-means on a copy of the weights).
 
@@ -30,9 +32,10 @@ from concurrent.futures import Executor
 import numpy as np
 
 from ..errors import Error
+from . import findings
 from .findings import DEFAULT_LEVELS, EVALUATION_SAMPLES, TECHNIQUES, LayerSize, SensitivityReport, SensitivityRow
-from .jobs import Jobs, default_executor, kernel_sizes, worker_count
-from .variants import Quantizer, layer_kernels
+from .jobs import Jobs, default_executor, int4_size, kernel_sizes, worker_count
+from .variants import Quantizer, int4_files, layer_kernels
 
 # -- measuring -----------------------------------------------------------------------------------------------------
 
@@ -45,7 +48,8 @@ def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Execu
     ``(x, y)`` (batched or not; its first ``samples``). Several inputs: x as a list of arrays in the model's input
     order or a dict keyed by input name; several outputs: y likewise (the default metric is then the accuracy of
     the first output). ``levels``: per
-    technique, e.g. ``{"prune": (0.5, 0.9), "cluster": (16,)}`` (defaults: :data:`DEFAULT_LEVELS`).
+    technique, e.g. ``{"prune": (0.5, 0.9), "cluster": (16,)}`` (defaults: :data:`DEFAULT_LEVELS`); quantize takes
+    "int8" and "int4" (int4 weights, layer by layer: ``{"quantize": ("int8", "int4")}``).
     ``metric(y_true, y_pred) -> float`` (higher is better) replaces accuracy; with a process executor it must be
     picklable (a module-level function). ``representative_data`` calibrates int8 (default: the measured inputs).
     ``executor``: a ``concurrent.futures.Executor`` the jobs are submitted to (e.g. Dask's
@@ -95,7 +99,7 @@ def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Execu
                         changes.append((key, None, (kernel, technique, level)))
                         pending.append((key, name, technique, level, {}))
         jobs.submit(changes)
-        if "quantize" in levels:
+        if "int8" in levels.get("quantize", ()):
             # Quantized variants are made here (TensorFlow) while the workers already score the ones above.
             quantizer = Quantizer(keras_model, calibration, origins)
             int8_file = quantizer.quantize(exclude=())
@@ -110,6 +114,13 @@ def sensitivity(model, data, techniques=TECHNIQUES, levels=None, executor: Execu
                             chunks=1)
                 pending.append((f"quantize|{name}|only", name, "quantize", "int8",
                                 {"keep_float": f"quantize|{name}|keep_float", "quant_error": debug.get(name)}))
+        if "int4" in levels.get("quantize", ()):
+            wanted = [name for name in kernels if info[name].supports("quantize").ok]
+            int4 = int4_files(float_file, wanted)
+            jobs.submit([(f"quantize|{name}|int4", content, None) for name, content in int4.items()])
+            for name in int4:
+                sizes[name] = {**sizes[name], "int4": int4_size(kernels[name].tflite)}
+                pending.append((f"quantize|{name}|int4", name, "quantize", "int4", {}))
         scores = jobs.results()
     baseline = scores["float"][0]
     int8_value = scores["int8"][0] if "int8" in scores else None
@@ -140,8 +151,10 @@ def _check_levels(levels: dict) -> None:
     for level in levels.get("cluster", ()):
         if isinstance(level, bool) or not isinstance(level, int) or level < 2:
             raise Error(f"Clustering levels are cluster counts of at least 2; got {level!r}.", field="levels")
-    if tuple(levels.get("quantize", ("int8",))) != ("int8",):
-        raise Error("The quantize technique has one level, 'int8' (post-training, per layer).", field="levels")
+    quantize = tuple(levels.get("quantize", ("int8",)))
+    if not quantize or set(quantize) - set(findings.QUANTIZE_LEVELS) or len(set(quantize)) != len(quantize):
+        raise Error(f"The quantize technique's levels are some of {', '.join(map(repr, findings.QUANTIZE_LEVELS))} "
+                    f"(post-training, per layer); got {quantize!r}.", field="levels")
 
 
 def _evaluation_data(model, data, samples: int):

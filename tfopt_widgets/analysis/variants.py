@@ -1,5 +1,6 @@
-"""The variant files a scan scores: each layer's kernel located in the float file, and selective int8 from one
-calibration (TFLite's QuantizationDebugger for the per-layer errors)."""
+"""The variant files a scan scores: each layer's kernel located in the float file, selective int8 from one
+calibration (TFLite's QuantizationDebugger for the per-layer errors), and one layer's weights int4 (LiteRT
+Quantizer, as tw.convert carries out plan.precision(layer, weights="int4"))."""
 
 from __future__ import annotations
 
@@ -54,6 +55,41 @@ def layer_kernels(keras_model, tfl, info) -> dict[str, Kernel]:
             result[layer.name] = Kernel(keras_kernel, values, offsets[index], layout, scale)
             break
     return result
+
+
+def int4_files(tfl, layers) -> dict[str, bytes]:
+    """{layer: the float file ``tfl`` with only that layer's weights int4 (per channel, float activations)}, for
+    each of ``layers`` LiteRT Quantizer can give int4 weights: with the calls tw.convert makes for
+    ``plan.precision(layer, weights="int4")`` (runtime.precision over the op-to-layer map). A layer without a
+    weighted op of its own (pooling, a folded BatchNormalization) or one LiteRT's policy refuses int4 (a depthwise
+    convolution) is left out."""
+    import contextlib
+    import io
+
+    from ai_edge_litert import schema_py_generated as schema
+
+    from ..quiet import captured_stderr, captured_stdout
+    from ..runtime import precision as litert
+    from ..runtime.ops import op_table
+
+    ops = op_table(tfl.content, tfl.layer_origins, schema)
+    weighted = {op["layer"] for op in ops if op["weighted"] and not op["cast"] and op["layer"] is not None}
+    files = {}
+    for layer in layers:
+        if layer not in weighted:
+            continue
+        spec = {"weights": "int4", "activations": "float", "granularity": "channel", "algorithm": "minmax"}
+        try:
+            entries, _, float_ops = litert.layer_entries(ops, {layer: spec}, "none")
+        except litert.PrecisionError:
+            continue
+        if not entries or litert.refusals(tfl.content, entries):
+            continue
+        with captured_stdout(), captured_stderr(), contextlib.redirect_stderr(io.StringIO()), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            files[layer] = litert.quantize_file(tfl.content, litert.file_recipe(entries, float_ops, "none"))
+    return files
 
 
 def _buffer_offsets(content: bytes) -> dict[int, int]:
