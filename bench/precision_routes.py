@@ -8,7 +8,7 @@ quantization in the LiteRT docs) to LiteRT Quantizer. For each mode, the same Ke
 - LiteRT: ``tw.convert(model, "float32")`` then LiteRT Quantizer's ready recipe for the mode (``dynamic_wi8_afp32``,
   also ``dynamic_legacy_wi8_afp32``, which skips tensors under 1,024 weights as the converter does; float16
   weights by its float_casting algorithm;
-  ``static_wi8_ai8``; ``static_wi8_ai16``) through ``tfopt_widgets.runtime.precision.quantize``, calibrated on the
+  ``static_wi8_ai8``; ``static_wi8_ai16``) through ``tfopt_widgets.runtime.precision.quantize_file``, calibrated on the
   same samples ("int8, batch 1": from a float32 file with the batch fixed to 1). Calibrated ranges are the extremes
   over the samples, as the converter's (and tw.convert's LiteRT step); "(LiteRT's averaging)" rows keep LiteRT
   Quantizer's own calibration, a moving average of each sample's min and max.
@@ -67,7 +67,7 @@ def ready_recipe(name: str):
 
 def litert_file(base, recipe_name: str, samples, averaged: bool = False):
     """``base`` (a float32 TFLiteModel) quantized with LiteRT Quantizer's ready recipe ``recipe_name``; calibrated
-    on the extremes (tfopt_widgets.runtime.precision.quantize) or, ``averaged``, by LiteRT Quantizer's own
+    on the extremes (tfopt_widgets.runtime.precision.quantize_file) or, ``averaged``, by LiteRT Quantizer's own
     Quantizer.calibrate."""
     import contextlib
     import io
@@ -86,7 +86,7 @@ def litert_file(base, recipe_name: str, samples, averaged: bool = False):
             calibration = q.calibrate(precision.calibration_data(samples, base.input_names))
             content = bytes(q.quantize(calibration).quantized_model)
         else:
-            content = precision.quantize(base.content, ready_recipe(recipe_name), samples, base.input_names)
+            content = precision.quantize_file(base.content, ready_recipe(recipe_name), samples, base.input_names)
     return tw.TFLiteModel(content, target="cpu", quantization=recipe_name, layer_origins=base.layer_origins,
                           input_names=base.input_names, output_names=base.output_names)
 

@@ -149,10 +149,6 @@ def quantize_file(content, recipe, samples=None, input_names=()):
     return bytes(result.quantized_model)
 
 
-# The name bench/ calls it by; a generated script's own quantize() (its QAT stage) takes that name there.
-quantize = quantize_file
-
-
 def extremes(qsv, new):
     """Calibration statistics merged as the TFLite converter does: the smallest min and largest max over every
     sample. LiteRT Quantizer's own default is a moving average (smoothing 0.95), which clipped the digits demo's
