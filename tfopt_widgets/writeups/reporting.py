@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import Error
+from ..pipeline import plan_summary
 from ..plan import Plan
 from .histograms import COLORS, compare
 
@@ -175,7 +176,7 @@ def _sections(model, plan: Plan, runs: list[Run], notes: str) -> list[_Section]:
     if notes:
         intro.append(notes)
     sections = [_Section("", intro)]
-    plan_text = [f"{len(plan)} layers planned; the other layers are left as they are."] if len(plan) else \
+    plan_text = [f"{plan_summary(plan, info)}; the other layers are left as they are."] if len(plan) else \
         ["The plan is empty: every run below converts the model as it is."]
     sections.append(_Section("Plan", plan_text, _plan_table(plan, info)))
     if runs:
