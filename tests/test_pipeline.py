@@ -137,3 +137,19 @@ def test_a_run_with_precisions_names_the_mix_the_file_holds(digits, frozen):
     counts = [(word, list(words.values()).count(word)) for word in ("int4", "int8", "float")]
     expected = ", ".join(f"{word} x{n}" for word, n in counts if n)
     assert result.label == f"CPU, int8, 2 layers given a precision ({expected})"
+
+
+def test_layer_errors_of_a_run_are_measured_on_its_data_once(digits, frozen):
+    # Issue 15 item 3: what the Studio's error column and tw.report show after a run.
+    model, (x_train, y_train), (x_test, y_test) = digits
+    plan = tw.Plan().precision("conv2", weights="int4").precision("dense", activations="int16")
+    result = tw.run(model, plan, "cpu", (x_train, y_train), (x_test, y_test), baseline=True, runs=1, warmup=0)
+    errors = result.layer_errors(samples=8)
+    assert errors is result.layer_errors(samples=8)  # measured once, then kept
+    assert errors.attrs["samples"] == 8
+    by_layer = errors.set_index("layer")
+    assert by_layer.loc["conv2", "weights"] == "int4" and by_layer.loc["dense", "activations"] == "int16"
+    # The same numbers as asking the file directly with the same data.
+    direct = result.tflite.layer_errors(x_test, samples=8).set_index("layer")
+    np.testing.assert_allclose(by_layer["rms_error"], direct["rms_error"])
+    assert result.baseline.layer_errors() is None  # the float32 file is the reference itself

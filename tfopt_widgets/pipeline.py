@@ -50,7 +50,7 @@ class RunResult:
     data; ``baseline`` the RunResult of the float32 file on the same data (None unless asked for); ``notices`` the
     ``tw.ModelNotice`` messages of the run (Keras 3 rebuilt, layers kept float, batch fixed to 1, ...).
     ``epochs`` is the fine-tuning epochs per stage (None when this run fine-tuned nothing); ``wall_s`` the seconds
-    it took.
+    it took. :meth:`layer_errors` measures each layer's quantization error on the same data.
     """
 
     label: str
@@ -63,6 +63,19 @@ class RunResult:
     baseline: RunResult | None = None
     epochs: int | None = None
     wall_s: float = 0.0
+    data: object = field(default=None, repr=False, compare=False)  # what metrics were measured on
+    _errors: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def layer_errors(self, samples: int = 32):
+        """Each layer's error in this file against the float model, on the first ``samples`` samples of the data
+        the run was measured on: :meth:`TFLiteModel.layer_errors`'s DataFrame (``rms_error``, ``error_over_scale``
+        against the 0.29 / 0.7 thresholds, ``flagged``, ...). None for the float32 baseline, which is the
+        reference. Measured when first asked for, then kept."""
+        if self.target == "float32":
+            return None
+        if samples not in self._errors:
+            self._errors[samples] = self.tflite.layer_errors(self.data, samples=samples)
+        return self._errors[samples]
 
     @property
     def drop(self) -> float | None:
@@ -191,7 +204,7 @@ def _run(model, plan, target, train_data, data, *, validation_data, quantization
         with _collected_notices() as warned:
             float_file = converted("baseline", model, "float32")
             baseline = RunResult(BASELINE_LABEL, Plan(), "float32", None, float_file,
-                                 measured("baseline", float_file), warned)
+                                 measured("baseline", float_file), warned, data=evaluation)
         baseline.wall_s = time.perf_counter() - started
         if on_baseline is not None:
             on_baseline(baseline)
@@ -220,7 +233,7 @@ def _run(model, plan, target, train_data, data, *, validation_data, quantization
     # A reused OptimizedModel's notices (a Keras 3 model rebuilt) hold for this file too.
     notices = list(dict.fromkeys([*(optimized.notices if optimized is not None else ()), *caught]))
     result = RunResult(label, plan, target, optimized, tflite, metrics, notices, baseline,
-                       epochs if fine_tuned else None, time.perf_counter() - started)
+                       epochs if fine_tuned else None, time.perf_counter() - started, data=evaluation)
     for notice in dict.fromkeys([*warned, *caught]):
         _warn(notice)
     return result
