@@ -68,11 +68,111 @@ def test_int4_variant_is_the_file_tw_convert_makes(digits):
     assert converted.content == files["dense"]
 
 
-def test_suggest_plan_ignores_int4_rows(report):
-    plan = tw.suggest_plan(report, budget=0.02, target="cpu")
-    assert not plan.precisions
-    estimate = report.estimate(plan, "cpu")
-    assert math.isfinite(estimate["drop"]) and estimate["size"] > 0
+def _without_int4(report):
+    """The same report without its int4 rows (the layers' sizes keep their "int4" entry)."""
+    return tw.SensitivityReport(report.model_name, report.metric, report.baseline, report.int8_value,
+                                [row for row in report.rows if row.level != "int4"], report.layers,
+                                report.int8_gzip_size, report.float_gzip_size, report.samples, report.levels, 0.0, None)
+
+
+def _int4_layers(plan):
+    return [layer for layer, spec in plan.precisions.items() if spec.weights == "int4"]
+
+
+def test_suggest_plan_gives_int4_weights_within_the_budget(report, digits):
+    model = digits[0]
+    without = _without_int4(report)
+    sizes = []
+    for budget in (0.0, 0.01, 0.05):
+        plan = tw.suggest_plan(report, budget=budget, target="cpu")
+        plan.validate(model, target="cpu")  # int4 beside prune / cluster, never with keep_float or QAT
+        estimate = report.estimate(plan, "cpu")
+        assert estimate["drop"] <= budget + 1e-9  # budget 0 too: negative int4 drops count as 0
+        assert all(spec.describe() == "int4 weights, float activations" for spec in plan.precisions.values())
+        assert not set(plan.precisions) & set(plan.float_layers)
+        sizes.append(estimate["size"])
+        # Without int4 rows, the plan of before: no precision, and int4 makes the same budget's plan smaller.
+        plain = tw.suggest_plan(without, budget=budget, target="cpu")
+        assert not plain.precisions and without.estimate(plain, "cpu") == report.estimate(plain, "cpu")
+        if _int4_layers(plan):
+            assert estimate["size"] < report.estimate(plain, "cpu")["size"]
+    assert sizes == sorted(sizes, reverse=True)
+    generous = tw.suggest_plan(report, budget=0.05, target="cpu")
+    assert _int4_layers(generous) and set(_int4_layers(generous)) <= set(WEIGHTED)
+    # Float modes: the other layers float16 or dynamic, int4 still offered.
+    for mode in ("float16", "dynamic"):
+        assert _int4_layers(tw.suggest_plan(report, budget=0.05, target="cpu", quantization=mode)), mode
+
+
+def test_estimate_counts_an_int4_layer(report):
+    """int4 on one layer: its int4 size instead of its int8 size, its int4 drop instead of its int8 share."""
+    unplanned = report.estimate(tw.Plan(), "cpu")
+    for name in WEIGHTED:
+        sizes, row = report.layer_sizes[name].size, report.row(name, "quantize", "int4")
+        share = max(0.0, report.row(name, "quantize", "int8").keep_float_value - report.int8_value)
+        planned = report.estimate(tw.Plan().precision(name, weights="int4"), "cpu")
+        assert unplanned["size"] - planned["size"] == sizes["int8"] - sizes["int4"]
+        assert planned["drop"] == pytest.approx(unplanned["drop"] - share + max(0.0, row.drop))
+        # In a float16 conversion the layer's float16 kernel is what int4 replaces.
+        float16 = report.estimate(tw.Plan().precision(name, weights="int4"), "cpu", "float16")
+        assert report.estimate(tw.Plan(), "cpu", "float16")["size"] - float16["size"] == \
+            sizes["float16"] - sizes["int4"]
+
+
+def test_int4_size_after_pruning_or_clustering_is_estimated_near_the_real_one(report, digits):
+    """The int4 gzip size suggest_plan assumes for a pruned or clustered kernel, against the real one."""
+    from tfopt_widgets.analysis.jobs import cluster, int4_size, prune
+    from tfopt_widgets.analysis.suggestion import _int4_size
+
+    model = digits[0]
+    for name in ("conv2", "dense"):
+        kernel = np.moveaxis(model.get_layer(name).get_weights()[0], -1, 0)  # the file's layout: output first
+        layer = report.layer_sizes[name].size
+        assert int4_size(kernel) == layer["int4"]
+        for technique, level, compress in (("prune", 0.5, prune), ("cluster", 16, cluster)):
+            row = report.row(name, technique, level)
+            assert "int4" not in row.size  # not measured: estimated
+            real = int4_size(compress(kernel, level))
+            estimated = _int4_size(layer, row.size, technique, level)
+            assert 0.85 * real <= estimated <= 1.3 * real, (name, technique, estimated, real)
+
+
+def test_no_int4_where_the_target_cannot_run_it(report):
+    without = _without_int4(report)
+    for target, mode in (("edgetpu", None), ("hexagon", None), ("gpu", None), ("cpu", "int16x8")):
+        for budget in (0.0, 0.05):
+            plan = tw.suggest_plan(report, budget=budget, target=target, quantization=mode)
+            assert not plan.precisions, (target, mode)
+            assert plan == tw.suggest_plan(without, budget=budget, target=target, quantization=mode)
+
+
+def test_suggested_int4_plan_converts_and_is_verified(report, digits, frozen):
+    _, train, test = digits
+    budget = 0.05
+    plan = tw.suggest_plan(report, budget=budget, target="cpu")
+    int4 = _int4_layers(plan)
+    tfl = tw.convert(frozen, "cpu", plan=plan, representative_data=train[0][:100])
+    found = tfl.precisions()
+    assert all(found[name].plan_words == ("int4", "float") for name in int4)
+    assert all(found[name].weights == "int8" for name in WEIGHTED if name not in int4)
+    assert tfl.gzip_size < tw.convert(frozen, "cpu", representative_data=train[0][:100]).gzip_size
+    # Carried out (fine-tuned one epoch for the pruning / clustering, then converted): estimate vs measurement.
+    check = report.verify(frozen, plan, train, test, target="cpu", budget=budget, epochs=1)
+    assert check.estimated_drop <= budget + 1e-9 and math.isfinite(check.measured_drop)
+    assert check.estimated_size == report.estimate(plan, "cpu")["size"]
+    # An int4 layer is out of the int8 part (float activations): the file's float_layers() lists it.
+    assert set(check.float_layers) == set(plan.float_layers) | set(int4)
+    assert check.gzip_size < check.float_gzip_size / 5
+    assert (check.missed_by == 0.0) == check.within_budget
+
+
+def test_suggestion_text_counts_int4_layers():
+    from tfopt_widgets.widgets.studio import _suggestion_text
+
+    plan = tw.Plan().prune("dense", sparsity=0.5).precision("dense", "conv2", weights="int4")
+    text = _suggestion_text({"plan": plan, "budget": 0.01, "title": "CPU", "estimate": {"drop": 0.004, "size": 500},
+                             "unplanned": {"size": 900}})
+    assert "1 pruned, 2 with int4 weights;" in text and "alone" not in text
 
 
 def test_no_int4_row_for_a_depthwise_layer(digits):

@@ -410,10 +410,12 @@ class Studio(widgets.VBox):
 
 
 def _suggestion_text(suggestion: dict) -> str:
-    """"Suggested for CPU within 0.0100: 2 pruned, 1 clustered, 1 kept float; estimated drop +0.0080, ..."."""
+    """"Suggested for CPU within 0.0100: 2 pruned, 1 clustered, 1 kept float, 2 with int4 weights; estimated
+    drop +0.0080, ..."."""
     plan, estimate, unplanned = suggestion["plan"], suggestion["estimate"], suggestion["unplanned"]
     counts = [(len(plan.layers("prune")), "pruned"), (len(plan.layers("cluster")), "clustered"),
-              (len(plan.float_layers), "kept float")]
+              (len(plan.float_layers), "kept float"),
+              (sum(spec.weights == "int4" for spec in plan.precisions.values()), "with int4 weights")]
     what = ", ".join(f"{n} {words}" for n, words in counts if n) or "nothing fits the budget"
     text = (f"Suggested for {suggestion['title']} within {suggestion['budget']:.4f}: {what}; estimated drop "
             f"{estimate['drop']:+.4f}, kernels {unplanned['size']:,} → {estimate['size']:,} B gzipped.")
