@@ -259,10 +259,14 @@ def plan_summary(plan: Plan, info=None) -> str:
 
 def precision_mix(tflite) -> str:
     """The weights' precision over the file's layers that have weights, as read back from it: "int4 x3, int8 x5,
-    float x1" (float16 and float32 weights both count as float)."""
+    float x1" (float16 and float32 weights both count as float). A layer folded into another's op (a
+    BatchNormalization into its convolution) is counted once, with that layer."""
+    from .tflite.readback import main_ops
+
+    ops = main_ops(tflite)
     counts: dict[str, int] = {}
-    for precision in tflite.precisions().values():
-        if precision.weights is not None:
+    for layer, precision in tflite.precisions().items():
+        if precision.weights is not None and ops[layer].layer == layer:
             word = precision.plan_words[0]
             counts[word] = counts.get(word, 0) + 1
     order = {"int4": 0, "int8": 1, "float": 2}
