@@ -287,6 +287,8 @@ def test_studio_report_and_static_summary(digits, tmp_path):
     path = studio.export_report(tmp_path / "studio.html")
     text = path.read_text(encoding="utf-8")
     assert "<h2>Results</h2>" in text and "<h2>Compatibility: float32 baseline (Float32 baseline)</h2>" in text
+    # The last run's layer errors, measured on the data its baseline was measured on (an int8 file: every layer).
+    assert text.count("<h2>Layer errors: ") == 1 and "error / scale" in text
     assert text.count("data:image/png;base64,") >= 1, "the largest layers' weights, before and in the file"
 
     # Without a widget front-end (nbconvert, GitHub), the Studio's output reads as a static summary.

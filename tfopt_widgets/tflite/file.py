@@ -24,7 +24,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from ..runtime.ops import CASTS, enum_names, holds_data, indices, op_layers, op_names, signature_names, tensor_name
-from .readback import KERNELS, layer_errors, precisions
+from .readback import KERNELS, layer_errors, precisions, stored_levels
 
 __all__ = ["KERNELS", "Op", "TFLiteModel", "Tensor"]
 
@@ -285,6 +285,12 @@ class TFLiteModel:
         file, read from the file itself: the dtype of its main op's weights ("int4", "int8", "float16", "float32";
         None without weights) and of that op's output ("float32", "int8", "int16", ...). Empty for a bare file."""
         return precisions(self)
+
+    def stored_levels(self) -> dict:
+        """{user's Keras layer: :class:`tfopt_widgets.tflite.readback.StoredLevels`} for each layer whose main kernel
+        the file stores as integers (int4 or int8): the integers themselves, before any scale, so a histogram shows
+        the 16 levels of int4 that per-channel scales blur in :meth:`weights`. Empty for a float or bare file."""
+        return stored_levels(self)
 
     def layer_errors(self, data, reference=None, samples: int = 32):
         """A pandas DataFrame, a row per user layer with an op: the RMS error of the layer's output against the float

@@ -6,6 +6,8 @@ activations (``TFLiteModel.precisions``), and its quantization error against the
 >>> tfl.precisions()["conv2"]
 LayerPrecision(weights='int4', activations='float32', op='CONV_2D')
 >>> tfl.layer_errors(x_test)          # a DataFrame: rms_error, scale, error_over_scale, ... per layer
+>>> tfl.stored_levels()["conv2"]      # the integers the file stores for conv2's kernel
+StoredLevels(dtype='int4', shape=(32, 3, 3, 16), channel_axis=0)
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from ..errors import DataError, Error
 from ..runtime.ops import CASTS, KERNEL_INPUTS
 
-__all__ = ["FLAGGED", "IDEAL", "LayerPrecision", "layer_errors", "precisions"]
+__all__ = ["FLAGGED", "IDEAL", "LayerPrecision", "StoredLevels", "layer_errors", "precisions", "stored_levels"]
 
 # TFLite's QuantizationDebugger reads rms error / scale: uniform rounding alone gives 1/sqrt(12) ~ 0.29, and it flags
 # layers above 0.7 (tensorflow/lite/g3doc/performance/quantization_debugger.ipynb).
@@ -113,6 +115,37 @@ def precisions(tfl) -> dict[str, LayerPrecision]:
         outputs = [i for i in op.outputs if i >= 0]
         found[layer] = LayerPrecision(weights=None if kernel is None else tfl.tensors[kernel].dtype,
                                       activations=tfl.tensors[outputs[0]].dtype if outputs else "float32", op=op.op)
+    return found
+
+
+@dataclass(frozen=True, eq=False)
+class StoredLevels:
+    """One layer's main kernel as the integers its file stores: ``dtype`` "int4" or "int8", ``values`` those
+    integers (an int8 array in the file's layout; int4 unpacked, -8..7), ``channel_axis`` the axis with a scale per
+    output channel (None: one scale for the whole kernel). TFLite's integer weights are symmetric (zero point 0):
+    level 0 is the value 0, pruned weights included."""
+
+    dtype: str
+    values: np.ndarray
+    channel_axis: int | None
+
+    def __repr__(self) -> str:
+        return (f"StoredLevels(dtype={self.dtype!r}, shape={tuple(self.values.shape)}, "
+                f"channel_axis={self.channel_axis})")
+
+
+def stored_levels(tfl) -> dict[str, StoredLevels]:
+    """See :meth:`TFLiteModel.stored_levels`."""
+    found = {}
+    for layer, op in main_ops(tfl).items():
+        index = kernel_tensor(tfl, op) if op.layer == layer else None  # a folded layer's op holds another's kernel
+        tensor = tfl.tensors[index] if index is not None else None
+        if tensor is None or tensor.dtype not in ("int4", "int8"):
+            continue
+        values = tfl.tensor_data(index)
+        if values is not None:
+            found[layer] = StoredLevels(tensor.dtype, values, tensor.quantized_dimension if len(tensor.scale) > 1
+                                        else None)
     return found
 
 

@@ -10,6 +10,13 @@ Exact zeros (what pruning makes) are a count beside the plot, not a bar, so they
 dict_keys(['float', 'optimized', 'tflite'])
 >>> view.histogram["zeros"]        # exact zeros per series, shown beside the bars
 {'float': 0, 'optimized': 1050, 'tflite': 1050}
+
+The file's integer levels (``tflite_levels=tfl.stored_levels()``) get a small plot of their own under the histogram:
+per-channel scales blur int4's 16 levels among the dequantized values, the stored integers show them.
+
+>>> view.set_weights(tflite=tfl.weights(), tflite_mode=tfl.quantization, tflite_levels=tfl.stored_levels())
+>>> view.levels["dtype"], view.levels["per_channel_used"]
+('int4', 15.0)
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import ipywidgets as widgets
 import numpy as np
 import traitlets
 
-from ..writeups.histograms import COLORS, compare
+from ..writeups.histograms import COLORS, compare, levels, levels_caption, stored_as
 
 # Series in drawing order (side by side in each bin): label, legend text, colour (the report's colours too).
 SERIES = (
@@ -57,11 +64,15 @@ class WeightView(widgets.VBox):
     histogram = traitlets.Dict(help="what is drawn: {'edges', 'counts': {series: counts}, 'zeros': {series: exact "
                                     "zeros, shown beside the bars}, 'nonzero': {series: counts without them, the "
                                     "bars}, 'stats': {series: stats}} (tfopt_widgets.writeups.histograms.compare)")
+    levels = traitlets.Dict(help="the shown layer's integer levels in the converted file, drawn under the histogram: "
+                                 "{'dtype', 'levels', 'counts', 'zeros', 'nonzero', 'used', 'per_channel_used', ...} "
+                                 "(tfopt_widgets.writeups.histograms.levels); {} when the file stores it as float")
 
     def __init__(self, *, layer: str = ""):
         self._lock = threading.RLock()
         self._weights = {label: {} for label, _, _ in SERIES}
         self._modes = {}
+        self._levels = {}  # {layer: StoredLevels} of the converted file
         x_scale, self._y_scale = bqplot.LinearScale(), bqplot.LinearScale(min=0.0, max=1.0)
         # One grouped mark: each bin's series stand side by side, opaque, rather than overlapping see-through
         # fills that blend into colours of their own. Its y has a row per series shown, in SERIES order.
@@ -85,23 +96,61 @@ class WeightView(widgets.VBox):
         self.title = widgets.HTML()
         self.stats = widgets.HTML()
         plot = widgets.HBox([self.figure, self.zeros], layout=widgets.Layout(width="100%", align_items="flex-start"))
-        super().__init__([self.title, plot, self.stats],
+        self._make_levels_plot()
+        super().__init__([self.title, plot, self.levels_box, self.stats],
                          layout=widgets.Layout(width="100%", min_width="320px"))
         self.add_class("tfopt-weight-view")
         self.layer = layer
         self._redraw()
 
     def set_weights(self, before: dict | None = None, *, optimized: dict | None = None, tflite: dict | None = None,
-                    tflite_mode: str | None = None) -> None:
+                    tflite_mode: str | None = None, tflite_levels: dict | None = None) -> None:
         """Kernels per layer name: ``before`` (float), ``optimized`` (Keras after fine-tuning), ``tflite``
-        (dequantized from the file, converted with ``tflite_mode``). A None argument keeps what was set."""
+        (dequantized from the file, converted with ``tflite_mode``), ``tflite_levels`` (the same file's
+        ``TFLiteModel.stored_levels()``: its integer kernels). A None argument keeps what was set, except that a new
+        ``tflite`` without ``tflite_levels`` drops the old file's levels."""
         with self._lock:
             for label, values in (("float", before), ("optimized", optimized), ("tflite", tflite)):
                 if values is not None:
                     self._weights[label] = dict(values)
             if tflite is not None:
                 self._modes["tflite"] = tflite_mode
+            if tflite is not None or tflite_levels is not None:
+                self._levels = dict(tflite_levels or {})
         self._redraw()
+
+    def _make_levels_plot(self) -> None:
+        """A small bar plot of the file's integer levels (one bar per level, in the file's series colour)."""
+        x_scale, self._levels_y = bqplot.LinearScale(), bqplot.LinearScale(min=0.0, max=1.0)
+        self._levels_bars = bqplot.Bars(x=[0], y=[0], scales={"x": x_scale, "y": self._levels_y}, colors=[SERIES[2][2]],
+                                        padding=0.2)
+        axes = [plot_axis(x_scale, label="stored integer level", tick_format="d"),
+                plot_axis(self._levels_y, side="left", label="count", tick_format=".2~s", num_ticks=3)]
+        self.levels_figure = bqplot.Figure(marks=[self._levels_bars], axes=axes, padding_x=0.0, padding_y=0.0,
+                                           background_style=PLOT_BACKGROUND, animation_duration=0,
+                                           fig_margin={"top": 8, "bottom": 40, "left": 55, "right": 10},
+                                           layout=widgets.Layout(width="100%", height="130px"))
+        self.levels_figure.add_class("tfopt-plot")
+        self.levels_caption = widgets.HTML()
+        self.levels_box = widgets.VBox([self.levels_caption, self.levels_figure],
+                                       layout=widgets.Layout(width="100%", display="none"))
+
+    def _show_levels(self, layer: str) -> dict:
+        with self._lock:
+            stored = self._levels.get(layer)
+        summary = levels(stored.values, stored.dtype, stored.channel_axis) if stored is not None else {}
+        self.levels = summary
+        if not summary:
+            self.levels_box.layout.display = "none"
+            return summary
+        bars = self._levels_bars
+        with self.levels_figure.hold_sync(), bars.hold_sync():
+            self._levels_y.max = 2.0 * _round_up(max(summary["nonzero"], default=0) / 2)
+            bars.x, bars.y = summary["levels"], summary["nonzero"]
+        self.levels_caption.value = (f"<div style='font-size:12px'><span style='color:{SERIES[2][2]}'>■</span> "
+                                     f"{html.escape(levels_caption(summary))}</div>")
+        self.levels_box.layout.display = "flex"
+        return summary
 
     @traitlets.observe("layer")
     def _layer_changed(self, change) -> None:
@@ -119,6 +168,7 @@ class WeightView(widgets.VBox):
                 "This layer has no kernel to show."
             self.title.value = f"<b>Weights</b> {html.escape(layer)}<br><i>{note}</i>"
             self.zeros.value = self.stats.value = ""
+            self._show_levels("")
             return
         # The file's error is measured against what was converted: the optimized kernel, else the float one.
         reference = "optimized" if series["optimized"] is not None else "float"
@@ -140,7 +190,8 @@ class WeightView(widgets.VBox):
         self.title.value = (f"<div style='line-height:1.4'><b>Weights of</b> <code>{html.escape(layer)}</code>"
                             f" &nbsp; {legend}</div>")
         self.zeros.value = _zeros_box(histogram)
-        self.stats.value = _stats_table(histogram["stats"], mode)
+        summary = self._show_levels(layer)
+        self.stats.value = _stats_table(histogram["stats"], mode, stored_as(summary or None, "float"))
 
 
 def _zeros_box(histogram: dict) -> str:
@@ -167,7 +218,7 @@ def _round_up(value: float, steps=(1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10)) -> float:
     return float(next(m * power for m in steps if m * power >= value))
 
 
-def _stats_table(stats: dict, tflite_mode: str | None) -> str:
+def _stats_table(stats: dict, tflite_mode: str | None, tflite_stored: str) -> str:
     labels = [(label, legend) for label, legend, _ in SERIES if label in stats]
     head = "".join(f"<th style='text-align:right;padding:0 8px'>{html.escape(legend)}"
                    f"{' (' + html.escape(tflite_mode) + ')' if label == 'tflite' and tflite_mode else ''}</th>"
@@ -179,5 +230,8 @@ def _stats_table(stats: dict, tflite_mode: str | None) -> str:
         cells = "".join(f"<td style='text-align:right;padding:0 8px'>"
                         f"{fmt.format(stats[label][key]) if key in stats[label] else ''}</td>" for label, _ in labels)
         body.append(f"<tr><td>{name}</td>{cells}</tr>")
+    stored = "".join(f"<td style='text-align:right;padding:0 8px'>"
+                     f"{html.escape(tflite_stored if label == 'tflite' else 'float32')}</td>" for label, _ in labels)
+    body.append(f"<tr><td>stored as</td>{stored}</tr>")
     return (f"<table class='tfopt-stats' style='font-size:12px;line-height:1.35'><thead><tr><th></th>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")

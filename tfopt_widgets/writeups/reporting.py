@@ -6,6 +6,12 @@
 ...           runs=[("float32", baseline, tw.evaluate(baseline, (x_test, y_test))),
 ...                 ("Edge TPU, PQAT", tfl, tw.evaluate(tfl, (x_test, y_test)))])
 PosixPath('report.html')
+>>> result = tw.run(model, plan, "cpu", (x_train, y_train), (x_test, y_test), baseline=True)
+>>> tw.report("run.html", model=model, optimized=result.optimized, runs=[result.baseline, result])
+PosixPath('run.html')
+
+tw.run's results also give each quantized layer's error ("Layer errors: <run>", measured on the run's data), and a
+layer whose file stores integer weights gets a plot of the levels it uses under its histogram.
 
 The HTML file holds everything (figures as PNG data URIs) and needs no JavaScript, no network and no kernel to be
 read; a Markdown twin (``report.md``) with its PNG files in ``report_files/`` goes next to it for a repository or a
@@ -27,9 +33,10 @@ import numpy as np
 
 from .. import __version__
 from ..errors import Error
-from ..pipeline import plan_summary
+from ..pipeline import RunResult, plan_summary
 from ..plan import Plan
-from .histograms import COLORS, compare
+from .histograms import COLORS, compare, levels, stored_as
+from .quantization import FLAG, draw_levels, errors_section
 
 __all__ = ["Run", "report", "studio_report", "studio_summary_html", "summary_html"]
 
@@ -41,7 +48,8 @@ class Run:
     """One row of the results table: a converted file and what was measured on it.
 
     ``tflite`` (a TFLiteModel) gives the sizes, the compatibility summary and the stored weights; without it the
-    numbers come from the fields (e.g. a Studio results row).
+    numbers come from the fields (e.g. a Studio results row). ``layer_errors``: ``TFLiteModel.layer_errors``'s
+    DataFrame for the file (a "Layer errors" section), None when not measured.
     """
 
     label: str
@@ -54,12 +62,18 @@ class Run:
     latency_ms: float | None = None
     accelerated_share: float | None = None
     tflite: object = field(default=None, repr=False)
+    layer_errors: object = field(default=None, repr=False)
 
     @classmethod
     def of(cls, item) -> Run:
-        """A Run from ``(label, TFLiteModel, Metrics or None)``, a Studio results row (dict) or a Run."""
+        """A Run from a tw.RunResult (its layer errors measured on its data), ``(label, TFLiteModel, Metrics or
+        None)``, a Studio results row (dict) or a Run."""
         if isinstance(item, Run):
             return item
+        if isinstance(item, RunResult):
+            run = cls.of((item.label, item.tflite, item.metrics))
+            run.accelerated_share, run.layer_errors = item.accelerated_share, item.layer_errors()
+            return run
         if isinstance(item, dict):
             return cls(label=str(item.get("run", "")), target=item.get("target"), mode=item.get("mode"),
                        size=item.get("size"), gzip_size=item.get("gzip_size"), value=item.get("accuracy"),
@@ -74,7 +88,8 @@ class Run:
             if tflite.target is not None:
                 run.accelerated_share = tflite.compatibility.summary.get("op_share")
             return run
-        raise Error(f"Each run is (label, TFLiteModel, Metrics), (label, TFLiteModel) or a Studio results row; "
+        raise Error(f"Each run is a tw.RunResult, (label, TFLiteModel, Metrics), (label, TFLiteModel) or a Studio "
+                    f"results row; "
                     f"got {type(item).__name__}.", field="runs")
 
 
@@ -83,8 +98,8 @@ def report(path, *, model=None, optimized=None, runs=(), plan: Plan | None = Non
     """Write an HTML report to ``path`` (and, with ``markdown``, ``<stem>.md`` plus ``<stem>_files/*.png``).
 
     ``model``: the user's float tf_keras model (the "before" weights). ``optimized``: tw.optimize's result (the
-    "after" weights; its plan is used when ``plan`` is not given). ``runs``: results rows, each
-    ``(label, TFLiteModel, Metrics)`` (Metrics may be left out) or a Studio results row. ``layers``: the layers to
+    "after" weights; its plan is used when ``plan`` is not given). ``runs``: results rows, each a tw.RunResult
+    (with its layer errors), ``(label, TFLiteModel, Metrics)`` (Metrics may be left out) or a Studio results row. ``layers``: the layers to
     draw (default: the planned ones, else the largest weighted layers). ``notes``: a paragraph of plain text shown
     under the title. Returns the HTML file's path.
     """
@@ -117,7 +132,8 @@ def summary_html(plan: Plan, runs=(), *, title: str = "", target: str | None = N
 def studio_report(studio, path="report.html", **kwargs) -> Path:
     """:func:`report` for what a ``tw.Studio`` holds: its model, last optimized model, every results row.
 
-    The baseline row and the last run's row get their TFLiteModel (compatibility, stored weights); the plan is the
+    The baseline row and the last run's row get their TFLiteModel (compatibility, stored weights), and the last
+    run its layer errors on the data the baseline was measured on (the Studio's evaluation data); the plan is the
     one the last run used (the live plan when nothing was optimized yet). ``kwargs`` go to :func:`report`.
     """
     runs = [Run.of(row) for row in studio.results_view.rows]
@@ -126,6 +142,9 @@ def studio_report(studio, path="report.html", **kwargs) -> Path:
         runs[0].tflite = baseline.tflite
     if len(runs) > 1 and studio.tflite is not None:
         runs[-1].tflite = studio.tflite
+        data = getattr(baseline, "data", None)
+        if data is not None and studio.tflite.layer_origins:
+            runs[-1].layer_errors = studio.tflite.layer_errors(data)
     optimized = studio.optimized
     kwargs.setdefault("plan", optimized.plan if optimized is not None else studio.plan)
     kwargs.setdefault("title", f"Optimization report: {studio.info.name}")
@@ -199,6 +218,10 @@ def _sections(model, plan: Plan, runs: list[Run], notes: str) -> list[_Section]:
                 for name, p in compatibility.by_layer().items() if p.accelerated is not None or p.reason]
         table = (["layer", f"on the {where}", "MACs", "why not / note"], rows) if rows else None
         sections.append(_Section(f"Compatibility: {run.label} ({compatibility.target.title})", text, table))
+    for run in runs:
+        errors = errors_section(run.label, run.layer_errors)
+        if errors is not None:
+            sections.append(_Section(*errors))
     return sections
 
 
@@ -234,37 +257,59 @@ def _figures(model, optimized, runs: list[Run], plan: Plan, layers) -> list[_Fig
 
     before = kernels(model) if model is not None else {}
     after = optimized.weights() if optimized is not None else {}
-    # The stored weights of the last two quantized files (a float32 file holds the "before" weights again).
-    stored = [(run.label, run.tflite.weights()) for run in runs if run.tflite is not None
-              and getattr(run.tflite, "layer_origins", None) and run.mode != "none"][-2:]
+    # The stored weights of the last two quantized files (a float32 file holds the "before" weights again), with
+    # their integer kernels and each layer's stored type.
+    stored = [(run.label, run.tflite.weights(), run.tflite.stored_levels(), run.tflite.precisions()) for run in runs
+              if run.tflite is not None and getattr(run.tflite, "layer_origins", None) and run.mode != "none"][-2:]
     if layers is None:
         available = {*before, *after}
         layers = [name for name in plan.layers("prune") + plan.layers("cluster") + plan.layers("quantize")
-                  if name in available]
+                  + list(plan.precisions) if name in available]
         layers = list(dict.fromkeys(layers)) or sorted(available, key=lambda n: -(before.get(n, after.get(n)).size))
     figures = []
     for i, layer in enumerate(list(layers)[:MAX_FIGURES]):
         series = {"float (before)": before.get(layer), "optimized (Keras)": after.get(layer)}
-        for label, weights in stored:
+        summaries, kinds = {}, {}
+        for label, weights, integers, precisions in stored:
             series[f"TFLite: {label}"] = weights.get(layer)
+            if layer in integers:
+                found = integers[layer]
+                summaries[f"TFLite: {label}"] = levels(found.values, found.dtype, found.channel_axis)
+            kinds[f"TFLite: {label}"] = getattr(precisions.get(layer), "weights", None) or "float"
         if all(values is None for values in series.values()):
             continue
         data = compare(series)
-        png = _plot(layer, data, plan[layer].scheme if layer in plan else "not planned")
+        for label, s in data["stats"].items():
+            s["stored"] = stored_as(summaries.get(label), kinds.get(label, "float32"))
+        png = _plot(layer, data, _planned(plan, layer), summaries)
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", layer).strip("-.")[:40] or "layer"
         figures.append(_Figure(layer, f"{i + 1:02d}-{slug}.png", png, list(data["stats"].items())))
     return figures
 
 
-def _plot(layer: str, data: dict, scheme: str) -> bytes:
+def _planned(plan: Plan, layer: str) -> str:
+    """A figure title's words for what the plan does to ``layer``: "pruning", "int4 weights", "not planned"."""
+    if layer not in plan:
+        return "not planned"
+    words = [plan[layer].scheme] if plan[layer].scheme != "none" else []
+    spec = plan.precisions.get(layer)
+    if spec is not None:
+        words.append(f"{spec.weights or 'default'} weights, {spec.activations} activations")
+    return ", ".join(words) or "none"
+
+
+def _plot(layer: str, data: dict, scheme: str, summaries: dict | None = None) -> bytes:
     """The Studio's weight view on paper: the series side by side in each bin, in the same colours, the exact zeros
-    as counts beside the plot (in the legend) rather than a bar that would flatten the others."""
+    as counts beside the plot (in the legend) rather than a bar that would flatten the others. ``summaries``
+    ({series label: histograms.levels}) adds a plot of the stored integer levels below, in the series' colours."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(8.6, 2.4), dpi=100)
+    summaries = summaries or {}
+    figure = Figure(figsize=(8.6, 4.0 if summaries else 2.4), dpi=100)
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    grid = figure.add_gridspec(2 if summaries else 1, 1, height_ratios=(3, 2) if summaries else None)
+    axes = figure.add_subplot(grid[0])
     edges = np.asarray(data["edges"])
     series = list(data["nonzero"].items())
     step = np.diff(edges) / (len(series) + 0.5)  # a quarter of a bar's width on each side of a bin's group
@@ -282,6 +327,10 @@ def _plot(layer: str, data: dict, scheme: str) -> bytes:
                          title="exact zeros, not in the bars", title_fontsize=7, alignment="left")
     for text in legend.get_texts():
         text.set_parse_math(False)
+    if summaries:
+        order = list(data["nonzero"])
+        draw_levels(figure.add_subplot(grid[1]), [(label, summary, COLORS[order.index(label) % len(COLORS)])
+                                                  for label, summary in summaries.items()])
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
@@ -300,6 +349,7 @@ line-height:1.45;padding:0 16px}
 h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:3px}
 table{border-collapse:collapse;font-size:13px;margin:8px 0}th,td{padding:3px 10px;border-bottom:1px solid #eee;
 text-align:left;vertical-align:top}th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.flag{color:#9b1c1c;font-weight:bold}
 .figure{margin:14px 0 22px}.figure img{max-width:100%;display:block}
 .stats td{font-size:12px}pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px}
 .warning{color:#8a4b00}
@@ -308,19 +358,21 @@ text-align:left;vertical-align:top}th{background:#f5f5f5}td.num{text-align:right
 
 def _table_html(headers: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td{_num_class(cell)}>{_e(cell)}</td>" for cell in row) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td{_cell_class(cell)}>{_e(cell)}</td>" for cell in row) + "</tr>"
                    for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _num_class(cell: str) -> str:
-    return " class='num'" if re.fullmatch(r"[-–\d.,%]+( ms| B)?", cell or "-") else ""
+def _cell_class(cell: str) -> str:
+    if (cell or "").startswith(FLAG):  # a flagged layer: the word says it, the colour (7:1 on white) adds to it
+        return " class='flag'"
+    return " class='num'" if re.fullmatch(r"[-–\d.,%]+(e[-+]\d+)?( ms| B)?", cell or "-") else ""
 
 
 def _stats_rows(stats: list[tuple[str, dict]]) -> tuple[list[str], list[list[str]]]:
     rows = [[label, f"{s['size']:,}", f"{s['sparsity']:.2%}", f"{s['unique_values']:,}", f"{s['min']:.4g}",
-             f"{s['max']:.4g}", f"{s['std']:.4g}"] for label, s in stats]
-    return ["weights", "count", "zeros", "unique values", "min", "max", "std"], rows
+             f"{s['max']:.4g}", f"{s['std']:.4g}", s.get("stored", "")] for label, s in stats]
+    return ["weights", "count", "zeros", "unique values", "min", "max", "std", "stored as"], rows
 
 
 def _html(title: str, sections: list[_Section], figures: list[_Figure], plan: Plan) -> str:
