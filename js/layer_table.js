@@ -15,6 +15,7 @@ const HEAT_CELL = 22; // px per heat map column
 const HEAT_OK = [199, 235, 201];
 const HEAT_OVER = [253, 230, 176];
 const HEAT_BAD = [244, 163, 163];
+const AS_CONVERTED = "—: no precision of its own, the layer gets the conversion's mode";
 const COLUMNS = [
   // row field (also the sort key), heading, numeric
   ["name", "layer", false],
@@ -79,6 +80,7 @@ function rowsOf(columns) {
 
 // A heat map column's short heading and its words: ["50", "prune to 50% sparsity"].
 function heatHeading({ technique, level }) {
+  if (technique === "quantize" && level === "int4") return ["4b", "int4 weights of this layer alone (LiteRT Quantizer)"];
   if (technique === "quantize") return ["8b", "int8 post-training quantization of this layer alone"];
   if (technique === "prune") return [String(Math.round(level * 100)), `prune to ${Math.round(level * 100)}% sparsity`];
   return [String(level), `cluster into ${level} shared values`];
@@ -91,14 +93,27 @@ function viewId() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+// The row's precision words after setting one of them, as Python's table_state.precision_words: "" clears both;
+// the first word given to a layer with a kernel fills in the other (float activations beside integer weights,
+// int8 weights beside integer activations); a layer without a kernel has no weights word.
+export function precisionWords(entry, field, value, hasKernel) {
+  const words = { weights: entry.weights || "", activations: entry.activations || "", [field]: value };
+  if (!value) return { weights: "", activations: "" };
+  if (!hasKernel) return { weights: field === "weights" ? value : "", activations: words.activations };
+  if (!words.activations) words.activations = "float";
+  if (!words.weights) words.weights = words.activations === "float" ? "float" : "int8";
+  return words;
+}
+
 // `state` (a plan_state) with one edit applied as Python applies it: quantizing a layer unticks its keep float and
 // keeping it float unticks its quantization; a convolution and the BatchNormalization/activation folded into it
-// (`groups`: {member: convolution}) are quantized or released together.
-export function withEdit(state, { layer, field, value }, groups, empty) {
+// (`groups`: {member: convolution}) are quantized or released together; `kernels` holds the layers whose weights a
+// precision can set.
+export function withEdit(state, { layer, field, value }, groups, empty, kernels = new Set()) {
   const next = { ...state };
   const set = (name, changes) => {
     const entry = { ...empty, ...(next[name] || {}), ...changes };
-    if (!entry.quantize && !entry.sparsity && !entry.clusters && !entry.keep_float) delete next[name];
+    if (!entry.quantize && !entry.sparsity && !entry.clusters && !entry.keep_float && !entry.weights && !entry.activations) delete next[name];
     else next[name] = entry;
   };
   const head = groups[layer] ?? layer;
@@ -110,6 +125,8 @@ export function withEdit(state, { layer, field, value }, groups, empty) {
   } else if (field === "keep_float" && value) {
     set(layer, { keep_float: true, quantize: false });
     if (wasQuantized) for (const name of others) set(name, { quantize: false });
+  } else if (field === "weights" || field === "activations") {
+    set(layer, precisionWords({ ...empty, ...(next[layer] || {}) }, field, value, kernels.has(layer)));
   } else set(layer, { [field]: value });
   return next;
 }
@@ -148,13 +165,15 @@ export function renderLayerTable({ model, el }) {
     "aria-label": "bulk cluster count for selected layers", title: "blank: leave; 0: no clustering",
   });
   const bulkInit = element("select", { "aria-label": "bulk cluster init for selected layers" });
+  const bulkWeights = element("select", { "aria-label": "bulk weights precision for selected layers" });
+  const bulkActivations = element("select", { "aria-label": "bulk activations precision for selected layers" });
   const bulkApply = element("button", { text: "apply to selected", type: "button", className: "tfopt-primary" });
   const status = element("span", { className: "tfopt-status", role: "status" });
   root.append(
     element("div", { className: "tfopt-toolbar" }, [filter, typePicker, selectType, clearSelection]),
     element("div", { className: "tfopt-toolbar" }, [
       element("span", { text: "bulk edit:", className: "tfopt-muted" }),
-      bulkQuantize, bulkSparsity, bulkClusters, bulkInit, bulkApply, status,
+      bulkQuantize, bulkSparsity, bulkClusters, bulkInit, bulkWeights, bulkActivations, bulkApply, status,
     ]),
   );
 
@@ -177,16 +196,30 @@ export function renderLayerTable({ model, el }) {
   const heatHeader = element("span", { role: "columnheader", className: "tfopt-heat" });
   header.append(heatHeader);
   for (const [heading, title] of [["quantize", "quantization-aware training (int8)"],
-    ["float", "keep float: stays float when the rest is converted to int8"], ["sparsity", ""], ["clusters", ""], ["init", ""]]) {
+    ["float", "keep float: stays float when the rest is converted to int8"], ["sparsity", ""], ["clusters", ""], ["init", ""],
+    ["weights", `post-training precision of the layer's weights (LiteRT Quantizer, after conversion); ${AS_CONVERTED}`],
+    ["activations", `post-training precision of the layer's activations (LiteRT Quantizer); ${AS_CONVERTED}`]]) {
     header.append(element("span", { role: "columnheader", title: title || undefined }, [lines(heading)]));
   }
+  // The error column: after a run, each layer's output error in the file over its quantization step.
+  const errorSort = element("button", {
+    type: "button", className: "tfopt-sort", "aria-label": "sort by each layer's error in the last converted file",
+  }, [lines("error / step")]);
+  errorSort.addEventListener("click", () => {
+    view.sortDescending = view.sortKey === "error" ? !view.sortDescending : true; // worst first
+    view.sortKey = "error";
+    refreshOrder();
+  });
+  const errorHeading = element("span", { role: "columnheader", className: "tfopt-num", "aria-sort": "none" }, [errorSort]);
+  header.append(errorHeading);
   const placementHeading = element("span", { role: "columnheader" });
   header.append(placementHeading);
   const body = element("div", { className: "tfopt-body", role: "rowgroup" });
   const rowsBox = element("div", { className: "tfopt-rows" });
   body.append(rowsBox);
   const grid = element("div", { className: "tfopt-grid", role: "table", "aria-label": "layers" }, [header, body]);
-  root.append(grid);
+  const errorsNote = element("div", { className: "tfopt-muted tfopt-errors-note", role: "note" });
+  root.append(grid, errorsNote);
   el.replaceChildren(style, root);
 
   // -- state helpers -----------------------------------------------------------------------------------------
@@ -206,7 +239,18 @@ export function renderLayerTable({ model, el }) {
   const reasonText = (index) => (index >= 0 ? reasons()[index] || "" : "");
   const heat = () => model.get("sensitivity") || {};
   // Python's EMPTY_ENTRY: an unplanned layer.
-  const emptyEntry = () => ({ quantize: false, sparsity: 0, clusters: 0, init: inits()[0], keep_float: false });
+  const emptyEntry = () => ({ quantize: false, sparsity: 0, clusters: 0, init: inits()[0], keep_float: false, weights: "", activations: "" });
+  const choices = () => model.get("precision_choices") || {};
+  const errors = () => model.get("layer_errors") || {};
+  let kernelsFrom = null;
+  let kernelSet = new Set();
+  const kernels = () => {
+    if (kernelsFrom !== rows()) {
+      kernelsFrom = rows();
+      kernelSet = new Set(kernelsFrom.filter((row) => row.has_kernel).map((row) => row.name));
+    }
+    return kernelSet;
+  };
   const entryOf = (name) => ({ ...emptyEntry(), ...(plan()[name] || {}) });
 
   // -- Edits ---------------------------------------------------------------------------------------------------
@@ -224,7 +268,7 @@ export function renderLayerTable({ model, el }) {
     if (shown.from !== state || shown.pending !== pending) {
       const groups = model.get("quantize_groups") || {};
       let next = state;
-      for (const message of pending) for (const edit of message.edits) next = withEdit(next, edit, groups, emptyEntry());
+      for (const message of pending) for (const edit of message.edits) next = withEdit(next, edit, groups, emptyEntry(), kernels());
       shown = { from: state, pending, state: next };
     }
     return shown.state;
@@ -264,7 +308,18 @@ export function renderLayerTable({ model, el }) {
       order = order.filter((i) => all[i].name.toLowerCase().includes(needle) || all[i].class_name.toLowerCase().includes(needle));
     }
     const sign = view.sortDescending ? -1 : 1;
-    if (view.sortKey && view.sortKey.startsWith("heat:")) {
+    const errorOf = (i) => {
+      const found = (errors().layers || {})[all[i].name];
+      return found ? found.ratio ?? null : null;
+    };
+    if (view.sortKey === "error") {
+      // By error over step, layers without one (float outputs, before a run) last whichever the direction.
+      order.sort((a, b) => {
+        const x = errorOf(a), y = errorOf(b);
+        if (x === null || y === null) return (x === null) - (y === null) || a - b;
+        return sign * (x - y) || a - b;
+      });
+    } else if (view.sortKey && view.sortKey.startsWith("heat:")) {
       // A heat map column: by that drop, unmeasured layers last whichever the direction.
       const column = Number(view.sortKey.slice(5));
       const drops = heat().drops || {};
@@ -284,6 +339,7 @@ export function renderLayerTable({ model, el }) {
     for (const [key, cell] of Object.entries(sortButtons)) {
       cell.setAttribute("aria-sort", key !== view.sortKey ? "none" : view.sortDescending ? "descending" : "ascending");
     }
+    errorHeading.setAttribute("aria-sort", view.sortKey !== "error" ? "none" : view.sortDescending ? "descending" : "ascending");
     for (const button of heatHeader.querySelectorAll("button")) {
       const key = button.getAttribute("data-sort");
       button.setAttribute("aria-sort", key !== view.sortKey ? "none" : view.sortDescending ? "descending" : "ascending");
@@ -303,6 +359,37 @@ export function renderLayerTable({ model, el }) {
       element("option", { value: "", text: "init: leave" }),
       ...inits().map((init) => element("option", { value: init, text: `init: ${init}` })),
     );
+  }
+
+  // The bulk precision pickers offer what the target runs ("none" clears the layers' precision).
+  function refreshBulkPrecision() {
+    for (const [picker, field] of [[bulkWeights, "weights"], [bulkActivations, "activations"]]) {
+      const kept = picker.value;
+      picker.replaceChildren(
+        element("option", { value: "leave", text: `${field}: leave` }),
+        element("option", { value: "", text: `${field}: none`, title: AS_CONVERTED }),
+        ...precisionOptions(field).map((option) => { option.text = `${field}: ${option.text}`; return option; }),
+      );
+      picker.value = [...picker.options].some((o) => o.value === kept && !o.disabled) ? kept : "leave";
+    }
+  }
+
+  // The <option>s of a precision word, those the target cannot run disabled with its reason.
+  function precisionOptions(field) {
+    const offered = choices()[field] || {};
+    return Object.entries(offered).map(([word, reason]) => element("option", {
+      value: word, text: word, disabled: !!reason, title: reason || undefined,
+    }));
+  }
+
+  // Under the table once a run has measured them: what the error column's numbers mean.
+  function refreshErrorsNote() {
+    const { run = "", samples = 0, ideal = 0.29, flagged_above: flagged = 0.7, layers = {} } = errors();
+    errorsNote.textContent = Object.keys(layers).length
+      ? `error / step: each layer's output error in the file of “${run}” against the float model, over the `
+        + `output's quantization step (${samples} samples). About ${ideal} is rounding alone; above ${flagged} on an 8-bit `
+        + "output is flagged ⚠. A float output shows its RMS error (±); an int16 output's number measures its weights' error."
+      : "";
   }
 
   // The heat map columns: a sort button per column in the header, and the grid's width for them.
@@ -339,13 +426,16 @@ export function renderLayerTable({ model, el }) {
       const drop = layerDrops ? layerDrops[i] : null;
       if (drop === null || drop === undefined) return element("span", { className: "tfopt-heat-cell tfopt-heat-none" });
       const [, words] = heatHeading(column);
-      const planned = technique === "quantize" ? !!entry.keep_float : technique === "prune" ? entry.sparsity === level : entry.clusters === level;
+      const int4 = technique === "quantize" && level === "int4";
+      const planned = int4 ? entry.weights === "int4" : technique === "quantize" ? !!entry.keep_float
+        : technique === "prune" ? entry.sparsity === level : entry.clusters === level;
       let detail = `${words}: ${metric} drop ${signed(drop)}`;
       if (before && after[i]) {
-        detail += `; kernel ${formatBytes(before)} → ${formatBytes(after[i])} gzipped as int8`;
+        detail += `; kernel ${formatBytes(before)} → ${formatBytes(after[i])} gzipped ${int4 ? "(int8 → int4)" : "as int8"}`;
       }
-      const action = technique === "quantize" ? (planned ? "click: quantize it again" : "click: keep it float")
-        : planned ? "click: remove from the plan" : "click: plan it";
+      const action = int4 ? (planned ? "click: remove its precision" : "click: give it int4 weights")
+        : technique === "quantize" ? (planned ? "click: quantize it again" : "click: keep it float")
+          : planned ? "click: remove from the plan" : "click: plan it";
       const cell = element("button", {
         type: "button", className: `tfopt-heat-cell${planned ? " tfopt-heat-on" : ""}`, disabled,
         title: `${detail} (${action})`, "aria-label": `sensitivity of ${name} to ${words}: ${signed(drop)}`,
@@ -354,12 +444,35 @@ export function renderLayerTable({ model, el }) {
       cell.style.background = heatColour(drop, budget);
       cell.addEventListener("click", () => {
         const e = entryOf(name);
-        if (technique === "quantize") edit([{ layer: name, field: "keep_float", value: !e.keep_float }]);
+        if (int4) edit([{ layer: name, field: "weights", value: e.weights === "int4" ? "" : "int4" }]);
+        else if (technique === "quantize") edit([{ layer: name, field: "keep_float", value: !e.keep_float }]);
         else if (technique === "prune") edit([{ layer: name, field: "sparsity", value: e.sparsity === level ? 0 : level }]);
         else edit([{ layer: name, field: "clusters", value: e.clusters === level ? 0 : level }]);
       });
       return cell;
     });
+  }
+
+  // One layer's error in the last converted file: its output's error over the quantization step, coloured against
+  // the flag threshold on 8-bit outputs (⚠ above it); a float output shows its RMS error (±).
+  function errorCell(name) {
+    const { layers = {}, ideal = 0.29, flagged_above: flagged = 0.7 } = errors();
+    const found = layers[name];
+    if (!found) return element("span", { role: "cell" });
+    const { ratio, rms, accumulated, activations, flagged: isFlagged } = found;
+    const eightBit = activations === "int8" || activations === "uint8";
+    const text = ratio === null ? `±${(rms ?? 0).toPrecision(2)}` : `${isFlagged ? "⚠ " : ""}${ratio.toFixed(2)}`;
+    const words = ratio === null
+      ? `${name}: float output, RMS error ${rms} against the float model (layer alone), ${accumulated} with every layer before`
+      : `${name}: error ${ratio.toFixed(3)} of its ${activations} output's quantization step (about ${ideal} is rounding alone, `
+        + `above ${flagged} flagged${eightBit ? "" : "; an int16 step is fine, so this measures the weights' error"}); `
+        + `RMS error ${rms}, ${accumulated} with every layer before`;
+    const cell = element("span", {
+      role: "cell", className: `tfopt-num tfopt-error-cell${isFlagged ? " tfopt-flagged" : ""}`, text, title: words,
+      "aria-label": `error of ${name}: ${text}${isFlagged ? ", flagged" : ""}`,
+    });
+    if (ratio !== null && eightBit) cell.style.background = `rgb(${(isFlagged ? HEAT_BAD : HEAT_OK).join(",")})`;
+    return cell;
   }
 
   // -- one row -----------------------------------------------------------------------------------------------
@@ -424,6 +537,18 @@ export function renderLayerTable({ model, el }) {
     }, inits().map((value) => element("option", { value, text: value })));
     init.value = entry.init || inits()[0];
     init.addEventListener("change", () => edit([{ layer: name, field: "init", value: init.value }]));
+    // Post-training precision (LiteRT Quantizer): weights only where the layer has a kernel.
+    const precision = (field, enabled, why) => {
+      const picker = element("select", {
+        disabled: disabled || !enabled, "aria-label": `${field} precision for ${name}`, "data-key": key(field),
+        title: why || `${field} precision after conversion; ${AS_CONVERTED}`,
+      }, [element("option", { value: "", text: "—" }), ...precisionOptions(field)]);
+      picker.value = entry[field] || "";
+      picker.addEventListener("change", () => edit([{ layer: name, field, value: picker.value }]));
+      return picker;
+    };
+    const weights = precision("weights", row.has_kernel, row.has_kernel ? "" : "no kernel: only its activations take a precision");
+    const activations = precision("activations", true, "");
 
     const place = (model.get("placement") || {})[name];
     let badge = element("span");
@@ -454,6 +579,9 @@ export function renderLayerTable({ model, el }) {
       element("span", { role: "cell", title: tip("prune") }, [sparsity]),
       element("span", { role: "cell", title: tip("cluster") }, [clusters]),
       element("span", { role: "cell" }, [init]),
+      element("span", { role: "cell" }, [weights]),
+      element("span", { role: "cell" }, [activations]),
+      errorCell(name),
       element("span", { role: "cell" }, [badge]),
     ]);
     line.style.transform = `translateY(${position * ROW_HEIGHT}px)`;
@@ -544,6 +672,11 @@ export function renderLayerTable({ model, el }) {
       // The cluster count before its init: Python keeps the init only of a layer that is clustered.
       if (bulkClusters.value !== "") set("cluster", "clusters", Number(bulkClusters.value));
       if (bulkInit.value !== "" && can("cluster")) edits.push({ layer: name, field: "init", value: bulkInit.value });
+      if (bulkWeights.value !== "leave") {
+        if (row.has_kernel || bulkWeights.value === "") edits.push({ layer: name, field: "weights", value: bulkWeights.value });
+        else skipped++;
+      }
+      if (bulkActivations.value !== "leave") edits.push({ layer: name, field: "activations", value: bulkActivations.value });
     }
     edit(edits);
     status.textContent = `applied to ${names.length} selected layers` + (skipped ? `; ${skipped} settings skipped where a layer does not support them` : "");
@@ -553,6 +686,8 @@ export function renderLayerTable({ model, el }) {
 
   const onRows = () => { refreshTypes(); refreshOrder(); };
   const onState = () => renderRows(true);
+  const onPrecision = () => { refreshBulkPrecision(); renderRows(true); };
+  const onErrors = () => { refreshErrorsNote(); refreshOrder(); };
   const onChecked = () => {
     selectAll.checked = view.order.length > 0 && view.order.every((i) => checked().has(rows()[i].name));
     status.textContent = `${view.order.length} of ${rows().length} layers shown, ${checked().size} selected`;
@@ -565,6 +700,10 @@ export function renderLayerTable({ model, el }) {
   model.on("change:checked", onChecked);
   model.on("change:sensitivity", onHeat);
   model.on("msg:custom", onMessage);
+  model.on("change:precision_choices", onPrecision);
+  model.on("change:layer_errors", onErrors);
+  refreshBulkPrecision();
+  refreshErrorsNote();
   refreshHeat();
   onRows();
   // The element has no size until it is attached; render again once it has one.
@@ -577,5 +716,7 @@ export function renderLayerTable({ model, el }) {
     model.off("change:checked", onChecked);
     model.off("change:sensitivity", onHeat);
     model.off("msg:custom", onMessage);
+    model.off("change:precision_choices", onPrecision);
+    model.off("change:layer_errors", onErrors);
   };
 }

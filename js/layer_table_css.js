@@ -51,6 +51,9 @@ const COLUMNS = [
   "60px", // sparsity
   "58px", // clusters
   "98px", // init: "kmeans++" in a select
+  "62px", // weights: "int4" in a select
+  "70px", // activations: "int16", "float" in a select
+  "58px", // error / step: "⚠ 1.25", "±0.013"
   "90px", // placement: "Hexagon DSP", "CPU fallback"
 ];
 const GAP = 6;
@@ -122,4 +125,8 @@ export const CSS = `${THEME}
 .tfopt-table .tfopt-badge-yes { background: #d6f5dd; color: #11622a; }
 .tfopt-table .tfopt-badge-no { background: #fde2cf; color: #8a3a00; }
 .tfopt-table .tfopt-badge-unknown { background: #eee; color: #555; }
+/* The error column's coloured cells carry dark text, as the heat map's do, so they read in every theme. */
+.tfopt-table .tfopt-error-cell[style*=background] { color: #222; border-radius: 2px; padding: 0 3px; }
+.tfopt-table .tfopt-flagged { font-weight: 600; }
+.tfopt-table .tfopt-errors-note { margin: 4px 0; line-height: 1.4; }
 `;

@@ -14,7 +14,8 @@ import comm
 import pytest
 
 import tfopt_widgets as tw
-from tfopt_widgets.widgets.layer_table import EMPTY_ENTRY, LayerTable, plan_state
+from tfopt_widgets.widgets.layer_table import LayerTable
+from tfopt_widgets.widgets.table_state import EMPTY_ENTRY, plan_state
 
 
 class RecordingComm(comm.DummyComm):
@@ -223,3 +224,44 @@ def test_edits_on_a_comm_thread_while_a_cell_edits_the_plan(table):
     assert table.plan_state == plan_state(table.plan)
     applied = [a[2] for a in answers(table) if a[0] == "applied"]
     assert applied == list(range(1, 101))
+
+
+def test_precision_column_edits_fill_in_and_clear_the_pair(table):
+    # Issue 15 item 4: weights / activations per row. The first word fills in the other, "" clears both.
+    deliver(table, edits("v", 1, ("project", "weights", "int4"), ("head", "activations", "int16"),
+                         ("pool", "activations", "int8")))
+    assert table.errors == []
+    assert table.plan["project"].precision.describe() == "int4 weights, float activations"
+    assert table.plan["head"].precision.describe() == "int8 weights, int16 activations"
+    assert table.plan["pool"].precision.weights is None  # no kernel: only activations
+    assert table.plan_state["project"] == entry(weights="int4", activations="float")
+    assert table.plan_state["pool"] == entry(activations="int8")
+    deliver(table, edits("v", 2, ("project", "activations", "")))
+    assert table.plan["project"].precision is None and "project" not in table.plan_state
+
+
+def test_precision_column_refuses_what_the_library_refuses_and_changes_nothing(table):
+    deliver(table, edits("v", 1, ("pool", "weights", "int4")))
+    assert "pool" in str(table.errors[-1]) and "no weights" in str(table.errors[-1])
+    deliver(table, edits("v", 2, ("stem", "quantize", True), ("stem", "weights", "int4")))
+    assert table.errors[-1].layer == "stem" and "precision" in str(table.errors[-1])
+    assert table.plan["stem"].quantize and table.plan["stem"].precision is None
+    # The target decides what is offered, and refuses the rest with its reason.
+    table.show_target("edgetpu")
+    offered = table.precision_choices
+    assert offered["weights"]["int8"] == "" and "8-bit" in offered["weights"]["int4"]
+    assert offered["activations"]["int8"] == "" and offered["activations"]["int16"]
+    deliver(table, edits("v", 3, ("project", "weights", "int4")))
+    assert table.errors[-1].layer == "project" and "Edge TPU" in str(table.errors[-1])
+    assert table.plan["project"].precision is None
+    table.show_target("cpu")
+    assert all(reason == "" for words in ("weights", "activations") for reason in table.precision_choices[words].values())
+
+
+def test_precision_edits_keep_other_settings_of_the_layer(table):
+    table.plan.precision("head", weights="int4", granularity="block32")
+    table.plan.prune("head", sparsity=0.5)
+    deliver(table, edits("v", 1, ("head", "activations", "int8")))  # blocks need float activations: back to channels
+    assert table.errors == []
+    assert table.plan["head"].precision.describe() == "int4 weights, int8 activations"
+    assert table.plan["head"].prune.sparsity == 0.5

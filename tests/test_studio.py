@@ -13,7 +13,8 @@ import pytest
 
 import tfopt_widgets as tw
 from tfopt_widgets.model.inspection import LayerInfo, ModelInfo, Support, WeightInfo
-from tfopt_widgets.widgets.layer_table import EMPTY_ENTRY, LayerTable, plan_state
+from tfopt_widgets.widgets.layer_table import LayerTable
+from tfopt_widgets.widgets.table_state import EMPTY_ENTRY, plan_state
 from tfopt_widgets.widgets.weight_view import WeightView
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -375,3 +376,31 @@ def test_table_refuses_a_combination_qat_cannot_preserve_with_the_reason():
     assert studio.plan["up"].cluster is None and studio.table.plan_state == {"up": entry(quantize=True)}
     edit(studio.table, plan_state={"up": entry(quantize=True), "conv": entry(quantize=True, sparsity=0.5, clusters=8)})
     assert studio.plan["conv"].scheme == "PCQAT"
+
+
+def test_precision_column_runs_and_the_error_column_follows_the_file(studio, frozen):
+    # Issue 15 items 3 and 4: precisions picked in the table are what the file holds; after the run every quantized
+    # layer has its error over step in the table, the numbers RunResult.layer_errors() measures.
+    table = studio.table
+    assert table.precision_choices["target"] == "CPU"
+    table.apply_edits([{"layer": "conv2", "field": "weights", "value": "int4"},
+                       {"layer": "dense", "field": "activations", "value": "int16"},
+                       {"layer": "classifier", "field": "weights", "value": "float"}])
+    assert studio.error == "" and len(studio.plan.precisions) == 3
+    assert table.layer_errors == {}
+    studio.run(wait=True)
+    assert studio.error == "", studio.error
+    got = {layer: p.plan_words for layer, p in studio.tflite.precisions().items() if p.weights is not None}
+    assert got["conv2"] == ("int4", "float") and got["dense"] == ("int8", "int16") and got["classifier"][0] == "float"
+    assert "int4 x1" in studio.results["run"].iloc[-1]
+    errors = table.layer_errors
+    assert errors["run"] == studio.results["run"].iloc[-1] and errors["samples"] > 0
+    assert errors["ideal"] == pytest.approx(0.29, abs=0.005) and errors["flagged_above"] == pytest.approx(0.7)
+    layers = errors["layers"]
+    assert {"conv1", "conv2", "dense"} <= set(layers)
+    assert layers["conv2"]["ratio"] is None and layers["conv2"]["rms"] > 0  # float output: its RMS error
+    assert layers["conv1"]["activations"] == "int8" and 0 < layers["conv1"]["ratio"] < 0.7
+    assert not layers["conv1"]["flagged"] and layers["dense"]["activations"] == "int16"
+    # The target picker decides what the column offers.
+    studio.target = "edgetpu"
+    assert table.precision_choices["target"] == "Edge TPU" and table.precision_choices["weights"]["int4"]

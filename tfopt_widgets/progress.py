@@ -20,6 +20,7 @@ STAGE_WORDS = {
     "quantize": "quantization-aware training",
     "convert": "converting to TensorFlow Lite (calibration included)",
     "evaluate": "measuring the TFLite file with LiteRT on this CPU",
+    "layer errors": "measuring each layer's error against the float model",
     "sensitivity": "sensitivity: scoring each layer compressed alone",
 }
 # How often a stage of unknown length reports that it still runs (and a cancel is looked at).

@@ -7,8 +7,9 @@ recurrent layers), the runtime and ``errors``; never ``techniques`` or anything 
 until a plan is validated or exported.
 """
 
-from .plan import Plan
+from .plan import Plan, check_precision, has_kernel
 from .specs import CLUSTER_INITS, TECHNIQUES, ClusterSpec, LayerPlan, PrecisionSpec, PruneSpec
 from .stages import stages
 
-__all__ = ["CLUSTER_INITS", "TECHNIQUES", "ClusterSpec", "LayerPlan", "Plan", "PrecisionSpec", "PruneSpec", "stages"]
+__all__ = ["CLUSTER_INITS", "TECHNIQUES", "ClusterSpec", "LayerPlan", "Plan", "PrecisionSpec", "PruneSpec", "check_precision",
+           "has_kernel", "stages"]

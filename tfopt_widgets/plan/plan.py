@@ -234,7 +234,7 @@ class Plan:
                                 "and keep_float; pick one (plan.remove(layer, 'keep_float') or "
                                 "plan.remove(layer, 'quantize')).", layer=entry.layer, field="keep_float")
             if entry.precision is not None:
-                _check_precision(entry, layer, target)
+                check_precision(entry, layer, target)
             for technique in entry.techniques:
                 support = layer.supports(technique)
                 if not support.ok:
@@ -403,21 +403,26 @@ def _check_cluster_count(entry: LayerPlan, layer) -> None:
 _KERNEL_WEIGHTS = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
 
 
-def _check_precision(entry: LayerPlan, layer, target) -> None:
-    """PlanError when ``entry``'s precision conflicts with its other marks, gives weights to a layer without a
-    kernel, or is one ``target`` (a Target or None) cannot run."""
+def has_kernel(layer) -> bool:
+    """True when ``layer`` (tw.inspect's LayerInfo) has weights a precision can apply to: a kernel or an embedding."""
+    return any(w.name.rsplit("/", 1)[-1].split(":")[0] in _KERNEL_WEIGHTS for w in layer.weights)
+
+
+def check_precision(entry: LayerPlan, layer, target=None) -> None:
+    """PlanError when ``entry``'s precision conflicts with its other marks, gives weights to ``layer`` (its
+    LayerInfo) when it has no kernel, or is one ``target`` (a Target or None) cannot run."""
     conflict = entry.precision_conflict()
     if conflict is not None:
         raise conflict
-    has_kernel = any(w.name.rsplit("/", 1)[-1].split(":")[0] in _KERNEL_WEIGHTS for w in layer.weights)
-    if not has_kernel and entry.precision.weights not in (None, "float"):
+    kernel = has_kernel(layer)
+    if not kernel and entry.precision.weights not in (None, "float"):
         raise PlanError(f"Layer {entry.layer!r} ({layer.class_name}) has no weights to give "
                         f"weights={entry.precision.weights!r}; leave weights out (or 'float') and set only its "
                         "activations.", layer=entry.layer, field="weights")
-    if has_kernel and entry.precision.weights == "float" and entry.precision.activations != "float":
+    if kernel and entry.precision.weights == "float" and entry.precision.activations != "float":
         raise PlanError(f"Layer {entry.layer!r} ({layer.class_name}): integer activations "
                         f"({entry.precision.activations}) need integer weights (LiteRT's integer kernels take no float "
                         "weights); use weights='int8' or 'int4', or activations='float'.",
                         layer=entry.layer, field="weights")
     if target is not None:
-        target.check_precision(entry.layer, entry.precision.weights_for(has_kernel), entry.precision.activations)
+        target.check_precision(entry.layer, entry.precision.weights_for(kernel), entry.precision.activations)

@@ -14,9 +14,9 @@ from types import MappingProxyType
 
 from ..errors import TargetError
 from . import cpu, edgetpu, float32, gpu, hexagon
-from .target import QUANTIZATIONS, Target
+from .target import PRECISION_ACTIVATIONS, PRECISION_WEIGHTS, QUANTIZATIONS, Target
 
-__all__ = ["QUANTIZATIONS", "TARGETS", "Target", "get_target"]
+__all__ = ["PRECISION_ACTIVATIONS", "PRECISION_WEIGHTS", "QUANTIZATIONS", "TARGETS", "Target", "get_target"]
 
 TARGETS: Mapping[str, Target] = MappingProxyType({
     module.TARGET.name: module.TARGET for module in (float32, cpu, gpu, edgetpu, hexagon)

@@ -1,4 +1,5 @@
-"""The layer table: one row per layer with its size and per-row quantize / prune / cluster controls.
+"""The layer table: one row per layer with its size, per-row quantize / prune / cluster controls, its post-training
+precision (weights / activations) and, after a run, its error in the converted file.
 
 It shows and edits a :class:`~tfopt_widgets.Plan` (the spec); the plan stays the one source of truth. Every value
 that crosses to the front-end is named, and state is sent compactly so a 500-layer model stays small: the layers go
@@ -16,7 +17,11 @@ what that answer added (the BatchNormalization and activation folded into a quan
 >>> table.apply_edits([{"layer": "dense", "field": "sparsity", "value": 0.5}])  # what a message from the page does
 >>> plan["dense"].prune.sparsity
 0.5
+>>> table.apply_edits([{"layer": "conv2", "field": "weights", "value": "int4"}])     # the precision column
+>>> plan["conv2"].precision.describe()
+'int4 weights, float activations'
 >>> table.show_sensitivity(tw.sensitivity(model, (x_test, y_test)))   # the heat map columns
+>>> table.show_layer_errors(result.layer_errors(), result.label)      # the error column, after a run
 """
 
 from __future__ import annotations
@@ -28,84 +33,20 @@ import traitlets
 from ipywidgets import CallbackDispatcher
 
 from ..errors import Error, PlanError
-from ..plan import CLUSTER_INITS, TECHNIQUES, Plan
+from ..plan import CLUSTER_INITS, LayerPlan, Plan, check_precision
+from ..plan.specs import precision_spec
+from ..targets import get_target
 from .frontend import bundle
-
-
-def _shape_text(shape) -> str:
-    """"8, 8, 16" for (None, 8, 8, 16): the batch dimension left out; several outputs joined with " | "."""
-    if shape is None:
-        return ""
-    if isinstance(shape, list):
-        return " | ".join(_shape_text(s) for s in shape)
-    dims = list(shape)[1:] if len(shape) and shape[0] is None else list(shape)
-    return ", ".join("?" if d is None else str(d) for d in dims)
-
-
-def layer_columns(info) -> tuple[dict[str, list], list[str]]:
-    """(columns, reasons) for :attr:`LayerTable.layers` and :attr:`LayerTable.reasons` from a ModelInfo.
-
-    ``columns`` maps each field to its values, one per layer in model order: ``name``, ``class_name``,
-    ``output_shape``, ``params``, ``weight_bytes``, and per technique ``supports_<technique>`` (True/False) and
-    ``<technique>_reason`` (an index into ``reasons``; -1: none). A new field is one more key in ``row`` below.
-    """
-    reasons: dict[str, int] = {}
-    columns: dict[str, list] = {}
-    for layer in info.layers:
-        row = {"name": layer.name, "class_name": layer.class_name, "output_shape": _shape_text(layer.output_shape),
-               "params": int(layer.params), "weight_bytes": int(layer.weight_bytes)}
-        for technique in TECHNIQUES:
-            support = layer.supports(technique)
-            row[f"supports_{technique}"] = bool(support.ok)
-            row[f"{technique}_reason"] = reasons.setdefault(support.reason, len(reasons)) if support.reason else -1
-        for field, value in row.items():
-            columns.setdefault(field, []).append(value)
-    return columns, list(reasons)
-
-
-# An unplanned layer's entry in `plan_state`; the front-end and _entry fill fields an entry leaves out from it. Its
-# keys are also the fields an edit from the page may set.
-EMPTY_ENTRY = {"quantize": False, "sparsity": 0, "clusters": 0, "init": CLUSTER_INITS[0], "keep_float": False}
-
-
-def plan_state(plan: Plan) -> dict:
-    """{layer: {quantize, sparsity (0: off), clusters (0: off), init, keep_float}} for the planned layers only."""
-    return {entry.layer: _row_state(entry) for entry in plan}
-
-
-def _row_state(entry) -> dict:
-    """One layer's `plan_state` entry from its LayerPlan (EMPTY_ENTRY when nothing is planned)."""
-    return {"quantize": bool(entry.quantize), "sparsity": entry.prune.sparsity if entry.prune else 0,
-            "clusters": entry.cluster.clusters if entry.cluster else 0,
-            "init": entry.cluster.init if entry.cluster else CLUSTER_INITS[0], "keep_float": bool(entry.keep_float)}
-
-
-def sensitivity_state(report) -> dict:
-    """The heat map of a :class:`~tfopt_widgets.SensitivityReport` for :attr:`LayerTable.sensitivity`.
-
-    ``columns``: {technique, level} per heat map column; ``drops``: {layer: [metric drop or None per column]};
-    ``sizes``: {layer: {before: int8 gzip bytes of the kernel as it is, after: [the same after each column's change,
-    or None]}}.
-    """
-    if report is None:
-        return {}
-    columns = [{"technique": technique, "level": level} for technique in ("quantize", "prune", "cluster")
-               for level in report.levels.get(technique, ())]
-    position = {(column["technique"], column["level"]): i for i, column in enumerate(columns)}
-    drops, sizes = {}, {}
-
-    def size(layer: str) -> dict:
-        return sizes.setdefault(layer, {"before": None, "after": [None] * len(columns)})
-
-    for row in report.rows:
-        index = position[row.technique, row.level]
-        drops.setdefault(row.layer, [None] * len(columns))[index] = round(float(row.drop), 5)
-        if row.technique != "quantize":
-            size(row.layer)["after"][index] = row.size.get("int8")
-    for entry in report.layers:
-        size(entry.layer)["before"] = entry.size.get("int8")
-    return {"metric": report.metric, "baseline": report.baseline, "samples": report.samples, "columns": columns,
-            "drops": drops, "sizes": sizes}
+from .table_state import (
+    EMPTY_ENTRY,
+    errors_state,
+    layer_columns,
+    plan_state,
+    precision_choices,
+    precision_words,
+    row_state,
+    sensitivity_state,
+)
 
 
 class LayerTable(anywidget.AnyWidget):
@@ -123,7 +64,7 @@ class LayerTable(anywidget.AnyWidget):
                                  "reasons are indices into `reasons` (-1: none)").tag(sync=True)
     reasons = traitlets.List(traitlets.Unicode(), help="support reasons, each sent once").tag(sync=True)
     plan_state = traitlets.Dict(help="the plan: {layer: {quantize, sparsity (0: off), clusters (0: off), init, "
-                                     "keep_float}}, only planned layers. Python sets it after every change; the page "
+                                     "keep_float, weights, activations ('': no precision)}}, only planned layers. Python sets it after every change; the page "
                                      "sends edits as messages (setting it from Python applies the difference)").tag(
         sync=True)
     cluster_inits = traitlets.List(traitlets.Unicode(), default_value=list(CLUSTER_INITS),
@@ -140,12 +81,18 @@ class LayerTable(anywidget.AnyWidget):
     sensitivity = traitlets.Dict(help="the sensitivity heat map (see sensitivity_state); {} hides its columns").tag(
         sync=True)
     budget = traitlets.Float(0.01, help="the accepted metric drop: heat map cells within it are green").tag(sync=True)
+    precision_choices = traitlets.Dict(help="what the target lets the precision column offer (see "
+                                            "table_state.precision_choices)").tag(sync=True)
+    layer_errors = traitlets.Dict(help="each layer's error in the last converted file (see table_state.errors_state); "
+                                       "{} hides the column's numbers").tag(sync=True)
 
-    def __init__(self, info, plan: Plan | None = None, *, selected: str = ""):
+    def __init__(self, info, plan: Plan | None = None, *, selected: str = "", target="cpu"):
         columns, reasons = layer_columns(info)
         groups = {layer.name: layer.group for layer in info.layers if layer.group}
         super().__init__(layers=columns, reasons=reasons, selected=selected, quantize_groups=groups)
         self._info = info
+        self._target = None
+        self.show_target(target)
         self._lock = threading.RLock()
         self._error_handlers = CallbackDispatcher()
         self._plan = None
@@ -197,7 +144,8 @@ class LayerTable(anywidget.AnyWidget):
     # -- edits from the page ----------------------------------------------------------------------------------
     def apply_edits(self, edits) -> None:
         """Apply edits to the live plan in order, as the page's messages do: each ``{"layer", "field", "value"}`` sets
-        one field of ``plan_state`` (quantize, sparsity, clusters, init, keep_float) for one layer.
+        one field of ``plan_state`` (quantize, sparsity, clusters, init, keep_float, weights, activations) for one
+        layer.
 
         Quantizing a layer also unticks keep float and the reverse; quantizing a convolution quantizes what folds
         into it. An edit the plan refuses changes nothing and is reported through :meth:`on_error` (raised without a
@@ -231,7 +179,9 @@ class LayerTable(anywidget.AnyWidget):
         if self._info.get(layer) is None:
             raise PlanError(f"The table sent an edit for layer {layer!r}, which the model does not have.",
                             layer=layer, field="layer")
-        row = {**_row_state(self._plan[layer]), field: value}
+        row = {**row_state(self._plan[layer]), field: value}
+        if field in ("weights", "activations"):  # "" clears the precision; a first word fills in the other
+            row.update(precision_words(row, field, value, self._info[layer]))
         if field in ("quantize", "keep_float") and value:  # one or the other, as the page's boxes behave
             row["keep_float" if field == "quantize" else "quantize"] = False
             if field == "quantize":
@@ -291,6 +241,10 @@ class LayerTable(anywidget.AnyWidget):
         if keep_float and quantize:
             raise PlanError(f"Layer {layer!r} cannot be both quantization-aware trained and kept float; untick one "
                             "of them.", layer=layer, field="keep_float")
+        precision = self._precision(layer, after["weights"], after["activations"])
+        if precision is not None:  # checked before anything changes: a refused precision changes nothing
+            check_precision(LayerPlan(layer, quantize=bool(quantize), keep_float=bool(keep_float), precision=precision),
+                            self._info[layer], self._target)
         wanted = [t for t, on in (("prune", sparsity), ("cluster", clusters), ("quantize", quantize)) if on]
         if len(wanted) > 1 and not (support := self._info[layer].supports(*wanted)).ok:
             raise PlanError(f"Layer {layer!r} ({self._info[layer].class_name}): {support.reason}", layer=layer,
@@ -315,6 +269,26 @@ class LayerTable(anywidget.AnyWidget):
             keep = entry.cluster.preserve_sparsity if entry.cluster else False
             plan.cluster(layer, clusters=_number(clusters, layer, "clusters", integer=True), init=init,
                          preserve_sparsity=keep)
+        if precision != plan[layer].precision:
+            if precision is None:
+                plan.remove(layer, "precision")
+            else:
+                plan.precision(layer, weights=precision.weights, activations=precision.activations,
+                               granularity=precision.granularity, algorithm=precision.algorithm)
+
+    def _precision(self, layer: str, weights: str, activations: str):
+        """The PrecisionSpec the row's weights / activations words ask for (None: no precision), keeping the
+        granularity and algorithm the layer's precision has where they still apply."""
+        if not weights and not activations:
+            return None
+        spec = self._plan[layer].precision
+        words = (weights or None, activations or "float")
+        if spec is not None:
+            try:
+                return precision_spec(*words, spec.granularity, spec.algorithm, layer=layer)
+            except PlanError:
+                pass  # e.g. blocks of int4 weights, now int8: back to the defaults
+        return precision_spec(*words, "channel", "minmax", layer=layer)
 
     def _set_quantize(self, layer: str, on: bool) -> None:
         """Quantize a layer together with the BatchNormalization/activation that fold into it (or none of them)."""
@@ -348,6 +322,15 @@ class LayerTable(anywidget.AnyWidget):
             self.placement_reasons = list(reasons)
             self.placement = state
             self.target_title = target_title
+
+    def show_target(self, target) -> None:
+        """Offer the precisions ``target`` (a name or Target) runs, and check new precisions against it."""
+        self._target = get_target(target)
+        self.precision_choices = precision_choices(self._target)
+
+    def show_layer_errors(self, errors, run: str = "") -> None:
+        """The error column from a ``RunResult.layer_errors()`` DataFrame of the run labelled ``run``; None clears it."""
+        self.layer_errors = errors_state(errors, run)
 
     # -- sensitivity heat map ---------------------------------------------------------------------------------
     def show_sensitivity(self, report) -> None:
@@ -389,4 +372,4 @@ def _number(value, layer: str, field: str, integer: bool = False):
     return float(value)
 
 
-__all__ = ["LayerTable", "layer_columns", "plan_state", "sensitivity_state"]
+__all__ = ["LayerTable"]

@@ -25,7 +25,7 @@ import traitlets
 from ..errors import Cancelled, DataError, Error, TargetError
 from ..pipeline import plan_summary, training_inputs, write_atomically
 from ..plan import Plan
-from ..progress import Progress
+from ..progress import Progress, interruptible
 from ..targets import QUANTIZATIONS, TARGETS, get_target
 from .export_panel import ExportPanel
 from .layer_table import LayerTable
@@ -138,6 +138,7 @@ class Studio(widgets.VBox):
         if not hasattr(self, "_mode_picker"):
             return
         target = TARGETS[change["new"]]
+        self.table.show_target(target)
         natural = target.quantization_for(None, calibrated=self.train_data is not None)
         options = [(MODE_NAMES.get(mode, mode) + (" (default)" if mode == natural else ""), mode)
                    for mode in target.allowed_quantizations]
@@ -268,10 +269,18 @@ class Studio(widgets.VBox):
                                  tflite=result.tflite.weights(), tflite_mode=result.tflite.quantization)
         self.table.show_placement({layer: (place.accelerated, place.reason or "") for layer, place in
                                   result.tflite.compatibility.by_layer().items()}, TARGETS[result.target].title)
+        unmeasured = ""
+        try:
+            errors = interruptible(result.layer_errors, lambda: self.progress("layer errors", 0, 0))
+        except Cancelled:
+            raise
+        except Error as error:  # the run stands; its error column stays empty, and the message says why
+            errors, unmeasured = None, f" Layer errors not measured: {error}"
+        self.table.show_layer_errors(errors, result.label)
         self._result_handlers(row)
         return (f"Done: {row['run']}, {row['gzip_size']:,} B gzipped"
                 + (f", accuracy {row['accuracy']:.3f}." if row.get("accuracy") is not None else ".")
-                + "".join(f" Note: {notice}" for notice in result.notices))
+                + "".join(f" Note: {notice}" for notice in result.notices) + unmeasured)
 
     def _baseline_measured(self, baseline) -> None:
         with self._lock:
