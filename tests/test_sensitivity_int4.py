@@ -167,10 +167,10 @@ def test_suggested_int4_plan_converts_and_is_verified(report, digits, frozen):
 
 
 def test_suggestion_text_counts_int4_layers():
-    from tfopt_widgets.widgets.studio import _suggestion_text
+    from tfopt_widgets.widgets.sensitivity_panel import suggestion_text
 
     plan = tw.Plan().prune("dense", sparsity=0.5).precision("dense", "conv2", weights="int4")
-    text = _suggestion_text({"plan": plan, "budget": 0.01, "title": "CPU", "estimate": {"drop": 0.004, "size": 500},
+    text = suggestion_text({"plan": plan, "budget": 0.01, "title": "CPU", "estimate": {"drop": 0.004, "size": 500},
                              "unplanned": {"size": 900}})
     assert "1 pruned, 2 with int4 weights;" in text and "alone" not in text
 

@@ -283,17 +283,19 @@ def test_sensitivity_heat_map_and_suggested_plan_fill_the_table(digits, frozen):
     report = studio.sensitivity
     assert isinstance(report, tw.SensitivityReport) and not bar.suggest_button.disabled
 
-    # The heat map: one column per technique and level, each layer's drops and int8 kernel sizes as measured.
+    # The heat map: one column per technique and level, each layer's drops and int8 kernel sizes as measured. The
+    # cpu runs int4 weights, so the Studio measures them too (the int4 column, beside int8).
     heat = studio.table.sensitivity
     columns = [(column["technique"], column["level"]) for column in heat["columns"]]
-    assert columns == [("quantize", "int8"), ("prune", 0.5), ("prune", 0.75), ("prune", 0.9),
+    assert columns == [("quantize", "int8"), ("quantize", "int4"), ("prune", 0.5), ("prune", 0.75), ("prune", 0.9),
                        ("cluster", 8), ("cluster", 16), ("cluster", 32)]
     for row in report.rows:
         column = columns.index((row.technique, row.level))
         assert heat["drops"][row.layer][column] == pytest.approx(row.drop, abs=1e-5)
     assert heat["sizes"]["dense"]["before"] == report.layer_sizes["dense"].size["int8"]
-    assert heat["sizes"]["dense"]["after"][3] == report.row("dense", "prune", 0.9).size["int8"]  # column 3
-    assert heat["drops"]["pool"][1:] == [None] * 6  # pooling has no kernel: int8 only
+    assert heat["sizes"]["dense"]["after"][4] == report.row("dense", "prune", 0.9).size["int8"]  # column 4
+    assert heat["sizes"]["dense"]["after"][1] == report.layer_sizes["dense"].size["int4"]  # its int4 kernel
+    assert heat["drops"]["pool"][1:] == [None] * 7  # pooling has no kernel: int8 only
     assert "dropout" not in heat["drops"] and synced_bytes(studio.table) < 10_000
 
     # "Suggest plan" with the budget box fills the live plan (the same object), then the table stays editable.
@@ -351,14 +353,14 @@ def test_cancel_during_sensitivity_keeps_the_old_report(digits, frozen):
 
 
 def test_suggestion_says_when_the_int8_conversion_alone_is_over_the_budget():
-    from tfopt_widgets.widgets.studio import _suggestion_text
+    from tfopt_widgets.widgets.sensitivity_panel import suggestion_text
 
     over = {"plan": tw.Plan(), "budget": 0.01, "title": "Edge TPU", "estimate": {"drop": 0.05, "size": 900},
             "unplanned": {"size": 900}}
-    text = _suggestion_text(over)
+    text = suggestion_text(over)
     assert "nothing fits the budget" in text and "int8 conversion alone" in text and "+0.0500" in text
     within = {**over, "plan": tw.Plan().prune("dense", sparsity=0.5), "estimate": {"drop": 0.004, "size": 500}}
-    assert "1 pruned" in _suggestion_text(within) and "alone" not in _suggestion_text(within)
+    assert "1 pruned" in suggestion_text(within) and "alone" not in suggestion_text(within)
 
 
 def test_table_refuses_a_combination_qat_cannot_preserve_with_the_reason():

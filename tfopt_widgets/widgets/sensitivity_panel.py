@@ -100,4 +100,20 @@ class SensitivityPanel(widgets.VBox):
         self.status.value = f"<span class='tfopt-sensitivity-status' style='font-size:12px'>{html.escape(text)}</span>"
 
 
-__all__ = ["SensitivityPanel"]
+def suggestion_text(suggestion: dict) -> str:
+    """What the bar says of a suggested plan (the Studio's record of its last ``suggest_plan``): "Suggested for
+    CPU within 0.0100: 2 pruned, 1 clustered, 1 kept float, 2 with int4 weights; estimated drop +0.0080, ..."."""
+    plan, estimate, unplanned = suggestion["plan"], suggestion["estimate"], suggestion["unplanned"]
+    counts = [(len(plan.layers("prune")), "pruned"), (len(plan.layers("cluster")), "clustered"),
+              (len(plan.float_layers), "kept float"),
+              (sum(spec.weights == "int4" for spec in plan.precisions.values()), "with int4 weights")]
+    what = ", ".join(f"{n} {words}" for n, words in counts if n) or "nothing fits the budget"
+    text = (f"Suggested for {suggestion['title']} within {suggestion['budget']:.4f}: {what}; estimated drop "
+            f"{estimate['drop']:+.4f}, kernels {unplanned['size']:,} → {estimate['size']:,} B gzipped.")
+    if estimate["drop"] > suggestion["budget"]:
+        text += (" The int8 conversion alone is estimated over the budget: pick a float mode (float16) or a larger "
+                 "budget.")
+    return text
+
+
+__all__ = ["SensitivityPanel", "suggestion_text"]

@@ -31,7 +31,7 @@ from .export_panel import ExportPanel
 from .layer_table import LayerTable
 from .results_view import ResultsView
 from .run_panel import RunPanel
-from .sensitivity_panel import SensitivityPanel
+from .sensitivity_panel import SensitivityPanel, suggestion_text
 from .weight_view import WeightView
 
 PICKABLE_TARGETS = ("cpu", "gpu", "edgetpu", "hexagon")
@@ -198,8 +198,9 @@ class Studio(widgets.VBox):
         """Measure each layer's sensitivity (``tw.sensitivity``): what "Analyze sensitivity" does.
 
         Measured on the validation data (or the training data), int8 calibrated on the training inputs; ``options``
-        go to ``tw.sensitivity`` (e.g. ``samples=200``, ``levels=...``, ``executor=client.get_executor()``). Runs in
-        the background like :meth:`run`; the table then shows the drops as a heat map and "Suggest plan" works.
+        go to ``tw.sensitivity`` (e.g. ``samples=200``, ``levels=...``, ``executor=client.get_executor()``); on a
+        target that runs int4 weights (cpu) the quantize levels are int8 and int4, so "Suggest plan" can mix
+        precisions. Runs in the background like :meth:`run`; the table then shows the drops as a heat map.
         """
         return self._start(lambda: self._analyze_job(options), wait)
 
@@ -261,7 +262,7 @@ class Studio(widgets.VBox):
             suggestion = self._suggestion
         if suggestion is not None and suggestion["plan"] == result.plan and suggestion["target"] == result.target:
             measured = result.drop
-            self.sensitivity_panel.show(_suggestion_text(suggestion) + f" Measured after this run: {measured:+.4f}"
+            self.sensitivity_panel.show(suggestion_text(suggestion) + f" Measured after this run: {measured:+.4f}"
                                         + (" (within the budget)." if measured <= suggestion["budget"] else
                                            f" (over the budget by {measured - suggestion['budget']:.4f})."))
         optimized = result.optimized
@@ -330,6 +331,8 @@ class Studio(widgets.VBox):
             raise DataError("Sensitivity is measured on labelled data: pass validation_data=(x, y) or "
                             "train_data=(x, y) to tw.Studio.", field="validation_data")
         options.setdefault("representative_data", training_inputs(self.train_data))
+        if TARGETS[self.target].precision_refusal("int4", "float") is None:
+            options.setdefault("levels", {"quantize": ("int8", "int4")})
         self.progress("sensitivity", 0, 0)
         report = sensitivity(self.model, data, progress=self.progress, **options)
         self.sensitivity = report
@@ -361,7 +364,7 @@ class Studio(widgets.VBox):
                                 "unplanned": unplanned, "title": TARGETS[self.target].title}
             suggestion = self._suggestion
         self.plan.assign(plan)
-        self.sensitivity_panel.show(_suggestion_text(suggestion) + " Click “Optimize and convert” to measure it.")
+        self.sensitivity_panel.show(suggestion_text(suggestion) + " Click “Optimize and convert” to measure it.")
         return self.plan
 
     # -- events and errors ------------------------------------------------------------------------------------
@@ -416,22 +419,6 @@ class Studio(widgets.VBox):
     def __repr__(self) -> str:
         return f"<Studio {self.info.name!r}: {len(self.info.layers)} layers, target {self.target!r}, " \
                f"{plan_summary(self.plan, self.info)}, {len(self.results_view.rows)} results>"
-
-
-def _suggestion_text(suggestion: dict) -> str:
-    """"Suggested for CPU within 0.0100: 2 pruned, 1 clustered, 1 kept float, 2 with int4 weights; estimated
-    drop +0.0080, ..."."""
-    plan, estimate, unplanned = suggestion["plan"], suggestion["estimate"], suggestion["unplanned"]
-    counts = [(len(plan.layers("prune")), "pruned"), (len(plan.layers("cluster")), "clustered"),
-              (len(plan.float_layers), "kept float"),
-              (sum(spec.weights == "int4" for spec in plan.precisions.values()), "with int4 weights")]
-    what = ", ".join(f"{n} {words}" for n, words in counts if n) or "nothing fits the budget"
-    text = (f"Suggested for {suggestion['title']} within {suggestion['budget']:.4f}: {what}; estimated drop "
-            f"{estimate['drop']:+.4f}, kernels {unplanned['size']:,} → {estimate['size']:,} B gzipped.")
-    if estimate["drop"] > suggestion["budget"]:
-        text += (" The int8 conversion alone is estimated over the budget: pick a float mode (float16) or a larger "
-                 "budget.")
-    return text
 
 
 def _largest_layer(info) -> str:
