@@ -124,7 +124,8 @@ class WeightView(widgets.VBox):
         x_scale, self._levels_y = bqplot.LinearScale(), bqplot.LinearScale(min=0.0, max=1.0)
         self._levels_bars = bqplot.Bars(x=[0], y=[0], scales={"x": x_scale, "y": self._levels_y}, colors=[SERIES[2][2]],
                                         padding=0.2)
-        axes = [plot_axis(x_scale, label="stored integer level", tick_format="d"),
+        self._levels_x_axis = plot_axis(x_scale, label="stored integer level", tick_format="d")
+        axes = [self._levels_x_axis,
                 plot_axis(self._levels_y, side="left", label="count", tick_format=".2~s", num_ticks=3)]
         self.levels_figure = bqplot.Figure(marks=[self._levels_bars], axes=axes, padding_x=0.0, padding_y=0.0,
                                            background_style=PLOT_BACKGROUND, animation_duration=0,
@@ -147,7 +148,8 @@ class WeightView(widgets.VBox):
         with self.levels_figure.hold_sync(), bars.hold_sync():
             self._levels_y.max = 2.0 * _round_up(max(summary["nonzero"], default=0) / 2)
             bars.x, bars.y = summary["levels"], summary["nonzero"]
-        self.levels_caption.value = (f"<div style='font-size:12px'><span style='color:{SERIES[2][2]}'>■</span> "
+            self._levels_x_axis.tick_values = summary["levels"][::1 if len(summary["levels"]) <= 16 else 32]
+        self.levels_caption.value = (f"<div style='font-size:12px;line-height:1.4'><span style='color:{SERIES[2][2]}'>■</span> "
                                      f"{html.escape(levels_caption(summary))}</div>")
         self.levels_box.layout.display = "flex"
         return summary
