@@ -21,8 +21,7 @@ const COLUMNS = [
   ["name", "layer", false],
   ["class_name", "type", false],
   ["output_shape", "output shape", false],
-  ["params", "params", true],
-  ["weight_bytes", "weights", true],
+  ["weight_bytes", "size", true], // float32 weights in bytes; the parameter count is in the cell's title
 ];
 
 function element(tag, props = {}, children = []) {
@@ -189,28 +188,30 @@ export function renderLayerTable({ model, el }) {
       view.sortKey = key;
       refreshOrder();
     });
-    // Numbers are right-aligned, their headings too: "output shape" and "params" stay apart.
+    // Numbers are right-aligned, their headings too: "output shape" and "size" stay apart.
     sortButtons[key] = element("span", { role: "columnheader", "aria-sort": "none", className: numeric ? "tfopt-num" : "" }, [button]);
     header.append(sortButtons[key]);
   }
   const heatHeader = element("span", { role: "columnheader", className: "tfopt-heat" });
   header.append(heatHeader);
-  for (const [heading, title] of [["quantize", "quantization-aware training (int8)"],
+  for (const [heading, title] of [["QAT", "quantize: quantization-aware training (int8)"],
     ["float", "keep float: stays float when the rest is converted to int8"], ["sparsity", ""], ["clusters", ""], ["init", ""],
     ["weights", `post-training precision of the layer's weights (LiteRT Quantizer, after conversion); ${AS_CONVERTED}`],
-    ["activations", `post-training precision of the layer's activations (LiteRT Quantizer); ${AS_CONVERTED}`]]) {
+    ["activ\u00adations", `post-training precision of the layer's activations (LiteRT Quantizer); ${AS_CONVERTED}`]]) {
     header.append(element("span", { role: "columnheader", title: title || undefined }, [lines(heading)]));
   }
   // The error column: after a run, each layer's output error in the file over its quantization step.
   const errorSort = element("button", {
     type: "button", className: "tfopt-sort", "aria-label": "sort by each layer's error in the last converted file",
-  }, [lines("error / step")]);
+    title: "each layer's output error in the last converted file over its quantization step; click to sort",
+  }, [lines("error")]);
   errorSort.addEventListener("click", () => {
     view.sortDescending = view.sortKey === "error" ? !view.sortDescending : true; // worst first
     view.sortKey = "error";
     refreshOrder();
   });
-  const errorHeading = element("span", { role: "columnheader", className: "tfopt-num", "aria-sort": "none" }, [errorSort]);
+  // Centred, heading and numbers: right-aligned they would read as one heading with the placement column's.
+  const errorHeading = element("span", { role: "columnheader", className: "tfopt-center", "aria-sort": "none" }, [errorSort]);
   header.append(errorHeading);
   const placementHeading = element("span", { role: "columnheader" });
   header.append(placementHeading);
@@ -364,7 +365,7 @@ export function renderLayerTable({ model, el }) {
   // The bulk precision pickers offer what the target runs ("none" clears the layers' precision).
   function refreshBulkPrecision() {
     for (const [picker, field] of [[bulkWeights, "weights"], [bulkActivations, "activations"]]) {
-      const kept = picker.value;
+      const kept = picker.options.length ? picker.value : "leave"; // a new picker leaves the layers as they are
       picker.replaceChildren(
         element("option", { value: "leave", text: `${field}: leave` }),
         element("option", { value: "", text: `${field}: none`, title: AS_CONVERTED }),
@@ -386,8 +387,8 @@ export function renderLayerTable({ model, el }) {
   function refreshErrorsNote() {
     const { run = "", samples = 0, ideal = 0.29, flagged_above: flagged = 0.7, layers = {} } = errors();
     errorsNote.textContent = Object.keys(layers).length
-      ? `error / step: each layer's output error in the file of “${run}” against the float model, over the `
-        + `output's quantization step (${samples} samples). About ${ideal} is rounding alone; above ${flagged} on an 8-bit `
+      ? `error: each layer's output error in the file of “${run}” against the float model, over the `
+        + `output's quantization step (${samples} samples). About ${Number(ideal).toFixed(2)} is rounding alone; above ${flagged} on an 8-bit `
         + "output is flagged ⚠. A float output shows its RMS error (±); an int16 output's number measures its weights' error."
       : "";
   }
@@ -464,11 +465,11 @@ export function renderLayerTable({ model, el }) {
     const text = ratio === null ? `±${(rms ?? 0).toPrecision(2)}` : `${isFlagged ? "⚠ " : ""}${ratio.toFixed(2)}`;
     const words = ratio === null
       ? `${name}: float output, RMS error ${rms} against the float model (layer alone), ${accumulated} with every layer before`
-      : `${name}: error ${ratio.toFixed(3)} of its ${activations} output's quantization step (about ${ideal} is rounding alone, `
+      : `${name}: error ${ratio.toFixed(3)} of its ${activations} output's quantization step (about ${Number(ideal).toFixed(2)} is rounding alone, `
         + `above ${flagged} flagged${eightBit ? "" : "; an int16 step is fine, so this measures the weights' error"}); `
         + `RMS error ${rms}, ${accumulated} with every layer before`;
     const cell = element("span", {
-      role: "cell", className: `tfopt-num tfopt-error-cell${isFlagged ? " tfopt-flagged" : ""}`, text, title: words,
+      role: "cell", className: `tfopt-center tfopt-error-cell${isFlagged ? " tfopt-flagged" : ""}`, text, title: words,
       "aria-label": `error of ${name}: ${text}${isFlagged ? ", flagged" : ""}`,
     });
     if (ratio !== null && eightBit) cell.style.background = `rgb(${(isFlagged ? HEAT_BAD : HEAT_OK).join(",")})`;
@@ -547,8 +548,12 @@ export function renderLayerTable({ model, el }) {
       picker.addEventListener("change", () => edit([{ layer: name, field, value: picker.value }]));
       return picker;
     };
+    // A layer folded into a convolution's op (BatchNormalization, activation) or with no op of its own (input,
+    // dropout) takes the precision of the op it is part of, if any.
     const weights = precision("weights", row.has_kernel, row.has_kernel ? "" : "no kernel: only its activations take a precision");
-    const activations = precision("activations", true, "");
+    const ownOp = row.has_kernel || (supports("quantize") && head === undefined);
+    const activations = precision("activations", ownOp, ownOp ? "" : head !== undefined
+      ? `folded into ${head} in the file: set ${head}'s precision` : "no op of its own in the file");
 
     const place = (model.get("placement") || {})[name];
     let badge = element("span");
@@ -571,8 +576,10 @@ export function renderLayerTable({ model, el }) {
       element("span", { role: "cell", className: "tfopt-cell-name" }, [show]),
       element("span", { role: "cell", title: row.class_name }, [lines(row.class_name)]),
       element("span", { role: "cell", title: row.output_shape }, [lines(row.output_shape)]),
-      element("span", { role: "cell", className: "tfopt-num", text: row.params.toLocaleString("en-US") }),
-      element("span", { role: "cell", className: "tfopt-num", text: row.weight_bytes ? formatBytes(row.weight_bytes) : "" }),
+      element("span", {
+        role: "cell", className: "tfopt-num", text: row.weight_bytes ? formatBytes(row.weight_bytes) : "",
+        title: `${row.params.toLocaleString("en-US")} parameters`,
+      }),
       element("span", { role: "cell", className: "tfopt-heat" }, heatCells(name, entry, disabled)),
       element("span", { role: "cell", className: "tfopt-center", title: tip("quantize") }, [quantize]),
       element("span", { role: "cell", className: "tfopt-center" }, [keepFloat]),

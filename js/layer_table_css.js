@@ -40,23 +40,22 @@ export const THEME = `
 // lines). Rows are positioned one by one (the body is virtualised), so they cannot size columns to content.
 const COLUMNS = [
   "22px", // select
-  "minmax(112px, 2fr)", // layer
+  "minmax(96px, 2fr)", // layer
   "minmax(96px, 1.3fr)", // type: "Normalization", "GlobalAverage" on a line
-  "minmax(64px, 1fr)", // output shape
-  "68px", // params: "3,504,872"
-  "64px", // weights: "131.3 KB"
+  "minmax(56px, 1fr)", // output shape: "8, 8, 16"; longer ones wrap
+  "64px", // size: "131.3 KB"
   "var(--tfopt-heat, 0px)",
-  "62px", // quantize (its heading)
+  "36px", // QAT
   "36px", // float
   "60px", // sparsity
   "58px", // clusters
   "98px", // init: "kmeans++" in a select
-  "62px", // weights: "int4" in a select
-  "70px", // activations: "int16", "float" in a select
-  "58px", // error / step: "⚠ 1.25", "±0.013"
+  "58px", // weights: "float" in a select
+  "62px", // activations: "int16" in a select
+  "48px", // error over step: "⚠ 1.25", "±0.013"
   "90px", // placement: "Hexagon DSP", "CPU fallback"
 ];
-const GAP = 6;
+const GAP = 5;
 const PAD = 4;
 const FIXED = COLUMNS.map((c) => Number((c.match(/^(?:minmax\()?(\d+)px/) || [0, 0])[1])).reduce((a, b) => a + b, 0);
 // The narrowest a row can be: the columns' minimum widths, the gaps and the padding. Narrower, the grid scrolls.
@@ -126,6 +125,7 @@ export const CSS = `${THEME}
 .tfopt-table .tfopt-badge-no { background: #fde2cf; color: #8a3a00; }
 .tfopt-table .tfopt-badge-unknown { background: #eee; color: #555; }
 /* The error column's coloured cells carry dark text, as the heat map's do, so they read in every theme. */
+.tfopt-table .tfopt-error-cell { font-variant-numeric: tabular-nums; }
 .tfopt-table .tfopt-error-cell[style*=background] { color: #222; border-radius: 2px; padding: 0 3px; }
 .tfopt-table .tfopt-flagged { font-weight: 600; }
 .tfopt-table .tfopt-errors-note { margin: 4px 0; line-height: 1.4; }

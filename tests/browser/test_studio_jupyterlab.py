@@ -193,3 +193,45 @@ def test_studio_sensitivity_heat_map_suggest_plan_and_cell_clicks(open_notebook,
     page.get_by_label("keep classifier float", exact=True).check()
     assert wait_for_python(notebook, "studio.plan['classifier'].keep_float")
     assert not page_log.dialogs and not page_log.external_requests
+
+
+def test_precision_column_bulk_edit_and_the_error_column_after_a_run(open_notebook, page, page_log, shot):
+    # Issue 15 items 3 and 4: weights / activations per row and in bulk; after the run each layer's error over its
+    # quantization step, a number in the cell, coloured on 8-bit outputs.
+    notebook = open_notebook([DIGITS_STUDIO])
+    studio_box = notebook.output(0).locator(".tfopt-studio")
+    page.get_by_label("weights precision for conv2", exact=True).wait_for()
+    assert page.get_by_label("weights precision for pool", exact=True).is_disabled()  # no kernel
+    page.get_by_label("weights precision for conv2", exact=True).select_option("int4")
+    page.get_by_label("activations precision for dense", exact=True).select_option("int16")
+    # Bulk: the classifier float, through the toolbar.
+    page.get_by_label("select classifier", exact=True).check()
+    page.get_by_label("bulk weights precision for selected layers").select_option("float")
+    page.get_by_role("button", name="apply to selected").click()
+    assert wait_for_python(notebook, "len(studio.plan.precisions) == 3")
+    described = json.loads(notebook.execute(
+        "import json\nprint(json.dumps({k: v.describe() for k, v in studio.plan.precisions.items()}))"))
+    assert described == {"conv2": "int4 weights, float activations", "dense": "int8 weights, int16 activations",
+                         "classifier": "float"}, described
+    # The filled-in word shows in the page: dense's weights became int8 when its activations were set.
+    assert page.get_by_label("weights precision for dense", exact=True).input_value() == "int8"
+    shot("precision-planned", studio_box)
+
+    page.get_by_role("button", name="Optimize and convert").click()
+    assert wait_for_python(notebook, "len(studio.results) == 2 and not studio.panel.running and "
+                                     "studio.table.layer_errors", timeout_s=RUN_TIMEOUT_S)
+    assert notebook.execute("print(repr(studio.error))").strip() == "''"
+    errors = json.loads(notebook.execute("print(json.dumps(studio.table.layer_errors['layers']))"))
+    page.get_by_text(re.compile(r"^Done: .*int4 x1")).wait_for()
+    conv1 = page.get_by_label(re.compile(r"^error of conv1: "))
+    conv1.wait_for()
+    assert float(conv1.inner_text()) == pytest.approx(errors["conv1"]["ratio"], abs=0.005)
+    assert conv1.evaluate("(node) => getComputedStyle(node).backgroundColor") != "rgba(0, 0, 0, 0)"
+    assert page.get_by_label(re.compile(r"^error of conv2: ")).inner_text().startswith("±")  # float output: RMS
+    assert studio_box.get_by_role("note").inner_text().startswith("error: each layer's output error")
+    # Sorting by the error column puts the largest error over step first.
+    page.get_by_label("sort by each layer's error in the last converted file").click()
+    worst = max((name for name in errors if errors[name]["ratio"] is not None), key=lambda n: errors[n]["ratio"])
+    assert studio_box.locator(".tfopt-rows .tfopt-row").first.locator(".tfopt-name").inner_text() == worst
+    shot("layer-errors", studio_box)
+    assert not page_log.dialogs and not page_log.external_requests

@@ -97,11 +97,12 @@ def test_table_fits_beside_the_file_browser(open_notebook, page, page_log, shot,
     batch_norm = grid.get_by_role("row").filter(has=page.get_by_label("select bn2", exact=True)).get_by_role("cell").nth(2)
     assert batch_norm.get_attribute("title") == "BatchNormalization"
     assert batch_norm.inner_text().replace("\n", "") == "BatchNormalization"
-    # "output shape" and "params" read as two headings.
+    # "output shape" and "size" (the column after it since the parameter count moved into its title) read as two
+    # headings.
     shape_text = grid.get_by_role("columnheader").filter(has_text="output shape").locator(".tfopt-lines")
-    params_text = grid.get_by_role("columnheader").filter(has_text="params").locator(".tfopt-lines")
-    gap = params_text.evaluate(TEXT_BOX)["left"] - shape_text.evaluate(TEXT_BOX)["right"]
-    assert gap >= 8, f"'output shape' and 'params' are {gap:.1f} px apart"
+    size_text = grid.get_by_role("columnheader").filter(has_text="size").locator(".tfopt-lines")
+    gap = size_text.evaluate(TEXT_BOX)["left"] - shape_text.evaluate(TEXT_BOX)["right"]
+    assert gap >= 8, f"'output shape' and 'size' are {gap:.1f} px apart"
     assert grid.get_by_role("columnheader").filter(has_text="on Hexagon DSP").is_visible()
 
     if not fits:

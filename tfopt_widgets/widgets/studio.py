@@ -267,7 +267,8 @@ class Studio(widgets.VBox):
                                            f" (over the budget by {measured - suggestion['budget']:.4f})."))
         optimized = result.optimized
         self.weights.set_weights(optimized=optimized.weights() if optimized is not None else {},
-                                 tflite=result.tflite.weights(), tflite_mode=result.tflite.quantization)
+                                 tflite=result.tflite.weights(), tflite_mode=result.tflite.quantization,
+                                 tflite_levels=result.tflite.stored_levels())
         self.table.show_placement({layer: (place.accelerated, place.reason or "") for layer, place in
                                   result.tflite.compatibility.by_layer().items()}, TARGETS[result.target].title)
         unmeasured = ""
