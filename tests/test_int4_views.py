@@ -76,6 +76,7 @@ def test_weight_view_plots_the_files_int4_levels_under_the_histogram(int4_run):
     assert "int4 in the file" in caption and "of 16 used per channel" in caption
     assert f"{shown['per_channel_used']:.1f}" in caption and f"{shown['zeros']:,}" in caption
     assert "stored as" in view.stats.value and "int4, " in view.stats.value
+    assert "dequantized (int4)" in view.stats.value  # the layer's own type, not the file's mode (int8)
     assert view.histogram["zeros"]["tflite"] == shown["zeros"]  # the histogram's zeros are level 0's weights
 
     view.layer = "conv1"

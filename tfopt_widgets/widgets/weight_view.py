@@ -193,6 +193,8 @@ class WeightView(widgets.VBox):
                             f" &nbsp; {legend}</div>")
         self.zeros.value = _zeros_box(histogram)
         summary = self._show_levels(layer)
+        if summary:  # the layer's own type in the file (int4 in an int8 file), not the file's mode
+            mode = summary["dtype"]
         self.stats.value = _stats_table(histogram["stats"], mode, stored_as(summary or None, "float"))
 
 
