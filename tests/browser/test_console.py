@@ -52,10 +52,10 @@ def test_studio_run_in_jupyterlab_logs_no_console_errors(open_notebook, page, pa
     zeros = int(notebook.execute("print(studio.weights.histogram['zeros']['optimized'])").strip().splitlines()[-1])
     assert zeros >= 0.74 * 64 * 512
     assert studio_box.get_by_label("exact zeros in optimized Keras").inner_text() == f"{zeros:,}"
-    assert_plots_readable(studio_box, dark=True)
+    assert_plots_readable(studio_box, dark=True, levels=True)  # the run's int8 file: its stored levels too
     shot("dark-after-run", studio_box)
     jupyterlab_theme("JupyterLab Light")
-    assert_plots_readable(studio_box, dark=False)
+    assert_plots_readable(studio_box, dark=False, levels=True)  # the run's int8 file: its stored levels too
     shot("light-after-run", studio_box)
 
     assert widget_errors(page_log) == []
@@ -78,10 +78,10 @@ def test_studio_run_in_vscode_manager_logs_no_console_errors(proxy_page, live_ex
                      "    time.sleep(0.2)\nprint(len(studio.results), repr(studio.error))")
     assert answer.strip().splitlines()[-1] == "2 ''", answer
     results_shown(page, live)
-    assert_plots_readable(live, dark=True)
+    assert_plots_readable(live, dark=True, levels=True)  # the run's int8 file: its stored levels too
     shot("dark-after-run", live)
     vscode_theme(page, False, "#live")
-    assert_plots_readable(live, dark=False)
+    assert_plots_readable(live, dark=False, levels=True)  # the run's int8 file: its stored levels too
     shot("light-after-run", live)
 
     assert not page.evaluate("window.vscodeProxy.errors")

@@ -109,7 +109,8 @@ PLOT_COLOURS = """(root) => {
     }
     return 'rgb(255, 255, 255)';
   };
-  return [...root.querySelectorAll('.tfopt-plot')].map((figure) => ({
+  // Plots shown (the weight view's stored-levels plot is hidden until a converted file has integer weights).
+  return [...root.querySelectorAll('.tfopt-plot')].filter((figure) => figure.getClientRects().length > 0).map((figure) => ({
     background: under(figure),
     plotarea: getComputedStyle(figure.querySelector('.plotarea_background')).fill,
     theme_text: (() => {  // the theme's text colour where the plot is, resolved by the browser
@@ -161,11 +162,13 @@ def contrast(foreground: str, background: str) -> float:
     return (high + 0.05) / (low + 0.05)
 
 
-def assert_plots_readable(root, dark: bool) -> list[dict]:
-    """Both plots drawn, their text at 4.5:1 or more against what is under them, the bars at 3:1, the plot area
-    the page's own background; `dark`: that background is dark. Returns the measurements."""
+def assert_plots_readable(root, dark: bool, levels: bool = False) -> list[dict]:
+    """Every plot drawn, their text at 4.5:1 or more against what is under them, the bars at 3:1, the plot area
+    the page's own background; `dark`: that background is dark; `levels`: the weight view also shows the converted
+    file's stored levels (after a run). Returns the measurements."""
     plots = root.evaluate(PLOT_COLOURS)
-    assert len(plots) == 2, f"expected the weight histogram and the results plot, got {len(plots)}"
+    expected = ["the weight histogram", *(["the stored levels"] if levels else []), "the results plot"]
+    assert len(plots) == len(expected), f"expected {', '.join(expected)}; got {len(plots)} plots"
     for plot in plots:
         background = plot["background"]
         assert (contrast(background, "rgb(0, 0, 0)") < 3) == dark, f"background {background} (dark={dark})"

@@ -133,8 +133,9 @@ class WeightView(widgets.VBox):
                                            layout=widgets.Layout(width="100%", height="130px"))
         self.levels_figure.add_class("tfopt-plot")
         self.levels_caption = widgets.HTML()
-        self.levels_box = widgets.VBox([self.levels_caption, self.levels_figure],
-                                       layout=widgets.Layout(width="100%", display="none"))
+        # The plot joins the box only while it has levels to show: a bqplot figure drawn in a hidden box has no
+        # width and logs negative-width errors in the browser console.
+        self.levels_box = widgets.VBox([], layout=widgets.Layout(width="100%", display="none"))
 
     def _show_levels(self, layer: str) -> dict:
         with self._lock:
@@ -142,7 +143,9 @@ class WeightView(widgets.VBox):
         summary = levels(stored.values, stored.dtype, stored.channel_axis) if stored is not None else {}
         self.levels = summary
         if not summary:
-            self.levels_box.layout.display = "none"
+            with self.levels_box.hold_sync():
+                self.levels_box.layout.display = "none"
+                self.levels_box.children = ()
             return summary
         bars = self._levels_bars
         with self.levels_figure.hold_sync(), bars.hold_sync():
@@ -151,7 +154,9 @@ class WeightView(widgets.VBox):
             self._levels_x_axis.tick_values = summary["levels"][::1 if len(summary["levels"]) <= 16 else 32]
         self.levels_caption.value = (f"<div style='font-size:12px;line-height:1.4'><span style='color:{SERIES[2][2]}'>■</span> "
                                      f"{html.escape(levels_caption(summary))}</div>")
-        self.levels_box.layout.display = "flex"
+        with self.levels_box.hold_sync():
+            self.levels_box.children = (self.levels_caption, self.levels_figure)
+            self.levels_box.layout.display = "flex"
         return summary
 
     @traitlets.observe("layer")
