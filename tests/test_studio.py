@@ -249,8 +249,9 @@ def test_500_layer_model_table_state_is_fast_and_small():
     elapsed = time.perf_counter() - started
     table.plan.prune(*[f"dense_{i}" for i in range(0, 500, 2)], sparsity=0.5)
     size = synced_bytes(table)
-    # A layer is about 55 bytes in the named columns (name, type, shape, params, bytes, 3 support flags, 3 reason
-    # ids; each field name sent once) and a planned layer about 90: 501 layers + 250 planned ones fit in 60 KB,
+    # A layer is about 55 bytes in the named columns (name, type, shape, params, bytes, 3 support flags and a kernel
+    # flag as 1/0, 3 reason ids; each field name sent once) and a planned layer about 120 (the precision words
+    # included): 501 layers + 250 planned ones fit in 60 KB,
     # i.e. 120 B a layer, with room for longer names.
     assert size < 60_000, size
     assert elapsed < 5, elapsed

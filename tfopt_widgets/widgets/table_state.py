@@ -29,18 +29,19 @@ def layer_columns(info) -> tuple[dict[str, list], list[str]]:
     """(columns, reasons) for :attr:`LayerTable.layers` and :attr:`LayerTable.reasons` from a ModelInfo.
 
     ``columns`` maps each field to its values, one per layer in model order: ``name``, ``class_name``,
-    ``output_shape``, ``params``, ``weight_bytes``, and per technique ``supports_<technique>`` (True/False) and
-    ``<technique>_reason`` (an index into ``reasons``; -1: none), and ``has_kernel`` (True: plan.precision may give
-    the layer weights). A new field is one more key in ``row`` below.
+    ``output_shape``, ``params``, ``weight_bytes``, and per technique ``supports_<technique>`` (1/0: flags go as
+    numbers, a third of "false"'s bytes on a 500-layer model) and ``<technique>_reason`` (an index into ``reasons``;
+    -1: none), and ``has_kernel`` (1: plan.precision may give the layer weights). A new field is one more key in
+    ``row`` below.
     """
     reasons: dict[str, int] = {}
     columns: dict[str, list] = {}
     for layer in info.layers:
         row = {"name": layer.name, "class_name": layer.class_name, "output_shape": _shape_text(layer.output_shape),
-               "params": int(layer.params), "weight_bytes": int(layer.weight_bytes), "has_kernel": has_kernel(layer)}
+               "params": int(layer.params), "weight_bytes": int(layer.weight_bytes), "has_kernel": int(has_kernel(layer))}
         for technique in TECHNIQUES:
             support = layer.supports(technique)
-            row[f"supports_{technique}"] = bool(support.ok)
+            row[f"supports_{technique}"] = int(bool(support.ok))
             row[f"{technique}_reason"] = reasons.setdefault(support.reason, len(reasons)) if support.reason else -1
         for field, value in row.items():
             columns.setdefault(field, []).append(value)
