@@ -404,6 +404,14 @@ def test_precision_column_runs_and_the_error_column_follows_the_file(studio, fro
     assert layers["conv2"]["ratio"] is None and layers["conv2"]["rms"] > 0  # float output: its RMS error
     assert layers["conv1"]["activations"] == "int8" and 0 < layers["conv1"]["ratio"] < 0.7
     assert not layers["conv1"]["flagged"] and layers["dense"]["activations"] == "int16"
+    # The weight view does not compare a kernel the file holds with its BatchNormalization folded in (scaled per
+    # output channel) with the Keras kernel; the others it does.
+    assert studio.tflite.folded_layers()["conv2"] == ("bn2", "relu2") and "dense" not in studio.tflite.folded_layers()
+    table.selected = "conv2"
+    assert "bn2 is folded into this kernel" in studio.weights.title.value
+    assert "error_max" not in studio.weights.histogram["stats"]["tflite"]
+    table.selected = "dense"
+    assert "folded" not in studio.weights.title.value and "error_max" in studio.weights.histogram["stats"]["tflite"]
     # The target picker decides what the column offers.
     studio.target = "edgetpu"
     assert table.precision_choices["target"] == "Edge TPU" and table.precision_choices["weights"]["int4"]

@@ -269,6 +269,13 @@ class TFLiteModel:
                 kernels[op.layer] = values
         return kernels
 
+    def folded_layers(self) -> dict[str, tuple[str, ...]]:
+        """{user's Keras layer: the layers the converter folded into its weighted op} (a BatchNormalization and an
+        activation after a convolution), for the layers that have any: their kernel in :meth:`weights` is not the
+        Keras kernel, a BatchNormalization scales it per output channel."""
+        return {op.layer: tuple(name for name in op.layers if name != op.layer) for op in self.ops
+                if op.layer is not None and op.op in KERNELS and len(op.layers) > 1}
+
     def float_layers(self) -> list[str]:
         """The user's Keras layers whose ops compute in float in this file (read from the tensors' dtypes).
 

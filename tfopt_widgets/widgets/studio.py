@@ -268,7 +268,8 @@ class Studio(widgets.VBox):
         optimized = result.optimized
         self.weights.set_weights(optimized=optimized.weights() if optimized is not None else {},
                                  tflite=result.tflite.weights(), tflite_mode=result.tflite.quantization,
-                                 tflite_levels=result.tflite.stored_levels())
+                                 tflite_levels=result.tflite.stored_levels(),
+                                 tflite_scaled=_batch_norms(result.tflite.folded_layers(), self.info))
         self.table.show_placement({layer: (place.accelerated, place.reason or "") for layer, place in
                                   result.tflite.compatibility.by_layer().items()}, TARGETS[result.target].title)
         unmeasured = ""
@@ -420,6 +421,13 @@ class Studio(widgets.VBox):
     def __repr__(self) -> str:
         return f"<Studio {self.info.name!r}: {len(self.info.layers)} layers, target {self.target!r}, " \
                f"{plan_summary(self.plan, self.info)}, {len(self.results_view.rows)} results>"
+
+
+def _batch_norms(folded: dict, info) -> dict:
+    """{layer: the BatchNormalization layers among those folded into its kernel}, for the layers that have any."""
+    found = {layer: [name for name in names if info.get(name) is not None
+                     and info.get(name).class_name == "BatchNormalization"] for layer, names in folded.items()}
+    return {layer: names for layer, names in found.items() if names}
 
 
 def _largest_layer(info) -> str:

@@ -73,6 +73,7 @@ class WeightView(widgets.VBox):
         self._weights = {label: {} for label, _, _ in SERIES}
         self._modes = {}
         self._levels = {}  # {layer: StoredLevels} of the converted file
+        self._scaled = {}  # {layer: BatchNormalization layers folded into its kernel in the converted file}
         x_scale, self._y_scale = bqplot.LinearScale(), bqplot.LinearScale(min=0.0, max=1.0)
         # One grouped mark: each bin's series stand side by side, opaque, rather than overlapping see-through
         # fills that blend into colours of their own. Its y has a row per series shown, in SERIES order.
@@ -104,11 +105,13 @@ class WeightView(widgets.VBox):
         self._redraw()
 
     def set_weights(self, before: dict | None = None, *, optimized: dict | None = None, tflite: dict | None = None,
-                    tflite_mode: str | None = None, tflite_levels: dict | None = None) -> None:
+                    tflite_mode: str | None = None, tflite_levels: dict | None = None,
+                    tflite_scaled: dict | None = None) -> None:
         """Kernels per layer name: ``before`` (float), ``optimized`` (Keras after fine-tuning), ``tflite``
         (dequantized from the file, converted with ``tflite_mode``), ``tflite_levels`` (the same file's
-        ``TFLiteModel.stored_levels()``: its integer kernels). A None argument keeps what was set, except that a new
-        ``tflite`` without ``tflite_levels`` drops the old file's levels."""
+        ``TFLiteModel.stored_levels()``: its integer kernels), ``tflite_scaled`` ({layer: the BatchNormalization
+        layers folded into its kernel in the file}: its values are then not compared with the Keras kernel). A
+        None argument keeps what was set, except that a new ``tflite`` drops the old file's levels and folds."""
         with self._lock:
             for label, values in (("float", before), ("optimized", optimized), ("tflite", tflite)):
                 if values is not None:
@@ -117,6 +120,8 @@ class WeightView(widgets.VBox):
                 self._modes["tflite"] = tflite_mode
             if tflite is not None or tflite_levels is not None:
                 self._levels = dict(tflite_levels or {})
+            if tflite is not None or tflite_scaled is not None:
+                self._scaled = dict(tflite_scaled or {})
         self._redraw()
 
     def _make_levels_plot(self) -> None:
@@ -177,9 +182,12 @@ class WeightView(widgets.VBox):
             self.zeros.value = self.stats.value = ""
             self._show_levels("")
             return
-        # The file's error is measured against what was converted: the optimized kernel, else the float one.
+        # The file's error is measured against what was converted: the optimized kernel, else the float one; not
+        # where a BatchNormalization was folded into the file's kernel (scaled per output channel, not comparable).
+        with self._lock:
+            scaled = self._scaled.get(layer, ()) if series["tflite"] is not None else ()
         reference = "optimized" if series["optimized"] is not None else "float"
-        histogram = compare(series, references={"tflite": reference})
+        histogram = compare(series, references={} if scaled else {"tflite": reference})
         edges = np.asarray(histogram["edges"])
         centers = ((edges[:-1] + edges[1:]) / 2).tolist()
         shown = [(label, color) for label, _, color in SERIES if label in histogram["nonzero"]]
@@ -194,8 +202,12 @@ class WeightView(widgets.VBox):
         self.histogram = histogram
         legend = " ".join(f"<span style='white-space:nowrap'><span style='color:{color}'>■</span> "
                           f"{html.escape(text)}</span>" for label, text, color in SERIES if label in histogram["counts"])
+        folded = (f"<br><i>In the file {', '.join(html.escape(name) for name in scaled)} "
+                  f"{'is' if len(scaled) == 1 else 'are'} folded into this kernel: TFLite's values are the Keras "
+                  "kernel scaled per output channel, so the error rows compare nothing and are left out.</i>"
+                  if scaled else "")
         self.title.value = (f"<div style='line-height:1.4'><b>Weights of</b> <code>{html.escape(layer)}</code>"
-                            f" &nbsp; {legend}</div>")
+                            f" &nbsp; {legend}{folded}</div>")
         self.zeros.value = _zeros_box(histogram)
         summary = self._show_levels(layer)
         if summary:  # the layer's own type in the file (int4 in an int8 file), not the file's mode
