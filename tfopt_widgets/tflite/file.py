@@ -24,7 +24,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from ..runtime.ops import CASTS, enum_names, holds_data, indices, op_layers, op_names, signature_names, tensor_name
-from .readback import KERNELS, layer_errors, precisions, stored_levels
+from .readback import KERNELS, kernel_tensor, layer_errors, precisions, stored_levels
 
 __all__ = ["KERNELS", "Op", "TFLiteModel", "Tensor"]
 
@@ -255,13 +255,8 @@ class TFLiteModel:
         producers = {t: op for op in self.ops for t in op.outputs}
         kernels: dict[str, np.ndarray] = {}
         for op in self.ops:
-            if op.layer is None or op.op not in KERNELS or len(op.inputs) <= KERNELS[op.op][0]:
-                continue
-            index = op.inputs[KERNELS[op.op][0]]
-            source = producers.get(index)
-            if source is not None and source.op == "DEQUANTIZE":  # float16 (or weight-only int8) kernels
-                index = source.inputs[0]
-            values = self.tensor_data(index, dequantize=True) if index >= 0 else None
+            index = kernel_tensor(self, op, producers) if op.layer is not None else None
+            values = self.tensor_data(index, dequantize=True) if index is not None else None
             if values is None:
                 continue
             values = self._keras_layout(op, values)

@@ -74,15 +74,17 @@ class LayerPrecision:
         return word(self.weights), word(self.activations)
 
 
-def kernel_tensor(tfl, op) -> int | None:
+def kernel_tensor(tfl, op, producers: dict | None = None) -> int | None:
     """Index of ``op``'s weights in ``tfl`` (through a DEQUANTIZE of a constant: float16 or weight-only kernels), or
-    None when the op has no constant weights."""
+    None when the op has no constant weights. ``producers`` ({tensor index: the op writing it}) saves a search of
+    the ops per call when asked for many ops."""
     if op.op not in KERNELS or len(op.inputs) <= KERNELS[op.op][0]:
         return None
     index = op.inputs[KERNELS[op.op][0]]
     if index < 0:
         return None
-    producer = next((p for p in tfl.ops if index in p.outputs), None)
+    producer = producers.get(index) if producers is not None else next((p for p in tfl.ops if index in p.outputs),
+                                                                         None)
     if producer is not None and producer.op == "DEQUANTIZE":
         index = producer.inputs[0]
     return index if tfl.tensors[index].constant else None
