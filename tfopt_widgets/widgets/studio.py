@@ -32,7 +32,7 @@ from .layer_table import LayerTable
 from .results_view import ResultsView
 from .run_panel import RunPanel
 from .sensitivity_panel import SensitivityPanel, suggestion_text
-from .weight_view import WeightView
+from .weight_view import WeightView, folded_batch_norms
 
 PICKABLE_TARGETS = ("cpu", "gpu", "edgetpu", "hexagon")
 MODE_NAMES = {"none": "float32 (none)", "dynamic": "dynamic range", "float16": "float16", "int8": "int8 (full integer)",
@@ -65,8 +65,7 @@ class Studio(widgets.VBox):
         self.progress = Progress()  # the current (or last) run's progress; each run or analysis gets a new one
         self._thread: threading.Thread | None = None
         self._baseline = None  # the float32 baseline's RunResult, made on the first run
-        self.optimized = None  # the last run's OptimizedModel (None when the plan was empty)
-        self.tflite = None  # the last run's TFLiteModel
+        self._last_run = None  # the last run's RunResult
         self._sensitivity = None
         self._suggestion = None  # (plan, target, mode, estimate) of the last "Suggest plan"
         self._result_handlers, self._error_handlers = widgets.CallbackDispatcher(), widgets.CallbackDispatcher()
@@ -258,7 +257,7 @@ class Studio(widgets.VBox):
         row = result.to_row()
         self.results_view.add(row)
         with self._lock:
-            self.optimized, self.tflite = result.optimized, result.tflite
+            self._last_run = result
             suggestion = self._suggestion
         if suggestion is not None and suggestion["plan"] == result.plan and suggestion["target"] == result.target:
             measured = result.drop
@@ -269,7 +268,7 @@ class Studio(widgets.VBox):
         self.weights.set_weights(optimized=optimized.weights() if optimized is not None else {},
                                  tflite=result.tflite.weights(), tflite_mode=result.tflite.quantization,
                                  tflite_levels=result.tflite.stored_levels(),
-                                 tflite_scaled=_batch_norms(result.tflite.folded_layers(), self.info))
+                                 tflite_scaled=folded_batch_norms(result.tflite, self.info))
         self.table.show_placement({layer: (place.accelerated, place.reason or "") for layer, place in
                                   result.tflite.compatibility.by_layer().items()}, TARGETS[result.target].title)
         unmeasured = ""
@@ -284,6 +283,13 @@ class Studio(widgets.VBox):
         return (f"Done: {row['run']}, {row['gzip_size']:,} B gzipped"
                 + (f", accuracy {row['accuracy']:.3f}." if row.get("accuracy") is not None else ".")
                 + "".join(f" Note: {notice}" for notice in result.notices) + unmeasured)
+
+    last_run = property(lambda self: self._last_run, doc="The last run's RunResult (None before the first run); "
+                        "its .layer_errors() are kept once measured.")
+    optimized = property(lambda self: getattr(self._last_run, "optimized", None),
+                         doc="The last run's OptimizedModel (None before a run, or when it fine-tuned nothing).")
+    tflite = property(lambda self: getattr(self._last_run, "tflite", None),
+                      doc="The last run's TFLiteModel (None before the first run).")
 
     def _baseline_measured(self, baseline) -> None:
         with self._lock:
@@ -421,13 +427,6 @@ class Studio(widgets.VBox):
     def __repr__(self) -> str:
         return f"<Studio {self.info.name!r}: {len(self.info.layers)} layers, target {self.target!r}, " \
                f"{plan_summary(self.plan, self.info)}, {len(self.results_view.rows)} results>"
-
-
-def _batch_norms(folded: dict, info) -> dict:
-    """{layer: the BatchNormalization layers among those folded into its kernel}, for the layers that have any."""
-    found = {layer: [name for name in names if info.get(name) is not None
-                     and info.get(name).class_name == "BatchNormalization"] for layer, names in folded.items()}
-    return {layer: names for layer, names in found.items() if names}
 
 
 def _largest_layer(info) -> str:

@@ -215,6 +215,15 @@ class WeightView(widgets.VBox):
         self.stats.value = _stats_table(histogram["stats"], mode, stored_as(summary or None, "float"))
 
 
+def folded_batch_norms(tflite, info) -> dict:
+    """{layer: the BatchNormalization layers the converter folded into its kernel in ``tflite``} (tw.inspect's
+    ``info`` says which layers are BatchNormalization), for :meth:`WeightView.set_weights`'s ``tflite_scaled``."""
+    found = {layer: [name for name in names if info.get(name) is not None
+                     and info.get(name).class_name == "BatchNormalization"]
+             for layer, names in tflite.folded_layers().items()}
+    return {layer: names for layer, names in found.items() if names}
+
+
 def _zeros_box(histogram: dict) -> str:
     """Exact zeros per series, beside the bars (which leave them out)."""
     lines = "".join(f"<div style='white-space:nowrap'><span style='color:{color}'>■</span> "

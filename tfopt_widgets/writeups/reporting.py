@@ -133,18 +133,16 @@ def studio_report(studio, path="report.html", **kwargs) -> Path:
     """:func:`report` for what a ``tw.Studio`` holds: its model, last optimized model, every results row.
 
     The baseline row and the last run's row get their TFLiteModel (compatibility, stored weights), and the last
-    run its layer errors on the data the baseline was measured on (the Studio's evaluation data); the plan is the
-    one the last run used (the live plan when nothing was optimized yet). ``kwargs`` go to :func:`report`.
+    run its layer errors (the ones the Studio's error column shows, measured once); the plan is the one the last
+    run used (the live plan when nothing was optimized yet). ``kwargs`` go to :func:`report`.
     """
     runs = [Run.of(row) for row in studio.results_view.rows]
     baseline = studio.baseline  # the float32 baseline the Studio made on its first run (a tw.RunResult)
     if runs and baseline is not None:
         runs[0].tflite = baseline.tflite
-    if len(runs) > 1 and studio.tflite is not None:
-        runs[-1].tflite = studio.tflite
-        data = getattr(baseline, "data", None)
-        if data is not None and studio.tflite.layer_origins:
-            runs[-1].layer_errors = studio.tflite.layer_errors(data)
+    last = studio.last_run
+    if len(runs) > 1 and last is not None:
+        runs[-1].tflite, runs[-1].layer_errors = last.tflite, last.layer_errors()
     optimized = studio.optimized
     kwargs.setdefault("plan", optimized.plan if optimized is not None else studio.plan)
     kwargs.setdefault("title", f"Optimization report: {studio.info.name}")
