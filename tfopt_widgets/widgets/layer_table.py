@@ -64,9 +64,9 @@ class LayerTable(anywidget.AnyWidget):
                                  "reasons are indices into `reasons` (-1: none)").tag(sync=True)
     reasons = traitlets.List(traitlets.Unicode(), help="support reasons, each sent once").tag(sync=True)
     plan_state = traitlets.Dict(help="the plan: {layer: {quantize, sparsity (0: off), clusters (0: off), init, "
-                                     "keep_float, weights, activations ('': no precision)}}, only planned layers. Python sets it after every change; the page "
-                                     "sends edits as messages (setting it from Python applies the difference)").tag(
-        sync=True)
+                                     "keep_float, weights, activations ('': no precision)}}, only planned layers. "
+                                     "Python sets it after every change; the page sends edits as messages (setting "
+                                     "it from Python applies the difference)").tag(sync=True)
     cluster_inits = traitlets.List(traitlets.Unicode(), default_value=list(CLUSTER_INITS),
                                    help="cluster centroid initializations offered").tag(sync=True)
     selected = traitlets.Unicode("", help="the layer whose weights the weight view shows").tag(sync=True)
@@ -329,7 +329,8 @@ class LayerTable(anywidget.AnyWidget):
         self.precision_choices = precision_choices(self._target)
 
     def show_layer_errors(self, errors, run: str = "") -> None:
-        """The error column from a ``RunResult.layer_errors()`` DataFrame of the run labelled ``run``; None clears it."""
+        """The error column from a ``RunResult.layer_errors()`` DataFrame of the run labelled ``run``; None clears
+        it."""
         self.layer_errors = errors_state(errors, run)
 
     # -- sensitivity heat map ---------------------------------------------------------------------------------

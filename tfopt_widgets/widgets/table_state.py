@@ -38,7 +38,8 @@ def layer_columns(info) -> tuple[dict[str, list], list[str]]:
     columns: dict[str, list] = {}
     for layer in info.layers:
         row = {"name": layer.name, "class_name": layer.class_name, "output_shape": _shape_text(layer.output_shape),
-               "params": int(layer.params), "weight_bytes": int(layer.weight_bytes), "has_kernel": int(has_kernel(layer))}
+               "params": int(layer.params), "weight_bytes": int(layer.weight_bytes),
+               "has_kernel": int(has_kernel(layer))}
         for technique in TECHNIQUES:
             support = layer.supports(technique)
             row[f"supports_{technique}"] = int(bool(support.ok))

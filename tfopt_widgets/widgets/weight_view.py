@@ -157,7 +157,8 @@ class WeightView(widgets.VBox):
             self._levels_y.max = 2.0 * _round_up(max(summary["nonzero"], default=0) / 2)
             bars.x, bars.y = summary["levels"], summary["nonzero"]
             self._levels_x_axis.tick_values = summary["levels"][::1 if len(summary["levels"]) <= 16 else 32]
-        self.levels_caption.value = (f"<div style='font-size:12px;line-height:1.4'><span style='color:{SERIES[2][2]}'>■</span> "
+        self.levels_caption.value = (f"<div style='font-size:12px;line-height:1.4'>"
+                                     f"<span style='color:{SERIES[2][2]}'>■</span> "
                                      f"{html.escape(levels_caption(summary))}</div>")
         with self.levels_box.hold_sync():
             self.levels_box.children = (self.levels_caption, self.levels_figure)

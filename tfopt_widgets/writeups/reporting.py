@@ -89,8 +89,7 @@ class Run:
                 run.accelerated_share = tflite.compatibility.summary.get("op_share")
             return run
         raise Error(f"Each run is a tw.RunResult, (label, TFLiteModel, Metrics), (label, TFLiteModel) or a Studio "
-                    f"results row; "
-                    f"got {type(item).__name__}.", field="runs")
+                    f"results row; got {type(item).__name__}.", field="runs")
 
 
 def report(path, *, model=None, optimized=None, runs=(), plan: Plan | None = None, title: str | None = None,
@@ -99,8 +98,8 @@ def report(path, *, model=None, optimized=None, runs=(), plan: Plan | None = Non
 
     ``model``: the user's float tf_keras model (the "before" weights). ``optimized``: tw.optimize's result (the
     "after" weights; its plan is used when ``plan`` is not given). ``runs``: results rows, each a tw.RunResult
-    (with its layer errors), ``(label, TFLiteModel, Metrics)`` (Metrics may be left out) or a Studio results row. ``layers``: the layers to
-    draw (default: the planned ones, else the largest weighted layers). ``notes``: a paragraph of plain text shown
+    (with its layer errors), ``(label, TFLiteModel, Metrics)`` (Metrics may be left out) or a Studio results row.
+    ``layers``: the layers to draw (default: the planned ones, else the largest weighted layers). ``notes``: a paragraph of plain text shown
     under the title. Returns the HTML file's path.
     """
     path = Path(path)
